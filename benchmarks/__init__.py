@@ -1,0 +1,1 @@
+"""Benchmarks of napari-mzsr; results are committed in ``benchmarks/results/``."""

@@ -1,0 +1,115 @@
+"""Time MZSR's meta-test (adaptation + inference) on one image, per precision.
+
+Timing does not depend on the weights, so a freshly initialised theta_M is used unless
+``--model`` is given. Reports the median of ``--repeats`` warm runs.
+
+    python -m benchmarks.meta_test_speed --size 256 --steps 1 10 --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_mzsr import iter_adapt
+from napari_mzsr.devices import resolve_device, resolve_precision
+from napari_mzsr.model_file import ModelInfo, save_model
+from napari_mzsr.network import MZSRNet
+
+from .machine import machine_description
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_run(image, steps, model, device, precision) -> tuple[float, float]:
+    """Seconds spent adapting and inferring (one run)."""
+    _sync(device)
+    start = time.perf_counter()
+    run = iter_adapt(image, 2, 2.0, steps, model, device, precision=precision)
+    try:
+        while True:
+            next(run)
+    except StopIteration as done:
+        adapted = done.value
+    _sync(device)
+    mid = time.perf_counter()
+    adapted.apply(image)
+    _sync(device)
+    return mid - start, time.perf_counter() - mid
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256, help="input side (RGB, x2)")
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--precision", nargs="+", default=["auto", "float32", "bfloat16"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--model", help="theta_M file (default: freshly initialised)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    model = args.model
+    if model is None:
+        model = str(Path(tempfile.mkdtemp()) / "fresh.pt")
+        save_model(model, MZSRNet(3), ModelInfo("fresh", [2.0], "direct", 3))
+    rng = np.random.default_rng(0)
+    image = (rng.random((args.size, args.size, 3)) * 255).astype(np.uint8)
+
+    rows = []
+    for precision in args.precision:
+        resolved = resolve_precision(precision, device)
+        label = f"{precision} ({'float32' if resolved is None else str(resolved)[6:]})"
+        time_run(image, 1, model, device, precision)  # warm-up
+        for steps in args.steps:
+            runs = [time_run(image, steps, model, device, precision) for _ in range(args.repeats)]
+            adapt_s = statistics.median(r[0] for r in runs)
+            infer_s = statistics.median(r[1] for r in runs)
+            total_s = statistics.median(r[0] + r[1] for r in runs)
+            rows.append(
+                dict(
+                    precision=label, steps=steps, adapt_s=adapt_s, infer_s=infer_s, total_s=total_s
+                )
+            )
+            print(rows[-1], flush=True)
+
+    machine = machine_description(device)
+    command = "python -m benchmarks.meta_test_speed " + shlex.join(argv or sys.argv[1:])
+    name = f"meta_test_speed_{device.type}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(
+        json.dumps({"command": command, "machine": machine, "rows": rows}, indent=2) + "\n"
+    )
+    lines = [
+        f"# Meta-test time, {args.size}x{args.size} RGB input, x2 (median of {args.repeats})",
+        "",
+        f"Command: `{command}`",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()),
+        "",
+        "| precision | steps | adaptation (s) | inference (s) | total (s) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['precision']} | {r['steps']} | {r['adapt_s']:.2f} | {r['infer_s']:.2f} "
+        f"| {r['total_s']:.2f} |"
+        for r in rows
+    ]
+    (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

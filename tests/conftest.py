@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def set5() -> dict[str, np.ndarray]:
+    from PIL import Image
+
+    return {p.stem: np.asarray(Image.open(p)) for p in sorted((DATA / "set5").glob("*.png"))}
+
+
+def _tiny_model(path: Path, channels: int, name: str) -> Path:
+    import torch
+
+    from napari_mzsr.model_file import ModelInfo, save_model
+    from napari_mzsr.network import MZSRNet
+
+    net = MZSRNet(channels, features=16)
+    net.reset_parameters(torch.Generator().manual_seed(0))
+    info = ModelInfo(name, [2.0], "direct", channels, [[0, 2e-2], [1, 1e-2]], features=16)
+    return save_model(path, net, info)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A small freshly initialised 3-channel theta_M file (features=16)."""
+    return _tiny_model(tmp_path_factory.mktemp("models") / "tiny.pt", 3, "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_gray_model(tmp_path_factory) -> Path:
+    """A small freshly initialised 1-channel theta_M file (features=16)."""
+    return _tiny_model(tmp_path_factory.mktemp("models") / "tiny-gray.pt", 1, "tiny-gray")
+
+
+@pytest.fixture
+def rgb_image() -> np.ndarray:
+    rng = np.random.default_rng(1)
+    base = rng.random((8, 8, 3))
+    from napari_mzsr import imresize
+
+    return np.clip(imresize(base, 6) * 255, 0, 255).astype(np.uint8)  # 48x48, smooth
