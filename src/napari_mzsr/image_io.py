@@ -1,0 +1,255 @@
+"""Reading and writing image files for batch runs, with the pixel size kept right.
+
+TIFF (plain, ImageJ hyperstacks, OME-TIFF, GeoTIFF) through tifffile and PNG through
+Pillow. :func:`read_image` returns the pixels with their axes and the metadata that
+describe the pixel size; :func:`write_image` writes a super-resolved result with that
+metadata, pixel sizes divided by the scale, to a temporary file that is renamed into
+place only once complete.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+PNG_SUFFIXES = (".png",)
+SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES
+
+# GeoTIFF tags carried to the output: pixel scale, tiepoint, transformation, geokeys,
+# their parameters, GDAL metadata and nodata.
+_GEO_PIXEL_SCALE, _GEO_TIEPOINT, _GEO_TRANSFORM, _GEO_KEYS = 33550, 33922, 34264, 34735
+_GEO_TAGS = (_GEO_PIXEL_SCALE, _GEO_TIEPOINT, _GEO_TRANSFORM, _GEO_KEYS, 34736, 34737, 42112, 42113)
+_RASTER_TYPE_KEY, _PIXEL_IS_POINT = 1025, 2
+
+
+@dataclass
+class ImageMeta:
+    """What a writer needs to reproduce a file's layout and calibration.
+
+    Attributes
+    ----------
+    kind : {"tiff", "imagej", "ome", "png"}
+        File flavour; GeoTIFF is a ``"tiff"`` with ``geotiff`` tags.
+    axes : str
+        tifffile axis letters of the pixel array, e.g. ``"YX"``, ``"ZCYX"``, ``"YXS"``.
+    resolution : (float, float) or None
+        TIFF X/Y resolution in pixels per ``resolution_unit`` (PNG: dots per inch).
+    resolution_unit : int or None
+        TIFF ResolutionUnit (1 none, 2 inch, 3 centimetre).
+    imagej : dict
+        ImageJ metadata to write back (unit, spacing, finterval, ...).
+    ome : dict
+        OME Pixels attributes to write back (PhysicalSize*, units).
+    geotiff : list of tuples
+        GeoTIFF tags as tifffile ``extratags`` ``(code, dtype, count, value, True)``.
+    """
+
+    kind: str
+    axes: str
+    resolution: tuple[float, float] | None = None
+    resolution_unit: int | None = None
+    imagej: dict[str, Any] = field(default_factory=dict)
+    ome: dict[str, Any] = field(default_factory=dict)
+    geotiff: list[tuple] = field(default_factory=list)
+
+    @property
+    def rgb(self) -> bool:
+        return self.axes.endswith("S")
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
+    """Read a TIFF or PNG file: pixels and :class:`ImageMeta`.
+
+    Raises
+    ------
+    ValueError
+        Unsupported suffix, unreadable or corrupt file, or an axis layout that is not
+        ``...YX`` or ``...YXS`` (3 or 4 samples).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(f"{path.name}: unsupported file type {suffix!r} (use TIFF or PNG)")
+    try:
+        data, meta = _read_tiff(path) if suffix in TIFF_SUFFIXES else _read_png(path)
+    except (OSError, ValueError, SyntaxError, KeyError, IndexError) as exc:
+        raise ValueError(f"{path.name}: cannot read image ({exc})") from exc
+    if not (meta.axes.endswith("YX") or meta.axes.endswith("YXS")):
+        raise ValueError(f"{path.name}: axes {meta.axes!r} do not end with YX or YXS")
+    if meta.rgb and data.shape[-1] not in (3, 4):
+        raise ValueError(f"{path.name}: {data.shape[-1]} samples per pixel are not supported")
+    return data, meta
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, ImageMeta]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        data = series.asarray()
+        axes = series.axes
+        page = tif.pages[0]
+        resolution = tuple(float(v) for v in page.resolution) if 282 in page.tags else None
+        unit = int(page.resolutionunit) if 296 in page.tags else None
+        if tif.is_ome:
+            meta = ImageMeta("ome", axes, resolution, unit, ome=_ome_pixels(tif.ome_metadata))
+        elif tif.is_imagej:
+            keep = ("unit", "spacing", "finterval", "fps", "yorigin", "xorigin", "mode")
+            ij = {k: v for k, v in (tif.imagej_metadata or {}).items() if k in keep}
+            meta = ImageMeta("imagej", axes, resolution, unit, imagej=ij)
+        else:
+            geo = [
+                (code, page.tags[code].dtype, page.tags[code].count, page.tags[code].value, True)
+                for code in _GEO_TAGS
+                if code in page.tags
+            ]
+            meta = ImageMeta("tiff", axes, resolution, unit, geotiff=geo)
+    return data, meta
+
+
+def _ome_pixels(xml: str | None) -> dict[str, Any]:
+    if not xml:
+        return {}
+    root = ET.fromstring(xml)
+    pixels = next((el for el in root.iter() if el.tag.endswith("}Pixels")), None)
+    if pixels is None:
+        return {}
+    keys = ("PhysicalSizeX", "PhysicalSizeY", "PhysicalSizeZ", "TimeIncrement")
+    out: dict[str, Any] = {}
+    for key in keys:
+        if key in pixels.attrib:
+            out[key] = float(pixels.attrib[key])
+        if key + "Unit" in pixels.attrib:
+            out[key + "Unit"] = pixels.attrib[key + "Unit"]
+    return out
+
+
+def _read_png(path: Path) -> tuple[np.ndarray, ImageMeta]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        dpi = im.info.get("dpi")
+        if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+            im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
+        if im.mode == "LA":
+            im = im.convert("RGBA")
+        data = np.asarray(im)
+    if data.dtype == np.int32:  # Pillow's "I" mode for 16-bit greyscale PNG
+        data = data.astype(np.uint16)
+    axes = "YXS" if data.ndim == 3 else "YX"
+    resolution = (float(dpi[0]), float(dpi[1])) if dpi else None
+    return data, ImageMeta("png", axes, resolution)
+
+
+def scaled_meta(meta: ImageMeta, scale: float) -> ImageMeta:
+    """Metadata of the x``scale`` super-resolved image: pixels ``scale`` times smaller
+    over the same field of view (the first pixel's outer corner stays in place)."""
+    resolution = None
+    if meta.resolution is not None:
+        resolution = (meta.resolution[0] * scale, meta.resolution[1] * scale)
+    ome = dict(meta.ome)
+    for key in ("PhysicalSizeX", "PhysicalSizeY"):
+        if key in ome:
+            ome[key] = ome[key] / scale
+    return replace(
+        meta,
+        resolution=resolution,
+        ome=ome,
+        imagej=dict(meta.imagej),
+        geotiff=_scaled_geotiff(meta.geotiff, scale),
+    )
+
+
+def _scaled_geotiff(tags: list[tuple], scale: float) -> list[tuple]:
+    values = {t[0]: t[3] for t in tags}
+    keys = values.get(_GEO_KEYS, ())
+    pixel_is_point = any(
+        keys[i] == _RASTER_TYPE_KEY and keys[i + 3] == _PIXEL_IS_POINT
+        for i in range(4, len(keys) - 3, 4)
+    )
+    out = []
+    for code, dtype, count, value, writeonce in tags:
+        if code == _GEO_PIXEL_SCALE:
+            sx, sy, *rest = value
+            value = (sx / scale, sy / scale, *rest)
+        elif code == _GEO_TRANSFORM:
+            m = list(value)
+            for i in (0, 1, 4, 5, 8, 9):
+                m[i] /= scale
+            value = tuple(m)
+        elif code == _GEO_TIEPOINT and pixel_is_point and _GEO_PIXEL_SCALE in values:
+            # PixelIsPoint ties the first pixel's centre, which moves by half the change
+            # in pixel size; PixelIsArea ties its outer corner, which does not move.
+            sx, sy = values[_GEO_PIXEL_SCALE][:2]
+            shift = 0.5 - 0.5 / scale
+            t = list(value)
+            t[3] -= shift * sx
+            t[4] += shift * sy
+            value = tuple(t)
+        out.append((code, dtype, count, value, writeonce))
+    return out
+
+
+def write_image(
+    path: str | os.PathLike, data: np.ndarray, meta: ImageMeta, overwrite: bool = False
+) -> Path:
+    """Write ``data`` with ``meta`` atomically: a temporary file in the target folder
+    is renamed onto ``path`` only after it is completely written.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(fd)
+    try:
+        if path.suffix.lower() in PNG_SUFFIXES:
+            _write_png(Path(tmp), data, meta)
+        else:
+            _write_tiff(Path(tmp), data, meta)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_tiff(path: Path, data: np.ndarray, meta: ImageMeta) -> None:
+    import tifffile
+
+    kwargs: dict[str, Any] = {"photometric": "rgb" if meta.rgb else "minisblack"}
+    if meta.resolution is not None:
+        kwargs["resolution"] = meta.resolution
+        if meta.resolution_unit is not None and meta.kind != "imagej":
+            kwargs["resolutionunit"] = meta.resolution_unit
+    if meta.kind == "imagej":
+        tifffile.imwrite(
+            path, data, imagej=True, metadata={"axes": meta.axes, **meta.imagej}, **kwargs
+        )
+    elif meta.kind == "ome":
+        tifffile.imwrite(path, data, ome=True, metadata={"axes": meta.axes, **meta.ome}, **kwargs)
+    else:
+        tifffile.imwrite(path, data, extratags=meta.geotiff, metadata=None, **kwargs)
+
+
+def _write_png(path: Path, data: np.ndarray, meta: ImageMeta) -> None:
+    from PIL import Image
+
+    if data.dtype not in (np.uint8, np.uint16) or (data.dtype == np.uint16 and data.ndim == 3):
+        raise ValueError(f"PNG output supports uint8 images and uint16 greyscale, not {data.dtype}")
+    image = Image.fromarray(data)
+    options = {"dpi": meta.resolution} if meta.resolution else {}
+    image.save(path, format="PNG", **options)
