@@ -106,7 +106,7 @@ def test_ome_tiff_physical_size_is_divided(tmp_path, tiny_model):
     assert meta.ome["PhysicalSizeXUnit"] == "µm"
 
 
-def test_geotiff_pixel_scale_is_divided_and_corner_kept(tmp_path, tiny_model):
+def test_geotiff_pixel_scale_is_divided_and_tiepoint_moved(tmp_path, tiny_model):
     keys = (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32618)  # PixelIsArea
     extratags = [
         (33550, "d", 3, (30.0, 30.0, 0.0), True),
@@ -120,14 +120,24 @@ def test_geotiff_pixel_scale_is_divided_and_corner_kept(tmp_path, tiny_model):
     with tifffile.TiffFile(tmp_path / "out" / "geo_x2_mzsr.tif") as tif:
         tags = tif.pages[0].tags
         np.testing.assert_allclose(tags[33550].value, (15.0, 15.0, 0.0))
-        np.testing.assert_allclose(tags[33922].value, (0, 0, 0, 101985.0, 2826915.0, 0))
+        # The tiny model is "direct": the first pixel centre stays, the corner moves in.
+        np.testing.assert_allclose(tags[33922].value, (0, 0, 0, 101992.5, 2826907.5, 0))
         assert tuple(tags[34735].value) == keys
 
 
-def test_pixel_is_point_tiepoint_moves_by_half_the_pixel_change():
+@pytest.mark.parametrize(
+    ("raster_type", "degradation", "expected"),
+    [
+        (1, "bicubic", (1000.0, 5000.0)),  # area, block-centred: the corner stays
+        (1, "direct", (1007.5, 4992.5)),  # area, same first centre: corner moves in
+        (2, "bicubic", (992.5, 5007.5)),  # point: the first centre moves out
+        (2, "direct", (1000.0, 5000.0)),  # point, same first centre
+    ],
+)
+def test_geotiff_tiepoint_follows_the_model_geometry(raster_type, degradation, expected):
     from napari_mzsr.image_io import ImageMeta
 
-    keys = (1, 1, 0, 1, 1025, 0, 1, 2)
+    keys = (1, 1, 0, 1, 1025, 0, 1, raster_type)
     meta = ImageMeta(
         "tiff",
         "YX",
@@ -137,9 +147,17 @@ def test_pixel_is_point_tiepoint_moves_by_half_the_pixel_change():
             (34735, 3, len(keys), keys, True),
         ],
     )
-    tie = dict((t[0], t[3]) for t in scaled_meta(meta, 2).geotiff)[33922]
-    # New first pixel centre: 7.5 m right of and 7.5 m below the old one.
-    np.testing.assert_allclose(tie[3:5], (1000.0 - 7.5, 5000.0 + 7.5))
+    tags = {t[0]: t[3] for t in scaled_meta(meta, 2, degradation).geotiff}
+    np.testing.assert_allclose(tags[33922][3:5], expected)
+    np.testing.assert_allclose(tags[33550], (15.0, 15.0, 0.0))
+
+
+def test_imagej_origin_follows_the_model_geometry():
+    from napari_mzsr.image_io import ImageMeta
+
+    meta = ImageMeta("imagej", "YX", imagej={"xorigin": 10.0, "yorigin": 0.0})
+    assert scaled_meta(meta, 2, "direct").imagej["xorigin"] == 20.0
+    assert scaled_meta(meta, 2, "bicubic").imagej["xorigin"] == 20.5
 
 
 def test_no_partial_file_when_writing_fails(tmp_path, monkeypatch):

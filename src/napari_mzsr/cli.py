@@ -76,10 +76,11 @@ def default_model(scale: float, rgb: bool) -> str:
 def _process(path: Path, target: Path, args: argparse.Namespace, position: int) -> None:
     from tqdm import tqdm
 
+    from .model_file import load_model
     from .stacks import iter_super_resolve_stack
 
     data, meta = read_image(path)
-    model = args.model or default_model(args.scale, meta.rgb)
+    model = load_model(args.model or default_model(args.scale, meta.rgb))
     run = iter_super_resolve_stack(
         data,
         args.scale,
@@ -102,7 +103,8 @@ def _process(path: Path, target: Path, args: argparse.Namespace, position: int) 
                 bar.refresh()
         except StopIteration as done:
             result = done.value
-    write_image(target, result, scaled_meta(meta, args.scale), overwrite=args.overwrite)
+    out_meta = scaled_meta(meta, args.scale, model.info.degradation)
+    write_image(target, result, out_meta, overwrite=args.overwrite)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -149,9 +149,20 @@ def _read_png(path: Path) -> tuple[np.ndarray, ImageMeta]:
     return data, ImageMeta("png", axes, resolution)
 
 
-def scaled_meta(meta: ImageMeta, scale: float) -> ImageMeta:
-    """Metadata of the x``scale`` super-resolved image: pixels ``scale`` times smaller
-    over the same field of view (the first pixel's outer corner stays in place)."""
+def first_centre(scale: float, degradation: str) -> float:
+    """Position of the result's first pixel centre, in input pixels from the input's
+    first pixel centre: ``-(s - 1) / (2 s)`` for bicubic models (each input pixel is the
+    centre of its ``s x s`` block), 0 for direct ones (input pixel ``i`` is output pixel
+    ``s * i``); see :mod:`napari_mzsr.layer_geometry`."""
+    if degradation not in ("bicubic", "direct"):
+        raise ValueError(f"degradation must be 'bicubic' or 'direct', got {degradation!r}")
+    return -(scale - 1) / (2 * scale) if degradation == "bicubic" else 0.0
+
+
+def scaled_meta(meta: ImageMeta, scale: float, degradation: str = "bicubic") -> ImageMeta:
+    """Metadata of the x``scale`` super-resolved image: pixels ``scale`` times smaller,
+    placed as the model's ``degradation`` implies (origins and GeoTIFF tiepoints)."""
+    centre = first_centre(scale, degradation)
     resolution = None
     if meta.resolution is not None:
         resolution = (meta.resolution[0] * scale, meta.resolution[1] * scale)
@@ -159,22 +170,29 @@ def scaled_meta(meta: ImageMeta, scale: float) -> ImageMeta:
     for key in ("PhysicalSizeX", "PhysicalSizeY"):
         if key in ome:
             ome[key] = ome[key] / scale
+    imagej = dict(meta.imagej)
+    for key in ("xorigin", "yorigin"):
+        if key in imagej:  # an origin in pixel units: the same point in output pixels
+            imagej[key] = (imagej[key] - centre) * scale
     return replace(
         meta,
         resolution=resolution,
         ome=ome,
-        imagej=dict(meta.imagej),
-        geotiff=_scaled_geotiff(meta.geotiff, scale),
+        imagej=imagej,
+        geotiff=_scaled_geotiff(meta.geotiff, scale, centre),
     )
 
 
-def _scaled_geotiff(tags: list[tuple], scale: float) -> list[tuple]:
+def _scaled_geotiff(tags: list[tuple], scale: float, centre: float) -> list[tuple]:
     values = {t[0]: t[3] for t in tags}
     keys = values.get(_GEO_KEYS, ())
     pixel_is_point = any(
         keys[i] == _RASTER_TYPE_KEY and keys[i + 3] == _PIXEL_IS_POINT
         for i in range(4, len(keys) - 3, 4)
     )
+    # The tiepoint ties raster (0, 0): the first pixel's centre (PixelIsPoint) or its
+    # outer corner (PixelIsArea); how far that point moves, in input pixels:
+    shift = centre if pixel_is_point else centre - 0.5 / scale + 0.5
     out = []
     for code, dtype, count, value, writeonce in tags:
         if code == _GEO_PIXEL_SCALE:
@@ -182,17 +200,16 @@ def _scaled_geotiff(tags: list[tuple], scale: float) -> list[tuple]:
             value = (sx / scale, sy / scale, *rest)
         elif code == _GEO_TRANSFORM:
             m = list(value)
+            m[3] += shift * m[0] + shift * m[1]
+            m[7] += shift * m[4] + shift * m[5]
             for i in (0, 1, 4, 5, 8, 9):
                 m[i] /= scale
             value = tuple(m)
-        elif code == _GEO_TIEPOINT and pixel_is_point and _GEO_PIXEL_SCALE in values:
-            # PixelIsPoint ties the first pixel's centre, which moves by half the change
-            # in pixel size; PixelIsArea ties its outer corner, which does not move.
+        elif code == _GEO_TIEPOINT and _GEO_PIXEL_SCALE in values:
             sx, sy = values[_GEO_PIXEL_SCALE][:2]
-            shift = 0.5 - 0.5 / scale
             t = list(value)
-            t[3] -= shift * sx
-            t[4] += shift * sy
+            t[3] += shift * sx
+            t[4] -= shift * sy  # model Y decreases down the rows
             value = tuple(t)
         out.append((code, dtype, count, value, writeonce))
     return out
