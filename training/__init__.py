@@ -1,0 +1,13 @@
+"""Training of MZSR's meta-learned initial point theta_M (REFERENCE sections 3 and 5).
+
+Two stages, each one command configured by a TOML recipe (``training/recipes/``):
+
+``python -m training pretrain --recipe R``
+    Large-scale pretraining on MATLAB-bicubic LR/HR pairs (:mod:`training.pretrain`).
+``python -m training meta --recipe R --pretrained FILE``
+    Meta-transfer learning from the pretrained weights (:mod:`training.meta`).
+``python -m training export --checkpoint CKPT --out FILE``
+    Writes a theta_M file in the engine's format from any checkpoint (:mod:`training.export`).
+
+Both stages run on one CPU or GPU, or on several processes under ``torchrun``.
+"""

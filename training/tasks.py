@@ -1,0 +1,82 @@
+"""Training pairs, meta-learning tasks and the multi-step loss schedule.
+
+A pair is (input, target): the HR patch degraded to LR, clipped to [0, 1] and
+bicubically upsampled back to the HR size (the network's input, ZSSR convention),
+and the HR patch itself. Pretraining degrades with the MATLAB bicubic downscale;
+a meta-learning task with a Gaussian kernel from the paper's distribution
+(REFERENCE section 3) and direct or bicubic subsampling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from napari_mzsr.degradation import degrade_tensor
+from napari_mzsr.kernels import gaussian_kernel
+from napari_mzsr.resize import imresize_tensor
+
+
+def kernel_size(scale: float) -> int:
+    """Odd grid covering +-3 sigma of the widest kernel at ``scale`` (variance 2.5 s);
+    15 at x2, the paper's size."""
+    return 2 * math.ceil(3 * math.sqrt(2.5 * scale)) + 1
+
+
+def sample_kernel(rng: np.random.Generator, scale: float) -> np.ndarray:
+    """A Gaussian kernel from the paper's distribution: theta ~ U[0, pi),
+    l1 ~ U[1, 2.5 s], l2 ~ U[1, l1] (variances), so its range grows with the scale."""
+    theta = rng.uniform(0.0, math.pi)
+    l1 = rng.uniform(1.0, 2.5 * scale)
+    l2 = rng.uniform(1.0, l1)
+    return gaussian_kernel(l1, l2, theta, size=kernel_size(scale))
+
+
+def make_pairs(
+    hr: torch.Tensor,
+    scale: float,
+    kernel: torch.Tensor | None = None,
+    degradation: str = "direct",
+) -> torch.Tensor:
+    """Network inputs for HR patches ``hr`` (N, C, P, P).
+
+    Parameters
+    ----------
+    hr : Tensor
+        HR patches in [0, 1]; also the targets.
+    scale : float
+        Downscaling factor (non-integer allowed).
+    kernel : Tensor or None
+        Blur kernel; ``None`` means the plain MATLAB bicubic downscale of pretraining.
+    degradation : {"direct", "bicubic"}
+        Subsampling after the blur.
+
+    Returns
+    -------
+    Tensor (N, C, P, P): the clipped LR upsampled bicubically to the HR size.
+    """
+    if kernel is None:
+        lr = imresize_tensor(hr, 1.0 / scale)
+    else:
+        lr = degrade_tensor(hr, kernel, scale, degradation)
+    return imresize_tensor(lr.clamp(0, 1), scale, output_shape=hr.shape[-2:])
+
+
+def multi_step_weights(iteration: int, steps: int, anneal_iterations: int) -> np.ndarray:
+    """MAML++ multi-step loss weights of the query losses after each inner step.
+
+    They start uniform (``1 / steps``) and move linearly, within ``anneal_iterations``
+    meta-iterations, to a floor of ``0.03 / steps`` on every step but the last, which
+    gets the rest. (The original MZSR code meant to do this but, by a bug, kept the
+    weights uniform.) They always sum to one.
+    """
+    weights = np.full(steps, 1.0 / steps)
+    if steps == 1:
+        return weights
+    decay = 1.0 / steps / max(anneal_iterations, 1)
+    floor = 0.03 / steps
+    weights[:-1] = np.maximum(weights[:-1] - iteration * decay, floor)
+    weights[-1] = min(weights[-1] + iteration * (steps - 1) * decay, 1.0 - (steps - 1) * floor)
+    return weights
