@@ -9,14 +9,14 @@ containers of tensors and numbers, written atomically and read with
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from napari_mzsr.atomic import atomic_path
 
 
 def rng_state(data_rng: np.random.Generator) -> dict[str, Any]:
@@ -39,15 +39,8 @@ def restore_rng(state: dict[str, Any], data_rng: np.random.Generator) -> None:
 def save(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` atomically (temporary file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, overwrite=True) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

@@ -10,13 +10,14 @@ place only once complete.
 from __future__ import annotations
 
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .atomic import atomic_path
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PNG_SUFFIXES = (".png",)
@@ -227,20 +228,11 @@ def write_image(
         ``path`` exists and ``overwrite`` is False.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(fd)
-    try:
+    with atomic_path(path, overwrite) as tmp:
         if path.suffix.lower() in PNG_SUFFIXES:
-            _write_png(Path(tmp), data, meta)
+            _write_png(tmp, data, meta)
         else:
-            _write_tiff(Path(tmp), data, meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            _write_tiff(tmp, data, meta)
     return path
 
 

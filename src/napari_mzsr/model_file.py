@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -19,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .atomic import atomic_path
 from .network import MZSRNet
 
 FORMAT = "napari-mzsr-theta"
@@ -113,8 +113,6 @@ def save_model(
     >>> save_model("toy.pt", MZSRNet(3), info)  # doctest: +SKIP
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     state = net.state_dict() if isinstance(net, torch.nn.Module) else dict(net)
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
     _check_state(state, info, str(path))
@@ -124,15 +122,8 @@ def save_model(
         "metadata": json.dumps(asdict(info), sort_keys=True),
         "state_dict": state,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, overwrite) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
