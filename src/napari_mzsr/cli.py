@@ -159,7 +159,7 @@ def models(args: argparse.Namespace) -> int:
 
     for name in sorted(shipped_models()):
         info = load_model(name).info
-        val = info.training.get("validation", {})
+        val = info.training.get("validation_psnr", {})
         print(
             f"{name}: x{'/'.join(f'{s:g}' for s in info.scales)} {info.degradation}, "
             f"{info.channels} channel(s), validation {val}"
