@@ -69,7 +69,14 @@ def _run(qtbot, widget: MZSRWidget) -> None:
 def test_dock_widget_opens_from_the_manifest(make_napari_viewer):
     viewer = make_napari_viewer()
     widget = _dock(viewer)
-    assert widget._model_info.value.startswith("choose a model file")  # none shipped yet
+    from napari_mzsr.model_file import shipped_models
+
+    shipped = sorted(shipped_models())
+    if shipped:  # the first shipped model is selected and described
+        assert widget._model.value in shipped
+        assert widget._model_info.value.startswith(f"{widget._model.value}:")
+    else:
+        assert widget._model_info.value.startswith("choose a model file")
     assert not widget._cancel_button.enabled
     assert widget._device.choices[-1] == "cpu"
     assert widget._device.native.itemText(0).startswith("auto (")  # the detected device
