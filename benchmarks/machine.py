@@ -1,7 +1,9 @@
-"""Describe the machine a benchmark ran on, for the header of its results."""
+"""The machine a benchmark runs on: its description for the results, waiting for its
+device, and the CPU thread option shared by the benchmark command lines."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 
@@ -30,3 +32,21 @@ def machine_description(device: torch.device) -> dict[str, str | int]:
     except OSError:
         pass
     return info
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a timer reads the time it really took."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``; apply it with :func:`apply_threads` after parsing."""
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (1 is faster on a shared, busy CPU)"
+    )
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)

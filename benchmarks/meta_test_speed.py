@@ -18,24 +18,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from napari_mzsr import iter_adapt
 from napari_mzsr.devices import resolve_device, resolve_precision
 from napari_mzsr.model_file import ModelInfo, save_model
 from napari_mzsr.network import MZSRNet
 
-from .machine import machine_description
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from .machine import machine_description, synchronize
 
 
 def time_run(image, steps, model, device, precision) -> tuple[float, float]:
     """Seconds spent adapting and inferring (one run)."""
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     run = iter_adapt(image, 2, 2.0, steps, model, device, precision=precision)
     try:
@@ -43,10 +37,10 @@ def time_run(image, steps, model, device, precision) -> tuple[float, float]:
             next(run)
     except StopIteration as done:
         adapted = done.value
-    _sync(device)
+    synchronize(device)
     mid = time.perf_counter()
     adapted.apply(image)
-    _sync(device)
+    synchronize(device)
     return mid - start, time.perf_counter() - mid
 
 

@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from napari_mzsr.devices import resolve_device
 from napari_mzsr.metrics import psnr, ssim
 from napari_mzsr.model_file import MZSRModel, load_model
 
 from .lr_inputs import SETTINGS, Setting, crop_to_multiple, load_hr_images, make_lr
-from .machine import machine_description
+from .machine import add_threads_option, apply_threads, machine_description, synchronize
 from .methods import MethodUnavailable, RunContext, get_method
 from .paper_numbers import PAPER_SECONDS, PAPER_TIME_DEVICE, paper_cell
 from .report import command_line, fmt, markdown_table, write_results
@@ -43,11 +42,6 @@ TABLE_TITLES = {
     "Table 1": "Table 1: x2, plain bicubic degradation",
     "x4": "x4, g^d_2.0 (direct)",
 }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def resolve_models(
@@ -110,10 +104,10 @@ def evaluate(
             per_image: dict[str, dict[str, Any]] = {}
             try:
                 for stem, (hr, lr) in cases.items():
-                    _sync(ctx.device)
+                    synchronize(ctx.device)
                     start = time.perf_counter()
                     sr, facts = method(lr, setting, ctx)
-                    _sync(ctx.device)
+                    synchronize(ctx.device)
                     seconds = time.perf_counter() - start
                     p, s = psnr(sr, hr, setting.shave), ssim(sr, hr, setting.shave)
                     per_image[stem] = {"psnr": p, "ssim": s, "seconds": seconds, **facts}
@@ -263,12 +257,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", help="output file stem (default: paper_tables_<set>_<device>)")
-    parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (1 is faster on a shared, busy CPU)"
-    )
+    add_threads_option(parser)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
 
     device = resolve_device(args.device)
     set_name = args.set_name or args.data.resolve().name

@@ -38,7 +38,7 @@ from napari_mzsr.model_file import ModelInfo, save_model
 from napari_mzsr.network import MZSRNet
 from napari_mzsr.resize import imresize
 
-from .machine import machine_description
+from .machine import add_threads_option, apply_threads, machine_description, synchronize
 from .report import command_line, fmt, markdown_table, write_results
 from .zssr import ZSSRConfig, zssr_super_resolve
 
@@ -54,21 +54,16 @@ def synthetic_image(size: int) -> np.ndarray:
     return np.rint(np.clip(fine, 0, 1) * 255).astype(np.uint8)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _rss_mib() -> float:
     # Linux reports ru_maxrss in KiB.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _mzsr(image, steps, model, device, precision) -> float:
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     super_resolve(image, 2, KERNEL, steps, model, device, precision=precision)
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -188,12 +183,9 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (1 is faster on a shared, busy CPU)"
-    )
+    add_threads_option(parser)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
 
     device = resolve_device(args.device)
     if args.worker:

@@ -26,7 +26,7 @@ from napari_mzsr.metrics import psnr
 from napari_mzsr.model_file import MZSRModel, load_model, lr_schedule_from, schedule_lr
 
 from .lr_inputs import SETTINGS, Setting, crop_to_multiple, load_hr_images, make_lr
-from .machine import machine_description
+from .machine import add_threads_option, apply_threads, machine_description
 from .report import command_line, fmt, markdown_table, write_results
 
 
@@ -131,12 +131,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--lr", type=float, help="constant step learning rate (overrides)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (1 is faster on a shared, busy CPU)"
-    )
+    add_threads_option(parser)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
 
     device = resolve_device(args.device)
     setting = SETTINGS[args.setting]

@@ -29,7 +29,10 @@ from torch import nn
 
 from napari_mzsr.degradation import degrade_tensor
 from napari_mzsr.meta_test import make_son
+from napari_mzsr.network import MZSRNet
 from napari_mzsr.resize import imresize_tensor
+
+from .machine import synchronize
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,9 @@ class LearningRatePolicy:
         return self.lr < self.config.min_lr
 
 
-class ZSSRNet(nn.Module):
-    """ZSSR's network: 3x3 convolutions without biases, ReLU between them and a global
-    residual over the bicubically upsampled input."""
+class ZSSRNet(MZSRNet):
+    """ZSSR's network: MZSR's layers without biases, weights drawn from a normal of
+    variance ``init_variance / fan_in``."""
 
     def __init__(
         self,
@@ -110,21 +113,16 @@ class ZSSRNet(nn.Module):
         init_variance: float = 0.1,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__()
-        widths = [channels] + [features] * (layers - 1) + [channels]
-        modules: list[nn.Module] = []
-        for i in range(layers):
-            conv = nn.Conv2d(widths[i], widths[i + 1], 3, padding=1, bias=False)
-            std = math.sqrt(init_variance / (9 * widths[i]))
-            with torch.no_grad():
-                conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * std)
-            modules.append(conv)
-            if i < layers - 1:
-                modules.append(nn.ReLU(inplace=True))
-        self.body = nn.Sequential(*modules)
+        # Read by reset_parameters, which the base class calls while it builds the net.
+        self.init_variance = init_variance
+        super().__init__(channels, features, layers, bias=False, generator=generator)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        for conv in self.body:
+            if isinstance(conv, nn.Conv2d):
+                std = math.sqrt(self.init_variance / (9 * conv.in_channels))
+                with torch.no_grad():
+                    conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * std)
 
 
 @dataclass
@@ -137,11 +135,6 @@ class ZSSRStats:
     train_s: float = 0.0
     test_s: float = 0.0
     infer_s: float = 0.0
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _layout(x: torch.Tensor) -> torch.Tensor:
@@ -239,7 +232,7 @@ def train_zssr(
     son_of_input = make_son(lr_image, kernel, scale, method)
     stats = ZSSRStats()
     for iteration in range(config.max_iters):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         father = sample_father(lr_image, config.crop_size, rng, config.affine)
         son_up = _layout(make_son(father, kernel, scale, method))
@@ -247,7 +240,7 @@ def train_zssr(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        _sync(device)
+        synchronize(device)
         stats.train_s += time.perf_counter() - start
         if iteration % config.test_every == 0:
             start = time.perf_counter()
@@ -319,10 +312,10 @@ def zssr_super_resolve(
     x = (unit[None, None] if unit.ndim == 2 else unit.permute(2, 0, 1)[None]).to(device)
     k = torch.from_numpy(np.asarray(kernel, dtype=np.float32)).to(device)
     net, stats = train_zssr(x, k, scale, method, config)
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     sr = zssr_infer(net, x, k, scale, method, config)[0]
-    _sync(device)
+    synchronize(device)
     stats.infer_s = time.perf_counter() - start
     sr = sr[0] if lr_image.ndim == 2 else sr.permute(1, 2, 0)
     return np.rint(sr.cpu().numpy() * 255.0).astype(np.uint8), stats

@@ -23,6 +23,10 @@ class MZSRNet(nn.Module):
         Width of the hidden layers (64 in the paper; smaller only for tests).
     layers : int
         Number of convolutions (8 in the paper).
+    bias : bool
+        Whether the convolutions have biases (MZSR: yes; ZSSR: no).
+    generator : torch.Generator, optional
+        Random source of the initial weights (default: torch's global one).
 
     Examples
     --------
@@ -31,7 +35,14 @@ class MZSRNet(nn.Module):
     225091
     """
 
-    def __init__(self, channels: int = 3, features: int = 64, layers: int = 8) -> None:
+    def __init__(
+        self,
+        channels: int = 3,
+        features: int = 64,
+        layers: int = 8,
+        bias: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         if channels < 1 or features < 1 or layers < 2:
             raise ValueError(
@@ -41,11 +52,11 @@ class MZSRNet(nn.Module):
         widths = [channels] + [features] * (layers - 1) + [channels]
         modules: list[nn.Module] = []
         for i, (cin, cout) in enumerate(itertools.pairwise(widths)):
-            modules.append(nn.Conv2d(cin, cout, 3, padding=1, bias=True))
+            modules.append(nn.Conv2d(cin, cout, 3, padding=1, bias=bias))
             if i < layers - 1:
                 modules.append(nn.ReLU(inplace=True))
         self.body = nn.Sequential(*modules)
-        self.reset_parameters()
+        self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Variance-scaling (fan-in) truncated-normal weights and zero biases, as the
@@ -57,7 +68,8 @@ class MZSRNet(nn.Module):
                 std = math.sqrt(1.0 / fan_in) / 0.87962566103423978
                 with torch.no_grad():
                     module.weight.copy_(_truncated_normal(module.weight.shape, std, generator))
-                    module.bias.zero_()
+                    if module.bias is not None:
+                        module.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
