@@ -24,8 +24,7 @@ def _tiny_model(path: Path, channels: int, name: str) -> Path:
     from napari_mzsr.model_file import ModelInfo, save_model
     from napari_mzsr.network import MZSRNet
 
-    net = MZSRNet(channels, features=16)
-    net.reset_parameters(torch.Generator().manual_seed(0))
+    net = MZSRNet(channels, features=16, generator=torch.Generator().manual_seed(0))
     info = ModelInfo(name, [2.0], "direct", channels, [[0, 2e-2], [1, 1e-2]], features=16)
     return save_model(path, net, info)
 

@@ -1,7 +1,5 @@
 """N-D stack handling (napari_mzsr.stacks): shapes, modes, progress, cancel. No GUI."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -14,19 +12,6 @@ from napari_mzsr.stacks import (
 
 SIZE = 24  # smallest convenient side for the default 21x21 kernel
 RUN = {"device": "cpu", "precision": "float32"}  # deterministic, so results compare exactly
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory) -> Path:
-    import torch
-
-    from napari_mzsr.model_file import ModelInfo, save_model
-    from napari_mzsr.network import MZSRNet
-
-    net = MZSRNet(3, features=8)
-    net.reset_parameters(torch.Generator().manual_seed(0))
-    info = ModelInfo("tiny-stack", [2.0], "direct", 3, features=8)
-    return save_model(tmp_path_factory.mktemp("models") / "tiny.pt", net, info)
 
 
 def _images(n: int, rgb: bool = False) -> np.ndarray:
@@ -44,10 +29,10 @@ def _drain(run):
         return reports, done.value
 
 
-def _single(image, model_path, steps=2, rgb=None):
+def _single(image, tiny_model, steps=2, rgb=None):
     from napari_mzsr.api import iter_super_resolve
 
-    _, result = _drain(iter_super_resolve(image, 2, 2.0, steps, model_path, rgb=rgb, **RUN))
+    _, result = _drain(iter_super_resolve(image, 2, 2.0, steps, tiny_model, rgb=rgb, **RUN))
     return result
 
 
@@ -67,90 +52,90 @@ def test_default_index_is_the_middle_slice():
     assert default_index((5, 2)) == (2, 1)
 
 
-def test_single_image_matches_the_api(model_path):
+def test_single_image_matches_the_api(tiny_model):
     image = _images(1)[0]
-    reports, result = _drain(iter_super_resolve_stack(image, 2, 2.0, 2, model_path, **RUN))
-    np.testing.assert_array_equal(result, _single(image, model_path))
+    reports, result = _drain(iter_super_resolve_stack(image, 2, 2.0, 2, tiny_model, **RUN))
+    np.testing.assert_array_equal(result, _single(image, tiny_model))
     assert [r.phase for r in reports] == ["adapt", "adapt", "apply"]
     assert [r.done for r in reports] == [1, 2, 3]
     assert all(r.total == 3 and r.n_slices == 1 for r in reports)
 
 
-def test_once_adapts_on_the_chosen_slice_and_applies_to_all(model_path):
+def test_once_adapts_on_the_chosen_slice_and_applies_to_all(tiny_model):
     stack = _images(3)
-    run = iter_super_resolve_stack(stack, 2, 2.0, 2, model_path, mode="once", index=(1,), **RUN)
+    run = iter_super_resolve_stack(stack, 2, 2.0, 2, tiny_model, mode="once", index=(1,), **RUN)
     reports, result = _drain(run)
     assert result.shape == (3, 2 * SIZE, 2 * SIZE)
     assert result.dtype == np.uint8
     # The adaptation slice gets exactly the single-image result; the others differ.
-    np.testing.assert_array_equal(result[1], _single(stack[1], model_path))
-    assert not np.array_equal(result[0], _single(stack[0], model_path))
+    np.testing.assert_array_equal(result[1], _single(stack[1], tiny_model))
+    assert not np.array_equal(result[0], _single(stack[0], tiny_model))
     assert [r.phase for r in reports] == ["adapt"] * 2 + ["apply"] * 3
     assert [r.done for r in reports] == [1, 2, 3, 4, 5]
     assert reports[-1].slice_done == 3 and reports[-1].total == 5
     assert all(isinstance(r.loss, float) for r in reports)
 
 
-def test_per_slice_adapts_on_every_slice(model_path):
+def test_per_slice_adapts_on_every_slice(tiny_model):
     stack = _images(2)
-    run = iter_super_resolve_stack(stack, 2, 2.0, 2, model_path, mode="per_slice", **RUN)
+    run = iter_super_resolve_stack(stack, 2, 2.0, 2, tiny_model, mode="per_slice", **RUN)
     reports, result = _drain(run)
     for i in range(2):
-        np.testing.assert_array_equal(result[i], _single(stack[i], model_path))
+        np.testing.assert_array_equal(result[i], _single(stack[i], tiny_model))
     assert [r.phase for r in reports] == ["adapt", "adapt", "apply"] * 2
     assert [r.slice_done for r in reports] == [0, 0, 1, 1, 1, 2]
     assert reports[-1].done == reports[-1].total == 6
 
 
-def test_every_slice_axis_is_kept(model_path):
+def test_every_slice_axis_is_kept(tiny_model):
     data = _images(6).reshape(2, 3, SIZE, SIZE)  # e.g. (T, C, Y, X)
-    _, result = _drain(iter_super_resolve_stack(data, 2, 2.0, 1, model_path, **RUN))
+    _, result = _drain(iter_super_resolve_stack(data, 2, 2.0, 1, tiny_model, **RUN))
     assert result.shape == (2, 3, 2 * SIZE, 2 * SIZE)
 
 
-def test_rgb_stack_stays_rgb(model_path):
+def test_rgb_stack_stays_rgb(tiny_model):
     data = _images(2, rgb=True)
-    _, result = _drain(iter_super_resolve_stack(data, 2, 2.0, 1, model_path, rgb=True, **RUN))
+    _, result = _drain(iter_super_resolve_stack(data, 2, 2.0, 1, tiny_model, rgb=True, **RUN))
     assert result.shape == (2, 2 * SIZE, 2 * SIZE, 3)
     assert result.dtype == np.uint8
 
 
-def test_current_only_processes_one_slice(model_path):
+def test_current_only_processes_one_slice(tiny_model):
     data = _images(4).reshape(2, 2, SIZE, SIZE)
     run = iter_super_resolve_stack(
-        data, 2, 2.0, 2, model_path, index=(1, 0), current_only=True, **RUN
+        data, 2, 2.0, 2, tiny_model, index=(1, 0), current_only=True, **RUN
     )
     reports, result = _drain(run)
     assert result.shape == (1, 1, 2 * SIZE, 2 * SIZE)
-    np.testing.assert_array_equal(result[0, 0], _single(data[1, 0], model_path))
+    np.testing.assert_array_equal(result[0, 0], _single(data[1, 0], tiny_model))
     assert reports[-1].total == 3 and reports[-1].n_slices == 1
 
 
-def test_float_output(model_path):
+def test_float_output(tiny_model):
     _, result = _drain(
-        iter_super_resolve_stack(_images(2), 2, 2.0, 1, model_path, output_dtype="float32", **RUN)
+        iter_super_resolve_stack(_images(2), 2, 2.0, 1, tiny_model, output_dtype="float32", **RUN)
     )
     assert result.dtype == np.float32
     assert 0 <= result.min() and result.max() <= 255  # the input's units
 
 
-def test_one_intensity_map_for_the_whole_stack(model_path):
+def test_one_intensity_map_for_the_whole_stack(tiny_model):
     from napari_mzsr.intensity import intensity_map
 
     stack = _images(2).astype(np.uint16) * 4
     stack[1] //= 2  # a dimmer slice
     imap = intensity_map(stack, "minmax")
     _, fitted = _drain(
-        iter_super_resolve_stack(stack, 2, 2.0, 1, model_path, normalization="minmax", **RUN)
+        iter_super_resolve_stack(stack, 2, 2.0, 1, tiny_model, normalization="minmax", **RUN)
     )
     _, given = _drain(
-        iter_super_resolve_stack(stack, 2, 2.0, 1, model_path, normalization=imap, **RUN)
+        iter_super_resolve_stack(stack, 2, 2.0, 1, tiny_model, normalization=imap, **RUN)
     )
     np.testing.assert_array_equal(fitted, given)
 
 
-def test_closing_cancels_between_steps(model_path):
-    run = iter_super_resolve_stack(_images(3), 2, 2.0, 50, model_path, mode="per_slice", **RUN)
+def test_closing_cancels_between_steps(tiny_model):
+    run = iter_super_resolve_stack(_images(3), 2, 2.0, 50, tiny_model, mode="per_slice", **RUN)
     first = next(run)
     assert isinstance(first, StackProgress) and first.done == 1
     run.close()
@@ -168,8 +153,8 @@ def test_closing_cancels_between_steps(model_path):
         ({"scale": 3}, "supports scale"),
     ],
 )
-def test_bad_arguments_fail_before_the_first_step(model_path, kwargs, message):
-    args = {"scale": 2, "kernel": 2.0, "steps": 2, "model": model_path, **kwargs}
+def test_bad_arguments_fail_before_the_first_step(tiny_model, kwargs, message):
+    args = {"scale": 2, "kernel": 2.0, "steps": 2, "model": tiny_model, **kwargs}
     run = iter_super_resolve_stack(_images(2), **args, **RUN)
     with pytest.raises(ValueError, match=message):
         next(run)

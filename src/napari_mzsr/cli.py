@@ -58,25 +58,10 @@ def output_path(source: Path, outdir: Path, scale: float) -> Path:
     return outdir / f"{name[: len(name) - len(ext)]}_x{scale:g}_mzsr{ext}"
 
 
-def default_model(scale: float, rgb: bool) -> str:
-    """The shipped model for ``scale``: the 1-channel one for greyscale data if shipped."""
-    from .model_file import shipped_models
-
-    base = f"direct-x{scale:g}"
-    shipped = shipped_models()
-    if not rgb and f"{base}-gray" in shipped:
-        return f"{base}-gray"
-    if base in shipped:
-        return base
-    if "multiscale" in shipped:
-        return "multiscale"
-    raise ValueError(f"no shipped model for x{scale:g}; pass --model PATH")
-
-
 def _process(path: Path, target: Path, args: argparse.Namespace, position: int) -> None:
     from tqdm import tqdm
 
-    from .model_file import load_model
+    from .model_file import default_model, load_model
     from .stacks import iter_super_resolve_stack
 
     data, meta = read_image(path)
@@ -113,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     files, missing = expand_inputs(args.inputs)
     failures = [f"{item}: no such file, folder or match" for item in missing]
     outdir = Path(args.output)
+    written = 0
     with tqdm(files, desc="files", unit="file", position=0) as overall:
         for path in overall:
             target = output_path(path, outdir, args.scale)
@@ -126,11 +112,11 @@ def run(args: argparse.Namespace) -> int:
             except Exception as exc:  # one bad file must not stop the batch
                 failures.append(f"{path}: {exc}")
                 continue
+            written += 1
             tqdm.write(f"wrote {target}")
     for line in failures:
         print(f"error: {line}", file=sys.stderr)
-    done = len(files) - sum(1 for f in failures if not f.endswith("match"))
-    print(f"{done} of {len(files) + len(missing)} inputs super-resolved", file=sys.stderr)
+    print(f"{written} of {len(files) + len(missing)} inputs super-resolved", file=sys.stderr)
     return 1 if failures else 0
 
 

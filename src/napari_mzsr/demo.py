@@ -43,11 +43,11 @@ def run_demo(
         An output exists and ``overwrite`` is False (checked before any work).
     """
     from .api import super_resolve
-    from .cli import default_model
     from .degradation import degrade
     from .image_io import ImageMeta, write_image
     from .kernels import gaussian_kernel
     from .metrics import psnr
+    from .model_file import default_model
     from .resize import imresize
 
     hr, rgb = demo_image(sample)

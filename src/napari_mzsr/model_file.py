@@ -137,6 +137,19 @@ def shipped_models() -> dict[str, Path]:
     }
 
 
+def default_model(scale: float, rgb: bool) -> str:
+    """The shipped model for ``scale``: the 1-channel one for greyscale data if shipped."""
+    base = f"direct-x{scale:g}"
+    shipped = shipped_models()
+    if not rgb and f"{base}-gray" in shipped:
+        return f"{base}-gray"
+    if base in shipped:
+        return base
+    if "multiscale" in shipped:
+        return "multiscale"
+    raise ValueError(f"no shipped model for x{scale:g}; give a theta_M file (--model PATH)")
+
+
 def load_model(name_or_path: str | os.PathLike | MZSRModel) -> MZSRModel:
     """Load a theta_M by shipped name (e.g. ``"direct-x2"``) or from a file path.
 
