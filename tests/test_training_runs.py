@@ -197,3 +197,14 @@ def test_refuses_benchmark_folders(tmp_path):
     bench.mkdir(parents=True)
     with pytest.raises(ValueError, match="benchmark"):
         pretrain.run(write_recipe(tmp_path), data_dir=bench, out=tmp_path / "run")
+
+
+def test_pretraining_from_init_converts_channels_and_records_it(images, pretrained, tmp_path):
+    recipe = write_recipe(tmp_path, steps=2, channels=1)
+    path = pretrain.run(recipe, data_dir=images, out=tmp_path / "gray", init=pretrained)
+    info = napari_mzsr.load_model(path).info
+    assert info.channels == 1 and info.training["init"]["file"] == str(pretrained)
+    # The first step starts from the converted weights, not from random ones.
+    first = train_losses(tmp_path / "gray")[0]
+    scratch = pretrain.run(recipe, data_dir=images, out=tmp_path / "scratch")
+    assert first < train_losses(scratch.parent)[0]

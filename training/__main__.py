@@ -23,6 +23,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--recipe", required=True, help="TOML recipe (training/recipes/)")
         if name == "meta":
             p.add_argument("--pretrained", required=True, help="pretrained.pt of the first stage")
+        else:
+            p.add_argument(
+                "--init",
+                help="theta_M file to start from instead of random weights (fine-tuning, "
+                "e.g. x4 from x2; 3 <-> 1 channels are converted)",
+            )
         p.add_argument("--data", help="folder of HR training images (overrides the recipe)")
         p.add_argument("--val-data", help="folder of validation images (default: held out)")
         p.add_argument("--out", help="output folder (default runs/<name>/<stage>)")
@@ -56,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "pretrain":
             from .pretrain import run
 
-            path = run(recipe, **common)
+            path = run(recipe, init=args.init, **common)
         else:
             from .meta import run
 

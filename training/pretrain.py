@@ -9,11 +9,13 @@ from typing import Any
 
 import torch
 
+from napari_mzsr.model_file import load_model
 from napari_mzsr.network import MZSRNet
 
 from . import distributed, export
 from .session import open_session, restore, run_loop
 from .tasks import make_pairs
+from .transfer import initial_state
 
 
 def learning_rate(step: int, cfg: dict[str, Any]) -> float:
@@ -28,11 +30,13 @@ def run(
     out: str | Path | None = None,
     resume: str | Path | None = None,
     device: str | None = None,
+    init: str | Path | None = None,
 ) -> Path | None:
-    """Pretrain from random weights and write ``<out>/pretrained.pt`` (a theta_M file).
+    """Pretrain and write ``<out>/pretrained.pt`` (a theta_M file).
 
     Parameters are those of :func:`training.session.open_session`; ``resume`` is a
-    pretraining checkpoint to continue exactly.
+    pretraining checkpoint to continue exactly; ``init`` a theta_M file to start from
+    instead of random weights (see :func:`training.transfer.initial_state`).
 
     Returns
     -------
@@ -43,7 +47,11 @@ def run(
     cfg, ctx = session.settings, session.ctx
     if cfg["batch"] % ctx.world:
         raise ValueError(f"batch {cfg['batch']} does not split over {ctx.world} processes")
-    net = session.prepare_net(MZSRNet(recipe["channels"], **recipe["network"]))
+    net = MZSRNet(recipe["channels"], **recipe["network"])
+    if init and not resume:
+        net.load_state_dict(initial_state(init, recipe["channels"], **recipe["network"]))
+        session.provenance["init"] = {"file": str(init), "training": load_model(init).info.training}
+    net = session.prepare_net(net)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     resumed = restore(session, resume, net, optimizer) if resume else None
     distributed.broadcast_parameters(net, ctx)
