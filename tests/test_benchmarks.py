@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks import lr_inputs, paper_tables, scaling, steps_curve
+from benchmarks import big_images, lr_inputs, paper_tables, scaling, steps_curve
 from benchmarks.lr_inputs import SETTINGS, crop_to_multiple, load_hr_images, make_lr
 from benchmarks.methods import METHODS, RunContext
 from benchmarks.report import json_safe
@@ -236,3 +236,22 @@ def test_scaling_measures_in_subprocess_and_extrapolates(model_dir):
     assert mzsr["seconds"] > 0 and mzsr["peak_rss_mib"] > 0
     rows = scaling.report_rows([zssr, mzsr, {"method": "MZSR(10)", "size": 24, "error": "oom"}])
     assert rows[0][0] == "24x24" and rows[0][2] == "oom" and float(rows[0][5]) > 1
+
+
+def test_big_images_measures_in_a_subprocess_and_fits_the_exponent(model_dir, tmp_path):
+    image = big_images.big_image(600)
+    assert image.shape == (600, 600) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image[512:], image[511:423:-1])  # mirrored, no seam
+    model = str(model_dir / "direct-x2.pt")
+    row = big_images.measure(48, torch.device("cpu"), model, 1, "float32", 24, 2, 16)
+    assert row["output"] == [96, 96] and row["tiles"] == 9
+    argv = ["--sizes", "32", "--steps", "1", "--model", model, "--device", "cpu"]
+    argv += ["--threads", "1", "--adapt-patch", "24", "--adapt-patches", "2", "--tile", "16"]
+    md = big_images.main([*argv, "--out", str(tmp_path)])
+    data = _strict_json(tmp_path / "big_images_cpu.json")
+    assert data["command"].startswith("python -m benchmarks.big_images --sizes 32 --steps 1")
+    (measured,) = data["rows"]
+    assert measured["tiles"] == 4 and measured["peak_rss_mib"] >= measured["baseline_rss_mib"]
+    assert "| 32x32 |" in md.read_text()
+    assert big_images.time_exponent([measured, row]) is not None
+    assert big_images.time_exponent([measured, {"size": 48, "error": "oom"}]) is None

@@ -24,6 +24,7 @@ _API = {
     "iter_super_resolve": "api",
     "iter_adapt": "api",
     "AdaptedModel": "api",
+    "super_resolve_dask": "dask_arrays",
     "Cancelled": "meta_test",
     "psnr": "metrics",
     "ssim": "metrics",
@@ -48,10 +49,12 @@ __all__ = [
     "save_model",
     "ssim",
     "super_resolve",
+    "super_resolve_dask",
 ]
 
 if TYPE_CHECKING:
     from .api import AdaptedModel, iter_adapt, iter_super_resolve, super_resolve
+    from .dask_arrays import super_resolve_dask
     from .degradation import degrade
     from .kernels import PRESETS, gaussian_kernel, load_kernel, preset_kernel
     from .meta_test import Cancelled
