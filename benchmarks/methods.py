@@ -2,12 +2,14 @@
 
 A method maps a uint8 LR image and its :class:`~benchmarks.lr_inputs.Setting` to a uint8
 SR image of the HR size, plus a dict of facts to report (steps, iterations, ...). New rows
-(estimated kernel, self-ensemble, few-shot) plug in with :func:`register`::
+(few-shot, other estimators) plug in with :func:`register`::
 
     @register("MZSR(10)+KernelGAN")
     def mzsr_estimated(lr, setting, ctx): ...
 
-Names of the form ``MZSR(n)`` are created on demand for any ``n``.
+Names of the form ``MZSR(n)`` are created on demand for any ``n``. ``MZSR(10)+est`` uses
+the kernel estimated from the LR image; ``+SE`` adds the geometric self-ensemble (mean over
+the kernel's symmetries) and ``+BP`` 10 iterations of back-projection with the kernel.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 from napari_mzsr.api import super_resolve
+from napari_mzsr.kernels import ESTIMATE
 from napari_mzsr.model_file import MZSRModel
 from napari_mzsr.resize import imresize
 
@@ -88,8 +91,10 @@ def bicubic(lr: np.ndarray, setting: Setting, ctx: RunContext) -> tuple[np.ndarr
     return np.rint(np.clip(up, 0, 1) * 255.0).astype(np.uint8), {}
 
 
-def mzsr_method(steps: int) -> Method:
-    """MZSR with ``steps`` adaptation steps, the setting's theta_M and the true kernel."""
+def mzsr_method(steps: int, estimate: bool = False, **refinements: Any) -> Method:
+    """MZSR with ``steps`` adaptation steps and the setting's theta_M, with the true
+    kernel or, with ``estimate``, the kernel estimated from the LR image; ``refinements``
+    (``ensemble``, ``back_projection``) go to :func:`~napari_mzsr.api.super_resolve`."""
 
     def run(lr: np.ndarray, setting: Setting, ctx: RunContext) -> tuple[np.ndarray, dict]:
         model = ctx.models.get(setting.model)
@@ -98,21 +103,27 @@ def mzsr_method(steps: int) -> Method:
         sr = super_resolve(
             lr,
             setting.scale,
-            setting.kernel,
+            ESTIMATE if estimate else setting.kernel,
             steps,
             model,
             ctx.device,
             seed=ctx.seed,
             precision=ctx.precision,
             output_dtype=np.uint8,
+            **refinements,
         )
-        return sr, {"steps": steps, "model": model.info.name}
+        return sr, {"steps": steps, "model": model.info.name, **refinements}
 
     return run
 
 
 for _steps in (0, 1, 10):
     register(f"MZSR({_steps})")(mzsr_method(_steps))
+register("MZSR(10)+est")(mzsr_method(10, estimate=True))
+register("MZSR(10)+SE")(mzsr_method(10, ensemble="mean"))
+register("MZSR(10)+BP")(mzsr_method(10, back_projection=10))
+register("MZSR(10)+SE+BP")(mzsr_method(10, ensemble="mean", back_projection=10))
+register("MZSR(10)+est+SE+BP")(mzsr_method(10, True, ensemble="mean", back_projection=10))
 
 
 @register("ZSSR")

@@ -291,7 +291,9 @@ def main(argv: list[str] | None = None) -> Path:
         "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()),
         "",
         f"Images: {len(hr_images)} ({', '.join(hr_images)}). PSNR/SSIM on Y, shave = scale. "
-        f"MZSR: true kernel, {args.precision}, each theta_M's step learning rates; "
+        "MZSR: true kernel (`+est`: estimated from the LR image; `+SE`: self-ensemble; "
+        f"`+BP`: 10 back-projection iterations), {args.precision}, each theta_M's step "
+        "learning rates; "
         f"models: {', '.join(f'{n} = {m.source}' for n, m in models.items()) or 'none'}. "
         f"ZSSR: at most {args.zssr_iters} iterations, 8-way self-ensemble + back-projection. "
         "Time: adaptation + inference per image, warm device. PSNR `inf`: the SR image "

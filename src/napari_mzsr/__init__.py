@@ -14,6 +14,8 @@ _API = {
     "load_kernel": "kernels",
     "preset_kernel": "kernels",
     "PRESETS": "kernels",
+    "estimate_kernel": "kernel_estimation",
+    "KernelEstimate": "kernel_estimation",
     "imresize": "resize",
     "degrade": "degradation",
     "load_model": "model_file",
@@ -34,10 +36,12 @@ __all__ = [
     "PRESETS",
     "AdaptedModel",
     "Cancelled",
+    "KernelEstimate",
     "ModelFileError",
     "ModelInfo",
     "__version__",
     "degrade",
+    "estimate_kernel",
     "gaussian_kernel",
     "imresize",
     "iter_adapt",
@@ -56,6 +60,7 @@ if TYPE_CHECKING:
     from .api import AdaptedModel, iter_adapt, iter_super_resolve, super_resolve
     from .dask_arrays import super_resolve_dask
     from .degradation import degrade
+    from .kernel_estimation import KernelEstimate, estimate_kernel
     from .kernels import PRESETS, gaussian_kernel, load_kernel, preset_kernel
     from .meta_test import Cancelled
     from .metrics import psnr, ssim

@@ -13,9 +13,12 @@ from .image_io import SUFFIXES, read_image, scaled_meta, write_image
 
 
 def parse_kernel(spec: str) -> object:
-    """Kernel option: ``iso:VAR``, ``aniso:L1,L2,THETA``, a preset name or a file."""
-    from .kernels import PRESETS
+    """Kernel option: ``iso:VAR``, ``aniso:L1,L2,THETA``, a preset name, a file, or
+    ``estimate`` (fitted to each image)."""
+    from .kernels import ESTIMATE, PRESETS
 
+    if spec == ESTIMATE:
+        return ESTIMATE
     if spec.startswith("iso:"):
         return float(spec[4:])
     if spec.startswith("aniso:"):
@@ -27,7 +30,7 @@ def parse_kernel(spec: str) -> object:
         return spec
     raise argparse.ArgumentTypeError(
         f"kernel {spec!r} is not iso:VAR, aniso:L1,L2,THETA, a preset "
-        f"({', '.join(PRESETS)}) or an existing file"
+        f"({', '.join(PRESETS)}), an existing file or {ESTIMATE}"
     )
 
 
@@ -77,6 +80,8 @@ def _process(path: Path, target: Path, args: argparse.Namespace, position: int) 
         mode=args.mode,
         rgb=meta.rgb,
         normalization=args.normalization,
+        ensemble=args.ensemble,
+        back_projection=args.back_projection,
     )
     with tqdm(desc=path.name, unit="step", position=position, leave=False) as bar:
         try:
@@ -167,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--kernel",
         type=parse_kernel,
         default="iso:2.0",
-        help="iso:VAR | aniso:L1,L2,THETA | preset | FILE (default iso:2.0)",
+        help="iso:VAR | aniso:L1,L2,THETA | preset | FILE | estimate (a Gaussian fitted "
+        "to each image; default iso:2.0)",
     )
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--model", help="shipped name or theta_M file (default: by scale/channels)")
@@ -179,6 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="stacks: adapt once and apply to every slice, or adapt per slice",
     )
     p.add_argument("--normalization", choices=("dtype", "percentile", "minmax"), default="dtype")
+    p.add_argument(
+        "--ensemble",
+        choices=("mean", "median"),
+        help="geometric self-ensemble over the flips/rotations that keep the kernel",
+    )
+    p.add_argument(
+        "--back-projection",
+        type=int,
+        default=0,
+        metavar="N",
+        help="iterations of back-projection with the kernel after inference (default 0)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)

@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 
 MAX_KERNEL_SIZE = 101
+# The kernel spec that asks for an estimate from the image itself; only the functions
+# that see the image (napari_mzsr.api) can resolve it.
+ESTIMATE = "estimate"
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,8 @@ def as_kernel(spec: object = None, size: int = 21) -> np.ndarray:
         An explicit kernel array; an isotropic variance; an anisotropic Gaussian
         ``(l1, l2, theta)``; a preset name (``"g^d_2.0"``) or a file path (``.mat``,
         ``.npy``, ``.tif``); ``None`` for the default, isotropic variance 2.0
-        (the paper's g^d_2.0).
+        (the paper's g^d_2.0). :data:`ESTIMATE` (``"estimate"``) is refused here: it
+        needs the image (see :func:`napari_mzsr.api.super_resolve`).
     size : int
         Grid size for kernels built from parameters.
 
@@ -263,6 +267,11 @@ def as_kernel(spec: object = None, size: int = 21) -> np.ndarray:
     if isinstance(spec, (tuple, list)) and len(spec) == 3:
         l1, l2, theta = (float(v) for v in spec)
         return gaussian_kernel(l1, l2, theta, size=size)
+    if isinstance(spec, str) and spec == ESTIMATE:
+        raise ValueError(
+            f"kernel {ESTIMATE!r} needs the image: pass it to super_resolve or iter_adapt, "
+            "or call napari_mzsr.kernel_estimation.estimate_kernel"
+        )
     if isinstance(spec, str) and spec in PRESETS:
         return preset_kernel(spec)
     if isinstance(spec, (str, Path)):

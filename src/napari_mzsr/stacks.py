@@ -151,6 +151,8 @@ def iter_super_resolve_stack(
     percentiles: tuple[float, float] = (0.1, 99.9),
     output_dtype: np.dtype | str | None = None,
     precision: str = "auto",
+    ensemble: str | None = None,
+    back_projection: int = 0,
 ) -> Generator[StackProgress, None, np.ndarray]:
     """Super-resolve every 2D (or RGB) slice of N-D ``data``, keeping its other axes.
 
@@ -164,7 +166,8 @@ def iter_super_resolve_stack(
         Numpy, dask or any array that supports indexing; slices are read one at a time,
         except that ``"percentile"`` and ``"minmax"`` normalisation read the whole stack.
     scale, kernel, steps, model, device, seed, lr, percentiles, precision
-        As in :func:`napari_mzsr.api.iter_adapt`.
+        As in :func:`napari_mzsr.api.iter_adapt`. ``kernel="estimate"`` estimates the
+        kernel on every slice that is adapted on.
     mode : {"once", "per_slice"}
         Adapt once on slice ``index`` and apply to every slice, or adapt on each slice.
     rgb : bool
@@ -180,6 +183,8 @@ def iter_super_resolve_stack(
         for ``current_only``).
     output_dtype : dtype, optional
         dtype of the result (default: the data's).
+    ensemble, back_projection
+        Refinements of every slice, as in :meth:`napari_mzsr.api.AdaptedModel.apply`.
 
     Returns
     -------
@@ -238,7 +243,13 @@ def iter_super_resolve_stack(
         if mode == "per_slice":
             adapted, loss = yield from adaptation(position, slices_done, done)
             done += steps
-        sr = adapted.apply(np.asarray(data[position]), output_dtype, rgb)
+        sr = adapted.apply(
+            np.asarray(data[position]),
+            output_dtype,
+            rgb,
+            ensemble=ensemble,
+            back_projection=back_projection,
+        )
         if result is None:
             out_shape = tuple(1 for _ in slice_shape) if current_only else slice_shape
             result = np.empty(out_shape + sr.shape, sr.dtype)

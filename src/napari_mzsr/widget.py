@@ -32,13 +32,14 @@ from napari.utils.transforms import Affine
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage, QPixmap
 
-from .kernels import PRESETS, gaussian_kernel, load_kernel, validate_kernel
+from .kernels import ESTIMATE, PRESETS, gaussian_kernel, load_kernel, validate_kernel
 from .layer_geometry import output_name, output_scale_translate
 from .stacks import StackProgress, default_index, iter_super_resolve_stack, split_axes
 
 if TYPE_CHECKING:
     import napari
 
+    from .kernel_estimation import KernelEstimate
     from .model_file import MZSRModel
 
 PLUGIN = "napari-mzsr"
@@ -49,11 +50,13 @@ KERNEL_KINDS = (
     ("preset", "preset"),
     ("from file", "file"),
     ("from image layer", "layer"),
+    ("estimate from the image", ESTIMATE),
 )
 STACK_MODES = (
     ("adapt once, apply to every slice", "once"),
     ("adapt per slice", "per_slice"),
 )
+ENSEMBLES = (("off", "off"), ("mean", "mean"), ("median", "median"))
 NORMALIZATIONS = (
     ("data type range", "dtype"),
     ("percentiles 0.1-99.9", "percentile"),
@@ -70,7 +73,7 @@ class _Job:
     data: Any
     model: MZSRModel
     factor: float
-    kernel: np.ndarray
+    kernel: np.ndarray | str  # an array, or ESTIMATE: estimated in the worker
     kernel_text: str
     steps: int
     device: str
@@ -83,15 +86,19 @@ class _Job:
     has_slices: bool
     replace: bool
     float_output: bool
+    ensemble: str | None = None
+    back_projection: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class _Outcome:
-    """What the worker returns: the result, or a plain error message."""
+    """What the worker returns: the result (and the kernel estimate, if one was made),
+    or a plain error message."""
 
     result: np.ndarray | None = None
     error: str | None = None
+    kernel_estimate: KernelEstimate | None = None
 
 
 def _plain_message(exc: BaseException) -> str:
@@ -110,12 +117,26 @@ def _plain_message(exc: BaseException) -> str:
 def _work(job: _Job):
     """The generator run by the worker thread; errors come back as an :class:`_Outcome`
     because napari's worker would otherwise report them with a traceback, and treats a
-    RuntimeError (such as a CUDA out-of-memory error) as a deleted worker."""
+    RuntimeError (such as a CUDA out-of-memory error) as a deleted worker.
+
+    Yields a status line (str) around a kernel estimate, then :class:`StackProgress`."""
+    from .api import resolve_kernel
+
     try:
+        kernel, estimate = job.kernel, None
+        if isinstance(kernel, str):
+            yield "estimating the kernel..."
+            # On the slice adaptation starts from; per-slice mode reuses it.
+            sample = job.data[job.index] if job.has_slices else job.data
+            degradation = job.model.info.degradation
+            kernel, estimate = resolve_kernel(
+                kernel, sample, job.layer.rgb, job.factor, degradation
+            )
+            yield f"estimated kernel: {estimate.describe()}"
         result = yield from iter_super_resolve_stack(
             job.data,
             job.factor,
-            job.kernel,
+            kernel,
             job.steps,
             job.model,
             job.device,
@@ -127,10 +148,12 @@ def _work(job: _Job):
             lr=job.lr,
             normalization=job.normalization,
             output_dtype=np.float32 if job.float_output else None,
+            ensemble=job.ensemble,
+            back_projection=job.back_projection,
         )
     except Exception as exc:
         return _Outcome(error=_plain_message(exc))
-    return _Outcome(result=result)
+    return _Outcome(result=result, kernel_estimate=estimate)
 
 
 def _plugin_defaults() -> dict[str, Any]:
@@ -218,7 +241,25 @@ class MZSRWidget(Container):
         self._lr.native.setPlaceholderText("model's schedule")
         self._normalization = ComboBox(label="intensities", choices=NORMALIZATIONS)
         self._seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
-        self._advanced = Container(widgets=[self._lr, self._normalization, self._seed])
+        self._ensemble = ComboBox(
+            label="self-ensemble", choices=ENSEMBLES, value="off",
+            tooltip="combine the flips/rotations that leave the kernel unchanged "
+            "(8 for an isotropic kernel); one inference each",
+        )  # fmt: skip
+        self._back_projection = SpinBox(
+            label="back-projection", value=0, min=0, max=50,
+            tooltip="iterations of back-projection with the kernel after inference (0: off); "
+            "it trusts the kernel, so an estimated one that is too large costs detail",
+        )  # fmt: skip
+        self._advanced = Container(
+            widgets=[
+                self._lr,
+                self._normalization,
+                self._seed,
+                self._ensemble,
+                self._back_projection,
+            ]
+        )
         self._advanced.visible = False
 
         self._run_button = PushButton(text="Run")
@@ -319,9 +360,12 @@ class MZSRWidget(Container):
         self._stack_mode.enabled = slices
         self._current_only.enabled = slices
 
-    def _kernel(self) -> tuple[np.ndarray, str]:
-        """The chosen blur kernel and a description of it; ValueError if it is bad."""
+    def _kernel(self) -> tuple[np.ndarray | str, str]:
+        """The chosen blur kernel (or :data:`ESTIMATE`) and a description of it;
+        ValueError if it is bad."""
         kind = self._kernel_kind.value
+        if kind == ESTIMATE:
+            return ESTIMATE, "estimated from the image"
         if kind == "isotropic":
             v = self._variance.value
             return gaussian_kernel(v), f"isotropic Gaussian, variance {v:g}"
@@ -361,10 +405,15 @@ class MZSRWidget(Container):
             widget.visible = shown
         label = self._kernel_preview.native
         try:
-            kernel, _ = self._kernel()
+            kernel, text = self._kernel()
         except (ValueError, FileNotFoundError) as exc:
             label.clear()
             label.setText(str(exc))
+            return
+        if isinstance(kernel, str):
+            label.clear()
+            label.setText(f"{text} when run")
+            label.setToolTip("a Gaussian fitted to the image's spectrum, in a fraction of a second")
             return
         label.setPixmap(_kernel_pixmap(kernel))
         size = kernel.shape[0]
@@ -426,6 +475,8 @@ class MZSRWidget(Container):
             has_slices=bool(slice_shape),
             replace=self._replace.value,
             float_output=self._float_output.value,
+            ensemble=None if self._ensemble.value == "off" else self._ensemble.value,
+            back_projection=int(self._back_projection.value),
         )
         job.settings = {
             "model": model.info.name,
@@ -437,6 +488,8 @@ class MZSRWidget(Container):
             "intensities": job.normalization,
             "seed": job.seed,
             "device": job.device,
+            "self_ensemble": job.ensemble or "off",
+            "back_projection": job.back_projection,
         }
         if job.has_slices:
             job.settings["stack_mode"] = "current slice only" if current_only else job.mode
@@ -488,8 +541,11 @@ class MZSRWidget(Container):
         self._status.value = "failed"
         show_error(f"MZSR: {message}")
 
-    def _on_progress(self, p: StackProgress) -> None:
+    def _on_progress(self, p: StackProgress | str) -> None:
         if not self._alive:
+            return
+        if isinstance(p, str):
+            self._status.value = p
             return
         self._progress.max = max(p.total, 1)
         self._progress.value = p.done
@@ -508,12 +564,27 @@ class MZSRWidget(Container):
         if outcome.error is not None:
             self._fail(outcome.error)
             return
+        estimate = outcome.kernel_estimate
+        if estimate is not None:
+            self._job.settings["kernel"] = f"estimated: {estimate.describe()}"
+            self._job.settings["kernel_estimate"] = {
+                "l1": estimate.l1,
+                "l2": estimate.l2,
+                "theta": estimate.theta,
+                "covariance": estimate.covariance.tolist(),
+                "fit_residual": estimate.residual,
+            }
+            if self._job.has_slices:
+                self._job.settings["kernel_estimate"]["slice"] = list(self._job.index)
         try:
             self._add_result(self._job, outcome.result)
         except Exception as exc:  # e.g. the viewer refused the layer: keep it unchanged
             self._fail(_plain_message(exc))
             return
-        self._status.value = f"done: {self._status.value}" if self._status.value else "done"
+        status = self._status.value
+        if estimate is not None:
+            status = f"{status}, kernel {estimate.describe()}" if status else estimate.describe()
+        self._status.value = f"done: {status}" if status else "done"
 
     def _on_aborted(self) -> None:
         if self._alive:

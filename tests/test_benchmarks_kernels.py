@@ -1,0 +1,90 @@
+"""Fast tests of the kernel-estimation and refinement benchmarks: tiny images and models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmarks import kernel_estimation, refinements
+from benchmarks.methods import get_method
+from napari_mzsr import imresize
+from napari_mzsr.model_file import ModelInfo, save_model
+from napari_mzsr.network import MZSRNet
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> list[str]:
+    """``--models`` arguments: tiny theta_M files under the shipped names."""
+    folder = tmp_path_factory.mktemp("theta")
+    args = []
+    for name, degradation in (("direct-x2", "direct"), ("bicubic-x2", "bicubic")):
+        net = MZSRNet(3, features=8)
+        net.reset_parameters(torch.Generator().manual_seed(0))
+        path = save_model(
+            folder / f"{name}.pt", net, ModelInfo(name, [2.0], degradation, 3, features=8)
+        )
+        args.append(f"{name}={path}")
+    return args
+
+
+@pytest.fixture(scope="module")
+def hr_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hr")
+    rng = np.random.default_rng(0)
+    texture = np.clip(imresize(rng.random((24, 24, 3)), output_shape=(97, 96)), 0, 1)
+    Image.fromarray(np.rint(texture * 255).astype(np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.rint(texture[..., 1] * 255).astype(np.uint8)).save(folder / "b.png")
+    return folder
+
+
+def test_kernel_estimation_benchmark(tmp_path, hr_dir, models):
+    argv = ["--data", str(hr_dir), "--device", "cpu", "--steps", "1", "--out", str(tmp_path)]
+    argv += ["--kernels", "paper", "g^d_ani", "g^b_1.3", "--models", *models]
+    md = kernel_estimation.main(argv)
+    data = json.loads(md.with_suffix(".json").read_text())
+    assert data["command"].startswith("python -m benchmarks.kernel_estimation --data")
+    assert len(data["records"]) == 6
+    for record in data["records"]:
+        assert record["psnr_true"] is not None and record["psnr_default"] is not None
+        spectral = record["estimates"]["spectral"]
+        assert spectral["error"] >= 0 and spectral["seconds"] > 0 and spectral["psnr"] > 0
+    assert set(data["summary"]) == {"paper", "g^d_ani", "g^b_1.3", "all"}
+    assert "| all | spectral | 6 |" in md.read_text()
+
+
+def test_kernel_estimation_benchmark_theta_loss_kernel_only(tmp_path, hr_dir, models):
+    argv = ["--data", str(hr_dir), "--limit", "1", "--kernels", "g^d_2.0", "--kernel-only"]
+    argv += ["--estimators", "spectral", "theta-loss", "--models", *models]
+    md = kernel_estimation.main([*argv, "--out", str(tmp_path)])
+    (record,) = json.loads(md.with_suffix(".json").read_text())["records"]
+    assert record["psnr_true"] is None
+    assert set(record["estimates"]) == {"spectral", "theta-loss"}
+
+
+def test_refinements_benchmark(tmp_path, hr_dir, models):
+    argv = ["--data", str(hr_dir), "--limit", "1", "--device", "cpu", "--steps", "1"]
+    argv += ["--settings", "g^d_ani", "--bp-iters", "1", "2", "--adapt-per-transform"]
+    md = refinements.main([*argv, "--models", *models, "--out", str(tmp_path)])
+    data = json.loads(md.with_suffix(".json").read_text())
+    cells = data["results"]["g^d_ani"]["per_image"]["a"]
+    expected = {"plain", "SE mean", "SE median", "SE all 8", "SE all 8, adapted each"}
+    assert expected | {"BP 1", "BP 2", "SE mean + BP 2"} <= set(cells)
+    assert "| g^d_ani | SE mean |" in md.read_text()
+
+
+@pytest.mark.parametrize("name", ["MZSR(10)+est", "MZSR(10)+SE", "MZSR(10)+SE+BP"])
+def test_registry_rows_exist(name):
+    assert callable(get_method(name))

@@ -1,0 +1,113 @@
+"""The widget's kernel estimate and refinements, driven as a user drives them.
+
+Needs napari, pytest-qt and an X display; run headless with ``xvfb-run -a pytest``.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+    pytest.skip("needs an X display (run under xvfb-run -a)", allow_module_level=True)
+
+from napari_mzsr import degrade, gaussian_kernel, imresize
+from napari_mzsr.widget import FROM_FILE, MZSRWidget
+
+pytestmark = pytest.mark.gui
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    import torch
+
+    from napari_mzsr.model_file import ModelInfo, save_model
+    from napari_mzsr.network import MZSRNet
+
+    net = MZSRNet(3, features=8)
+    net.reset_parameters(torch.Generator().manual_seed(0))
+    info = ModelInfo("tiny-direct", [2.0], "direct", 3, features=8)
+    return save_model(tmp_path_factory.mktemp("models") / "tiny.pt", net, info)
+
+
+def _blurred(shape=(64, 64), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    hr = imresize(rng.random((shape[0] // 2, shape[1] // 2)), 4)
+    lr = degrade(hr, gaussian_kernel(2.0), 2)
+    return np.clip(lr * 255, 0, 255).astype(np.uint8)
+
+
+def _dock(viewer, model_path) -> MZSRWidget:
+    widget = MZSRWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget._model.value = FROM_FILE
+    widget._model_file.value = model_path
+    widget._device.value = "cpu"
+    widget._steps.value = 1
+    return widget
+
+
+def _run(qtbot, widget: MZSRWidget) -> None:
+    widget._run_button.native.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+
+
+def test_estimated_kernel_is_reported_and_stored(
+    make_napari_viewer, qtbot, model_path, monkeypatch
+):
+    shown = []
+    on_progress = MZSRWidget._on_progress
+    monkeypatch.setattr(
+        MZSRWidget, "_on_progress", lambda self, p: (shown.append(p), on_progress(self, p))
+    )
+    viewer = make_napari_viewer()
+    viewer.add_image(_blurred(), name="cells")
+    widget = _dock(viewer, model_path)
+    widget._kernel_kind.value = "estimate"
+    assert not widget._variance.visible
+    assert "estimated" in widget._kernel_preview.native.text()
+    _run(qtbot, widget)
+
+    assert len(viewer.layers) == 2
+    settings = viewer.layers[-1].metadata["mzsr"]
+    assert settings["kernel"].startswith("estimated: Gaussian")
+    estimate = settings["kernel_estimate"]
+    assert estimate["l1"] >= estimate["l2"] > 0
+    assert np.asarray(estimate["covariance"]).shape == (2, 2)
+    assert shown[0] == "estimating the kernel..."
+    assert shown[1].startswith("estimated kernel: Gaussian")
+    assert widget._status.value.startswith("done:") and "kernel Gaussian" in widget._status.value
+
+
+def test_estimate_on_a_stack_uses_the_current_slice(make_napari_viewer, qtbot, model_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([_blurred(seed=s) for s in range(3)]), name="stack")
+    widget = _dock(viewer, model_path)
+    widget._kernel_kind.value = "estimate"
+    widget._stack_mode.value = "per_slice"
+    _run(qtbot, widget)
+    out = viewer.layers[-1]
+    assert out.data.shape == (3, 128, 128)
+    assert out.metadata["mzsr"]["kernel_estimate"]["slice"] == [1]
+
+
+def test_refinements_are_applied_and_recorded(make_napari_viewer, qtbot, model_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(_blurred(), name="cells")
+    widget = _dock(viewer, model_path)
+    _run(qtbot, widget)
+    plain = viewer.layers[-1].data
+    widget._ensemble.value = "median"
+    widget._back_projection.value = 2
+    _run(qtbot, widget)
+    out = viewer.layers[-1]
+    assert out.data.shape == plain.shape
+    assert np.abs(out.data.astype(int) - plain).max() > 0
+    assert out.metadata["mzsr"]["self_ensemble"] == "median"
+    assert out.metadata["mzsr"]["back_projection"] == 2
