@@ -39,10 +39,11 @@ from napari_mzsr.kernel_estimation import estimate_kernel
 from napari_mzsr.kernels import PRESETS, gaussian_kernel, kernel_covariance
 from napari_mzsr.meta_test import make_son
 from napari_mzsr.metrics import psnr
-from napari_mzsr.model_file import MZSRModel, load_model, schedule_lr
+from napari_mzsr.model_file import MZSRModel, schedule_lr
 
 from .lr_inputs import Setting, crop_to_multiple, load_hr_images, make_lr
 from .machine import add_threads_option, apply_threads, machine_description
+from .model_choice import parse_models, resolve_models
 from .report import command_line, fmt, markdown_table, write_results
 
 SCALE = 2
@@ -346,13 +347,7 @@ def main(argv: list[str] | None = None) -> Path:
     device = resolve_device(args.device)
     set_name = args.set_name or args.data.resolve().name
     hr_images = load_hr_images(args.data, args.limit)
-    overrides = dict(pair.split("=", 1) for pair in args.models)
-    models, missing = {}, {}
-    for name in ("direct-x2", "bicubic-x2"):
-        try:
-            models[name] = load_model(overrides.get(name, name))
-        except FileNotFoundError as exc:
-            missing[name] = str(exc)
+    models, missing = resolve_models(("direct-x2", "bicubic-x2"), None, parse_models(args.models))
     for name, why in missing.items():
         print(f"warning: no MZSR runs for {name} kernels: {why}", file=sys.stderr)
     estimators: dict[str, Estimator] = {"spectral": spectral}

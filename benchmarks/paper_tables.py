@@ -27,11 +27,11 @@ import numpy as np
 
 from napari_mzsr.devices import resolve_device
 from napari_mzsr.metrics import psnr, ssim
-from napari_mzsr.model_file import MZSRModel, load_model
 
 from .lr_inputs import SETTINGS, Setting, crop_to_multiple, load_hr_images, make_lr
 from .machine import add_threads_option, apply_threads, machine_description, synchronize
 from .methods import MethodUnavailable, RunContext, get_method
+from .model_choice import parse_models, resolve_models
 from .paper_numbers import PAPER_SECONDS, PAPER_TIME_DEVICE, paper_cell
 from .report import command_line, fmt, markdown_table, write_results
 from .zssr import ZSSRConfig
@@ -42,23 +42,6 @@ TABLE_TITLES = {
     "Table 1": "Table 1: x2, plain bicubic degradation",
     "x4": "x4, g^d_2.0 (direct)",
 }
-
-
-def resolve_models(
-    names: Sequence[str], model_dir: Path | None, overrides: Mapping[str, str]
-) -> tuple[dict[str, MZSRModel], dict[str, str]]:
-    """Load each theta_M: ``overrides[name]``, else ``model_dir/name.pt``, else the
-    shipped model. Returns the loaded models and, for the missing ones, why."""
-    models, missing = {}, {}
-    for name in names:
-        source: str | Path = overrides.get(name, name)
-        if name not in overrides and model_dir is not None:
-            source = model_dir / f"{name}.pt"
-        try:
-            models[name] = load_model(source)
-        except FileNotFoundError as exc:
-            missing[name] = str(exc)
-    return models, missing
 
 
 def _warm_up(setting: Setting, lr: np.ndarray, methods: Sequence[str], ctx: RunContext) -> None:
@@ -220,16 +203,6 @@ def _speed_lines(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list
     ]
 
 
-def _parse_models(pairs: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not path:
-            raise SystemExit(f"--models expects NAME=PATH, got {pair!r}")
-        out[name] = path
-    return out
-
-
 def main(argv: list[str] | None = None) -> Path:
     """Command-line entry point; returns the path of the Markdown report."""
     argv = sys.argv[1:] if argv is None else argv
@@ -267,7 +240,7 @@ def main(argv: list[str] | None = None) -> Path:
     for name in args.methods:
         get_method(name)  # fail on a typo before any work
     needed = sorted({s.model for s in settings}) if any("MZSR" in m for m in args.methods) else []
-    models, missing = resolve_models(needed, args.model_dir, _parse_models(args.models))
+    models, missing = resolve_models(needed, args.model_dir, parse_models(args.models))
     for name, why in missing.items():
         print(f"warning: MZSR rows for {name} skipped: {why}", file=sys.stderr)
     zssr_config = ZSSRConfig(max_iters=args.zssr_iters, features=args.zssr_features, seed=args.seed)

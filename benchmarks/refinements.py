@@ -38,11 +38,12 @@ from napari_mzsr.api import AdaptedModel, iter_adapt
 from napari_mzsr.devices import resolve_device
 from napari_mzsr.meta_test import infer
 from napari_mzsr.metrics import psnr
-from napari_mzsr.model_file import MZSRModel, load_model
+from napari_mzsr.model_file import MZSRModel
 from napari_mzsr.refinement import TRANSFORMS, dihedral, self_ensemble
 
 from .lr_inputs import SETTINGS, Setting, crop_to_multiple, load_hr_images, make_lr
 from .machine import add_threads_option, apply_threads, machine_description, synchronize
+from .model_choice import parse_models, resolve_models
 from .report import command_line, fmt, markdown_table, write_results
 
 TABLE2 = ("g^d_0.2", "g^d_2.0", "g^d_ani", "g^b_1.3")
@@ -234,13 +235,10 @@ def main(argv: list[str] | None = None) -> Path:
     device = resolve_device(args.device)
     set_name = args.set_name or args.data.resolve().name
     settings = [SETTINGS[name] for name in args.settings]
-    overrides = dict(pair.split("=", 1) for pair in args.models)
-    models = {}
-    for name in sorted({s.model for s in settings}):
-        try:
-            models[name] = load_model(overrides.get(name, name))
-        except FileNotFoundError as exc:
-            print(f"warning: {name} settings skipped: {exc}", file=sys.stderr)
+    needed = sorted({s.model for s in settings})
+    models, missing = resolve_models(needed, None, parse_models(args.models))
+    for name, why in missing.items():
+        print(f"warning: {name} settings skipped: {why}", file=sys.stderr)
     hr_images = load_hr_images(args.data, args.limit)
     results = evaluate(
         hr_images, settings, models, args.steps, args.bp_iters, args.adapt_per_transform,

@@ -48,3 +48,15 @@ def rgb_image() -> np.ndarray:
     from napari_mzsr import imresize
 
     return np.clip(imresize(base, 6) * 255, 0, 255).astype(np.uint8)  # 48x48, smooth
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny workloads: with the cores shared, extra threads only wait for each other.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

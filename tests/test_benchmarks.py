@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks import big_images, lr_inputs, paper_tables, scaling, steps_curve
+from benchmarks import big_images, lr_inputs, model_choice, paper_tables, scaling, steps_curve
 from benchmarks.lr_inputs import SETTINGS, crop_to_multiple, load_hr_images, make_lr
 from benchmarks.methods import METHODS, RunContext
 from benchmarks.report import json_safe
@@ -34,13 +34,7 @@ def _strict_json(path: Path):
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny workloads: with the cores shared, extra threads only wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +148,7 @@ def test_registry_accepts_new_rows_and_reports_missing_models(monkeypatch, hr_di
         return lr.repeat(setting.scale, 0).repeat(setting.scale, 1), {}
 
     monkeypatch.setitem(METHODS, "Nearest", nearest)
-    models, missing = paper_tables.resolve_models(["direct-x2", "nope-x2"], model_dir, {})
+    models, missing = model_choice.resolve_models(["direct-x2", "nope-x2"], model_dir, {})
     assert set(models) == {"direct-x2"} and "nope-x2" in missing
     ctx = RunContext(torch.device("cpu"), {})
     hr = load_hr_images(hr_dir, limit=1)

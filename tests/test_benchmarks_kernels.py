@@ -16,13 +16,7 @@ from napari_mzsr import imresize
 from napari_mzsr.model_file import ModelInfo, save_model
 from napari_mzsr.network import MZSRNet
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

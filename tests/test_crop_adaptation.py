@@ -9,13 +9,7 @@ import torch
 from napari_mzsr import api, gaussian_kernel, imresize, iter_adapt, load_model
 from napari_mzsr.meta_test import adapt, make_son, patch_corners
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _smooth(shape, channels=3, seed=0) -> np.ndarray:
