@@ -99,4 +99,8 @@ def gather(obj: object, ctx: Context) -> list[object]:
 def shutdown() -> None:
     """Leave the process group (no-op when not distributed)."""
     if dist.is_initialized():
+        # Leave together: a rank that tears gloo down while its peer is still in the
+        # last collective can abort at exit ("terminate called without an active
+        # exception"), seen once in CI.
+        dist.barrier()
         dist.destroy_process_group()
