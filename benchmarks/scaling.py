@@ -205,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
     model = args.model
     if model is None:
         model = str(Path(tempfile.mkdtemp()) / "fresh.pt")
-        save_model(model, MZSRNet(3), ModelInfo("fresh", [2.0], "direct", 3))
+        # One channel, as the shipped direct-x2-gray that grey inputs use.
+        save_model(model, MZSRNet(1), ModelInfo("fresh", [2.0], "direct", 1))
     results = []
     for size in args.sizes:
         for method in args.methods:

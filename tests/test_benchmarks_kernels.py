@@ -77,6 +77,11 @@ def test_refinements_benchmark(tmp_path, hr_dir, models):
     expected = {"plain", "SE mean", "SE median", "SE all 8", "SE all 8, adapted each"}
     assert expected | {"BP 1", "BP 2", "SE mean + BP 2"} <= set(cells)
     assert "| g^d_ani | SE mean |" in md.read_text()
+    argv = [*argv[:-1], "--skip", "SE median", "SE all 8", "--name", "skipped"]
+    md = refinements.main([*argv, "--models", *models, "--out", str(tmp_path)])
+    cells = json.loads(md.with_suffix(".json").read_text())["results"]["g^d_ani"]["per_image"]["a"]
+    assert not {"SE median", "SE all 8", "SE all 8, adapted each"} & set(cells)
+    assert {"plain", "SE mean", "BP 2"} <= set(cells)
 
 
 @pytest.mark.parametrize("name", ["MZSR(10)+est", "MZSR(10)+SE", "MZSR(10)+SE+BP"])

@@ -45,6 +45,20 @@ def test_kernel_distribution_scales_with_factor():
             assert 1.9 < var < 5 * scale + 0.1
 
 
+def test_widened_kernel_distribution_reaches_sharp_kernels():
+    def total_variance(k):
+        r = np.arange(k.shape[0]) - k.shape[0] // 2
+        return (k.sum(0) * r**2).sum() + (k.sum(1) * r**2).sum()
+
+    rng = np.random.default_rng(0)
+    paper = [total_variance(tasks.sample_kernel(rng, 2.0)) for _ in range(200)]
+    wide = [total_variance(tasks.sample_kernel(rng, 2.0, 0.2)) for _ in range(200)]
+    assert min(paper) > 1.9
+    # g^d_0.2 has total variance 0.4; the widened range must sample near it.
+    assert min(wide) < 0.8
+    assert max(wide) < 10.1
+
+
 def test_make_pairs_shapes_for_non_integer_scale():
     hr = torch.rand(2, 3, 33, 33)
     k = torch.from_numpy(tasks.sample_kernel(np.random.default_rng(1), 2.2)).float()
@@ -124,6 +138,9 @@ def test_recipe_rejects_unknown_keys(tmp_path):
     assert recipe["meta"]["inner_steps"] == 3 and recipe["meta"]["tasks"] == 5
     assert recipe["validation"]["scales"] == [2.0, 4.0]
     assert recipe["source"].startswith('name = "x"')
+    path.write_text('name = "x"\n[meta]\nkernel_variance_min = 0\n')
+    with pytest.raises(RecipeError, match="kernel_variance_min"):
+        load_recipe(path)
 
 
 def test_shipped_recipes_load():

@@ -1,6 +1,7 @@
 """Meta-transfer learning (REFERENCE section 5), written functionally.
 
-For each task (a kernel from the paper's distribution and a scale), support and query
+For each task (a kernel from the paper's distribution, optionally widened to sharper
+kernels by ``kernel_variance_min``, and a scale), support and query
 sets of external HR patches are degraded with that kernel. The inner loop takes plain
 SGD steps on the support L1 loss with fast weights passed through
 ``torch.func.functional_call``; the gradients are kept differentiable (second order)
@@ -31,7 +32,8 @@ def task_loss(
     with respect to ``net``'s parameters) and its query loss after the last step."""
     cfg, recipe, rng = session.settings, session.recipe, session.rng
     scale = float(recipe["scales"][int(rng.integers(len(recipe["scales"])))])
-    kernel = torch.from_numpy(sample_kernel(rng, scale)).float().to(session.device)
+    kernel = sample_kernel(rng, scale, cfg["kernel_variance_min"])
+    kernel = torch.from_numpy(kernel).float().to(session.device)
     count = cfg["support"] + cfg["query"]
     hr = torch.from_numpy(session.bank.sample(rng, count, cfg["patch"])).to(session.device)
     x = session.prepare(make_pairs(hr, scale, kernel, recipe["degradation"]))

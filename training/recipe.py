@@ -58,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
         "inner_lr": 1e-2,
         "first_order": False,
         "meta_lr": 1e-4,
+        # Smallest task-kernel variance; the paper's 1.0 leaves out sharp kernels (g^d_0.2).
+        "kernel_variance_min": 1.0,
         "anneal_iterations": 3000,
         "max_minutes": 0,
         "log_every": 5,
@@ -106,6 +108,11 @@ def _check(recipe: dict[str, Any]) -> None:
     meta = recipe["meta"]
     if meta["inner_steps"] < 1 or meta["tasks"] < 1 or meta["support"] < 1 or meta["query"] < 1:
         raise RecipeError("meta tasks, support, query and inner_steps must be >= 1")
+    low = meta["kernel_variance_min"]
+    if not 0 < low < 2.5 * min(float(s) for s in scales):
+        raise RecipeError(
+            f"meta kernel_variance_min must be > 0 and below 2.5 x the smallest scale, got {low}"
+        )
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:

@@ -25,12 +25,16 @@ def kernel_size(scale: float) -> int:
     return 2 * math.ceil(3 * math.sqrt(2.5 * scale)) + 1
 
 
-def sample_kernel(rng: np.random.Generator, scale: float) -> np.ndarray:
+def sample_kernel(rng: np.random.Generator, scale: float, variance_min: float = 1.0) -> np.ndarray:
     """A Gaussian kernel from the paper's distribution: theta ~ U[0, pi),
-    l1 ~ U[1, 2.5 s], l2 ~ U[1, l1] (variances), so its range grows with the scale."""
+    l1 ~ U[m, 2.5 s], l2 ~ U[m, l1] (variances), so its range grows with the scale.
+
+    The paper has ``m = variance_min = 1``; a smaller ``m`` also covers sharp kernels
+    such as g^d_0.2, which lie outside the paper's range.
+    """
     theta = rng.uniform(0.0, math.pi)
-    l1 = rng.uniform(1.0, 2.5 * scale)
-    l2 = rng.uniform(1.0, l1)
+    l1 = rng.uniform(variance_min, 2.5 * scale)
+    l2 = rng.uniform(variance_min, l1)
     return gaussian_kernel(l1, l2, theta, size=kernel_size(scale))
 
 
