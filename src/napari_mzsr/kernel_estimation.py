@@ -29,11 +29,13 @@ only shows their sum. A variance of 0.5 or less is overestimated, by far on smoo
 scenes; MZSR punishes an overestimated kernel much more than an underestimated one.
 Scenes dominated by one texture direction (stripes) also read as anisotropic blur.
 Measured with the shipped direct-x2/bicubic-x2 and MZSR(10): on Set5 the estimated
-kernel is within 0.3 dB of the true one for g^d_2.0, g^d_ani and g^b_1.3 but 3.9 dB
+kernel is within 0.2 dB of the true one for g^d_2.0, g^d_ani and g^b_1.3 but 3.2 dB
 below for g^d_0.2 (``benchmarks/results/set5_estimate_refinements_cpu.md``); on the
-first four Set14 images 0.22 dB below on average over the paper's kernel distribution
-and the four Table 2 kernels, 0.82 dB for g^d_0.2, against 1.82 dB for the fixed
+first four Set14 images 0.14 dB below on average over the paper's kernel distribution
+and the four Table 2 kernels, 0.24 dB for g^d_0.2, against 1.45 dB for the fixed
 default kernel (``benchmarks/results/kernel_estimation_Set14-first4_cpu.md``).
+Back-projection with an overestimated kernel makes things worse (g^d_0.2 on Set5:
+27.1 dB with estimate + self-ensemble + back-projection against 30.6 without them).
 """
 
 from __future__ import annotations
