@@ -41,9 +41,9 @@ from napari_mzsr.meta_test import make_son
 from napari_mzsr.metrics import psnr
 from napari_mzsr.model_file import MZSRModel, schedule_lr
 
-from .lr_inputs import Setting, crop_to_multiple, load_hr_images, make_lr
+from .lr_inputs import Setting, add_image_set_options, crop_to_multiple, load_hr_images, make_lr
 from .machine import add_threads_option, apply_threads, machine_description
-from .model_choice import parse_models, resolve_models
+from .model_choice import add_models_option, parse_models, resolve_models
 from .report import command_line, fmt, markdown_table, write_results
 
 SCALE = 2
@@ -319,13 +319,7 @@ def main(argv: list[str] | None = None) -> Path:
     """Command-line entry point; returns the path of the Markdown report."""
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    shared = SHARED_DATA if SHARED_DATA.is_dir() else None
-    parser.add_argument(
-        "--data", type=Path, default=shared, required=shared is None,
-        help=f"folder of HR PNG/TIFF (default: {SHARED_DATA} when it exists)",
-    )  # fmt: skip
-    parser.add_argument("--set-name", help="name of the set (default: the folder's name)")
-    parser.add_argument("--limit", type=int, help="use the first N images only")
+    add_image_set_options(parser, SHARED_DATA)
     parser.add_argument("--kernels", nargs="+", default=list(KERNEL_NAMES), choices=KERNEL_NAMES)
     parser.add_argument("--estimators", nargs="+", default=["spectral"], choices=ESTIMATORS)
     parser.add_argument("--theta-loss-steps", type=int, default=1)
@@ -333,9 +327,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument(
         "--kernel-only", action="store_true", help="no MZSR runs: kernel error and time only"
     )
-    parser.add_argument(
-        "--models", nargs="*", default=[], metavar="NAME=PATH", help="e.g. bicubic-x2=run/b.pt"
-    )
+    add_models_option(parser)
     parser.add_argument("--device", default="auto", help="device of the MZSR runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))

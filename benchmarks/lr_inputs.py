@@ -110,6 +110,18 @@ def read_image(path: Path) -> np.ndarray:
     return _to_uint8(image, path)
 
 
+def add_image_set_options(parser: argparse.ArgumentParser, default: Path | None = None) -> None:
+    """``--data`` (required unless ``default`` exists), ``--set-name`` and ``--limit``."""
+    shared = default if default is not None and default.is_dir() else None
+    where = f" (default: {default} when it exists)" if default else ""
+    parser.add_argument(
+        "--data", type=Path, default=shared, required=shared is None,
+        help=f"folder of HR PNG/TIFF{where}",
+    )  # fmt: skip
+    parser.add_argument("--set-name", help="name of the set (default: the folder's name)")
+    parser.add_argument("--limit", type=int, help="use the first N images only")
+
+
 def load_hr_images(folder: Path, limit: int | None = None) -> dict[str, np.ndarray]:
     """HR images of ``folder`` (PNG/TIFF, sorted by name; the first ``limit`` if given)."""
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -3,10 +3,18 @@ folder of ``<name>.pt`` files, or the shipped model of that name."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from napari_mzsr.model_file import MZSRModel, load_model
+
+
+def add_models_option(parser: argparse.ArgumentParser) -> None:
+    """``--models NAME=PATH ...``, read back with :func:`parse_models`."""
+    parser.add_argument(
+        "--models", nargs="*", default=[], metavar="NAME=PATH", help="e.g. direct-x2=run/a.pt"
+    )
 
 
 def parse_models(pairs: Sequence[str]) -> dict[str, str]:

@@ -28,10 +28,17 @@ import numpy as np
 from napari_mzsr.devices import resolve_device
 from napari_mzsr.metrics import psnr, ssim
 
-from .lr_inputs import SETTINGS, Setting, crop_to_multiple, load_hr_images, make_lr
+from .lr_inputs import (
+    SETTINGS,
+    Setting,
+    add_image_set_options,
+    crop_to_multiple,
+    load_hr_images,
+    make_lr,
+)
 from .machine import add_threads_option, apply_threads, machine_description, synchronize
 from .methods import MethodUnavailable, RunContext, get_method
-from .model_choice import parse_models, resolve_models
+from .model_choice import add_models_option, parse_models, resolve_models
 from .paper_numbers import PAPER_SECONDS, PAPER_TIME_DEVICE, paper_cell
 from .report import command_line, fmt, markdown_table, write_results
 from .zssr import ZSSRConfig
@@ -207,9 +214,7 @@ def main(argv: list[str] | None = None) -> Path:
     """Command-line entry point; returns the path of the Markdown report."""
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder of HR PNG/TIFF")
-    parser.add_argument("--set-name", help="name of the set (default: the folder's name)")
-    parser.add_argument("--limit", type=int, help="use the first N images only")
+    add_image_set_options(parser)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument(
@@ -223,9 +228,7 @@ def main(argv: list[str] | None = None) -> Path:
         "--zssr-bp-iters", type=int, default=10, help="ZSSR back-projection iterations"
     )
     parser.add_argument("--model-dir", type=Path, help="folder with <name>.pt theta_M files")
-    parser.add_argument(
-        "--models", nargs="*", default=[], metavar="NAME=PATH", help="e.g. direct-x2=run/a.pt"
-    )
+    add_models_option(parser)
     parser.add_argument("--precision", default="float32", help="MZSR meta-test precision")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))

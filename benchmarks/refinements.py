@@ -41,9 +41,16 @@ from napari_mzsr.metrics import psnr
 from napari_mzsr.model_file import MZSRModel
 from napari_mzsr.refinement import TRANSFORMS, dihedral, self_ensemble
 
-from .lr_inputs import SETTINGS, Setting, crop_to_multiple, load_hr_images, make_lr
+from .lr_inputs import (
+    SETTINGS,
+    Setting,
+    add_image_set_options,
+    crop_to_multiple,
+    load_hr_images,
+    make_lr,
+)
 from .machine import add_threads_option, apply_threads, machine_description, synchronize
-from .model_choice import parse_models, resolve_models
+from .model_choice import add_models_option, parse_models, resolve_models
 from .report import command_line, fmt, markdown_table, write_results
 
 TABLE2 = ("g^d_0.2", "g^d_2.0", "g^d_ani", "g^b_1.3")
@@ -215,13 +222,7 @@ def main(argv: list[str] | None = None) -> Path:
     """Command-line entry point; returns the path of the Markdown report."""
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    shared = SHARED_DATA if SHARED_DATA.is_dir() else None
-    parser.add_argument(
-        "--data", type=Path, default=shared, required=shared is None,
-        help=f"folder of HR PNG/TIFF (default: {SHARED_DATA} when it exists)",
-    )  # fmt: skip
-    parser.add_argument("--set-name", help="name of the set (default: the folder's name)")
-    parser.add_argument("--limit", type=int, help="use the first N images only")
+    add_image_set_options(parser, SHARED_DATA)
     parser.add_argument("--settings", nargs="+", default=list(TABLE2), choices=list(SETTINGS))
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--bp-iters", type=int, nargs="*", default=[1, 3, 10, 20])
@@ -229,9 +230,7 @@ def main(argv: list[str] | None = None) -> Path:
         "--adapt-per-transform", action="store_true",
         help="also the self-ensemble with one adaptation per transform (8x adaptation)",
     )  # fmt: skip
-    parser.add_argument(
-        "--models", nargs="*", default=[], metavar="NAME=PATH", help="e.g. bicubic-x2=run/b.pt"
-    )
+    add_models_option(parser)
     parser.add_argument(
         "--skip", nargs="+", default=[], choices=OPTIONAL, help="leave these variants out"
     )

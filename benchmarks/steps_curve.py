@@ -25,7 +25,14 @@ from napari_mzsr.meta_test import adapt, infer
 from napari_mzsr.metrics import psnr
 from napari_mzsr.model_file import MZSRModel, load_model, lr_schedule_from, schedule_lr
 
-from .lr_inputs import SETTINGS, Setting, crop_to_multiple, load_hr_images, make_lr
+from .lr_inputs import (
+    SETTINGS,
+    Setting,
+    add_image_set_options,
+    crop_to_multiple,
+    load_hr_images,
+    make_lr,
+)
 from .machine import add_threads_option, apply_threads, machine_description
 from .report import command_line, fmt, markdown_table, write_results
 
@@ -121,9 +128,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     """Command-line entry point; returns the path of the PNG."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder of HR PNG/TIFF")
-    parser.add_argument("--set-name", help="default: the folder's name")
-    parser.add_argument("--limit", type=int)
+    add_image_set_options(parser)
     parser.add_argument("--setting", default="g^d_2.0", choices=list(SETTINGS))
     parser.add_argument("--model", help="theta_M (default: the setting's shipped model)")
     parser.add_argument("--pretrained", help="pretrained-only weights, theta_M file format")
