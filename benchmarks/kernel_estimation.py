@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,6 +160,60 @@ def make_cases(
     return cases
 
 
+def _sr_psnr(
+    lr: np.ndarray,
+    hr: np.ndarray,
+    kernel: object,
+    setting: Setting,
+    models: Mapping[str, MZSRModel],
+    steps: int | None,
+    device: torch.device,
+    seed: int,
+) -> float | None:
+    model = models.get(setting.model)
+    if model is None or steps is None:
+        return None
+    sr = super_resolve(
+        lr, SCALE, kernel, steps, model, device, seed=seed,
+        precision="float32", output_dtype=np.uint8,
+    )  # fmt: skip
+    return psnr(sr, hr, setting.shave)
+
+
+def run_case(
+    case: tuple[str, Setting, np.ndarray, np.ndarray],
+    estimators: Mapping[str, Estimator],
+    models: Mapping[str, MZSRModel],
+    steps: int | None,
+    device: torch.device,
+    seed: int,
+) -> dict[str, Any]:
+    """Estimate one case's kernel with every estimator and run MZSR(``steps``) with each
+    estimate, the true kernel and the default kernel (no MZSR runs for ``steps`` None)."""
+    stem, setting, hr, lr = case
+    run = (models, steps, device, seed)
+    record: dict[str, Any] = {
+        "image": stem,
+        "kernel": setting.table,
+        "label": setting.name,
+        "true_covariance": kernel_covariance(setting.kernel).tolist(),
+        "psnr_true": _sr_psnr(lr, hr, setting.kernel, setting, *run),
+        "psnr_default": _sr_psnr(lr, hr, DEFAULT_KERNEL, setting, *run),
+        "estimates": {},
+    }
+    for name, estimator in estimators.items():
+        start = time.perf_counter()
+        kernel = estimator(lr, setting, models.get(setting.model))
+        seconds = time.perf_counter() - start
+        record["estimates"][name] = {
+            "covariance": kernel_covariance(kernel).tolist(),
+            "error": covariance_error(kernel, setting.kernel),
+            "seconds": seconds,
+            "psnr": _sr_psnr(lr, hr, kernel, setting, *run),
+        }
+    return record
+
+
 def run_cases(
     cases: Sequence[tuple[str, Setting, np.ndarray, np.ndarray]],
     estimators: Mapping[str, Estimator],
@@ -165,53 +221,36 @@ def run_cases(
     steps: int | None,
     device: torch.device,
     seed: int,
+    jobs: int = 1,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Estimate every case's kernel with every estimator and run MZSR(``steps``) with
-    each estimate, the true kernel and the default kernel (no MZSR runs for ``steps``
-    None). One record per case."""
-
-    def sr_psnr(lr: np.ndarray, hr: np.ndarray, kernel: object, setting: Setting):
-        model = models.get(setting.model)
-        if model is None or steps is None:
-            return None
-        sr = super_resolve(
-            lr, SCALE, kernel, steps, model, device, seed=seed,
-            precision="float32", output_dtype=np.uint8,
-        )  # fmt: skip
-        return psnr(sr, hr, setting.shave)
-
-    records = []
-    for stem, setting, hr, lr in cases:
-        record: dict[str, Any] = {
-            "image": stem,
-            "kernel": setting.table,
-            "label": setting.name,
-            "true_covariance": kernel_covariance(setting.kernel).tolist(),
-            "psnr_true": sr_psnr(lr, hr, setting.kernel, setting),
-            "psnr_default": sr_psnr(lr, hr, DEFAULT_KERNEL, setting),
-            "estimates": {},
-        }
-        for name, estimator in estimators.items():
-            start = time.perf_counter()
-            kernel = estimator(lr, setting, models.get(setting.model))
-            seconds = time.perf_counter() - start
-            record["estimates"][name] = {
-                "covariance": kernel_covariance(kernel).tolist(),
-                "error": covariance_error(kernel, setting.kernel),
-                "seconds": seconds,
-                "psnr": sr_psnr(lr, hr, kernel, setting),
-            }
-        records.append(record)
-        cells = " ".join(
-            f"{name} err {e['error']:.2f} {fmt(e['psnr'])} dB {e['seconds']:.2f} s"
-            for name, e in record["estimates"].items()
+    """:func:`run_case` for every case, in order; ``jobs`` > 1 runs them in that many
+    worker processes with one torch thread each. One record per case."""
+    if jobs > 1:
+        # spawn, not fork: a forked child inherits the parent's OpenMP pool and can hang.
+        pool = ProcessPoolExecutor(
+            jobs, multiprocessing.get_context("spawn"), torch.set_num_threads, (1,)
         )
-        log(
-            f"{stem:<11} {setting.name:<28} true {fmt(record['psnr_true'])} "
-            f"default {fmt(record['psnr_default'])} | {cells}"
-        )
-    return records
+        with pool:
+            futures = [
+                pool.submit(run_case, case, estimators, models, steps, device, seed)
+                for case in cases
+            ]
+            results = (future.result() for future in futures)
+            return [_logged(record, log) for record in results]
+    return [_logged(run_case(case, estimators, models, steps, device, seed), log) for case in cases]
+
+
+def _logged(record: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    cells = " ".join(
+        f"{name} err {e['error']:.2f} {fmt(e['psnr'])} dB {e['seconds']:.2f} s"
+        for name, e in record["estimates"].items()
+    )
+    log(
+        f"{record['image']:<11} {record['label']:<28} true {fmt(record['psnr_true'])} "
+        f"default {fmt(record['psnr_default'])} | {cells}"
+    )
+    return record
 
 
 def time_256(hr_images: Mapping[str, np.ndarray], repeats: int = 5) -> float | None:
@@ -333,7 +372,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", help="output file stem")
     add_threads_option(parser)
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="worker processes (one torch thread each; CPU)"
+    )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     apply_threads(args)
 
     device = resolve_device(args.device)
@@ -350,7 +394,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     cases = make_cases(hr_images, args.kernels, args.seed)
     steps = None if args.kernel_only else args.steps
-    records = run_cases(cases, estimators, models, steps, device, args.seed)
+    records = run_cases(cases, estimators, models, steps, device, args.seed, args.jobs)
     summary = summarise(records)
     seconds_256 = time_256(hr_images)
 

@@ -59,6 +59,30 @@ def test_kernel_estimation_benchmark(tmp_path, hr_dir, models):
     assert "| all | spectral | 6 |" in md.read_text()
 
 
+def test_kernel_estimation_benchmark_jobs_give_the_same_records(tmp_path, hr_dir, models):
+    argv = ["--data", str(hr_dir), "--device", "cpu", "--steps", "1", "--out", str(tmp_path)]
+    argv += ["--kernels", "paper", "g^d_ani", "--models", *models, "--threads", "1"]
+    serial = kernel_estimation.main([*argv, "--name", "serial"])
+    parallel = kernel_estimation.main([*argv, "--name", "parallel", "--jobs", "2"])
+    one, two = (
+        json.loads(md.with_suffix(".json").read_text())["records"] for md in (serial, parallel)
+    )
+    assert [(r["image"], r["label"]) for r in one] == [(r["image"], r["label"]) for r in two]
+    for a, b in zip(one, two, strict=True):
+        assert a["psnr_true"] == pytest.approx(b["psnr_true"], abs=1e-3)
+        assert a["estimates"]["spectral"]["error"] == pytest.approx(
+            b["estimates"]["spectral"]["error"]
+        )
+        assert a["estimates"]["spectral"]["psnr"] == pytest.approx(
+            b["estimates"]["spectral"]["psnr"], abs=1e-3
+        )
+
+
+def test_kernel_estimation_benchmark_rejects_zero_jobs(hr_dir):
+    with pytest.raises(SystemExit):
+        kernel_estimation.main(["--data", str(hr_dir), "--jobs", "0"])
+
+
 def test_kernel_estimation_benchmark_theta_loss_kernel_only(tmp_path, hr_dir, models):
     argv = ["--data", str(hr_dir), "--limit", "1", "--kernels", "g^d_2.0", "--kernel-only"]
     argv += ["--estimators", "spectral", "theta-loss", "--models", *models]

@@ -108,7 +108,7 @@ def test_isotropic_kernel_is_described_by_its_variance():
         (np.ones((MIN_IMAGE_SIDE - 1, 64)), {}, "too small"),
         (np.full((64, 64), np.nan), {}, "NaN"),
         (np.ones((2, 64, 64, 3)), {}, "expected a 2D"),
-        (np.ones((64, 64), bool), {}, "real numeric"),
+        (np.ones((64, 64), bool), {}, "boolean"),
         (np.ones((64, 64, 2)), {"rgb": True}, "RGB"),
         (np.eye(64), {"degradation": "nearest"}, "degradation"),
         (np.eye(64), {"scale": 0.5}, "scale"),

@@ -3,17 +3,14 @@
 Needs napari, pytest-qt and an X display; run headless with ``xvfb-run -a pytest``.
 """
 
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gui_support import TIMEOUT_MS, click_run, require_gui, save_tiny_model
 
-pytest.importorskip("napari")
-pytest.importorskip("pytestqt")
-if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-    pytest.skip("needs an X display (run under xvfb-run -a)", allow_module_level=True)
+require_gui()
 
 from napari_mzsr.widget import FROM_FILE, MZSRWidget
 
@@ -21,20 +18,11 @@ pytestmark = pytest.mark.gui
 
 PLUGIN = "napari-mzsr"
 WIDGET = "MZSR super-resolution"
-TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    import torch
-
-    from napari_mzsr.model_file import ModelInfo, save_model
-    from napari_mzsr.network import MZSRNet
-
-    net = MZSRNet(3, features=8)
-    net.reset_parameters(torch.Generator().manual_seed(0))
-    info = ModelInfo("tiny-gui", [2.0], "bicubic", 3, features=8)
-    return save_model(tmp_path_factory.mktemp("models") / "tiny.pt", net, info)
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny.pt", "tiny-gui", "bicubic")
 
 
 @pytest.fixture
@@ -59,11 +47,6 @@ def _dock(viewer, model_path=None) -> MZSRWidget:
     widget._device.value = "cpu"
     widget._steps.value = 2
     return widget
-
-
-def _run(qtbot, widget: MZSRWidget) -> None:
-    widget._run_button.native.click()
-    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
 
 
 def test_dock_widget_opens_from_the_manifest(make_napari_viewer):
@@ -125,7 +108,7 @@ def test_run_adds_one_layer_that_overlays_the_input(make_napari_viewer, qtbot, m
         axis_labels=("y", "x"),
     )
     widget = _dock(viewer, model_path)
-    _run(qtbot, widget)
+    click_run(qtbot, widget)
 
     assert len(viewer.layers) == 2
     out = viewer.layers[-1]
@@ -151,15 +134,15 @@ def test_float_output_and_replace(make_napari_viewer, qtbot, model_path):
     viewer.add_image(_image((24, 24)), name="scene")
     widget = _dock(viewer, model_path)
     widget._float_output.value = True
-    _run(qtbot, widget)
+    click_run(qtbot, widget)
     assert viewer.layers[-1].data.dtype == np.float32
 
     widget._float_output.value = False
-    _run(qtbot, widget)  # without "replace" a re-run adds another layer
+    click_run(qtbot, widget)  # without "replace" a re-run adds another layer
     assert [layer.name for layer in viewer.layers][1:] == ["scene x2 (MZSR)", "scene x2 (MZSR) [1]"]
 
     widget._replace.value = True
-    _run(qtbot, widget)
+    click_run(qtbot, widget)
     assert len(viewer.layers) == 2
     assert viewer.layers[1].data.dtype == np.uint8
 
@@ -206,7 +189,7 @@ def test_errors_in_the_worker_are_shown_plainly(make_napari_viewer, qtbot, model
     viewer = make_napari_viewer()
     viewer.add_image(_image((12, 12)), name="tiny")  # smaller than the 21x21 kernel
     widget = _dock(viewer, model_path)
-    _run(qtbot, widget)
+    click_run(qtbot, widget)
     assert len(viewer.layers) == 1
     assert len(errors) == 1 and "too small" in errors[0]
     assert "Traceback" not in errors[0]
@@ -231,7 +214,7 @@ def test_stack_keeps_its_axes(make_napari_viewer, qtbot, model_path):
     widget = _dock(viewer, model_path)
     assert widget._stack_mode.enabled
     widget._stack_mode.value = "per_slice"
-    _run(qtbot, widget)
+    click_run(qtbot, widget)
     out = viewer.layers[-1]
     assert out.data.shape == (3, 48, 48)
     np.testing.assert_allclose(out.scale, [2.0, 0.5, 0.5])
@@ -246,7 +229,7 @@ def test_current_slice_only(make_napari_viewer, qtbot, model_path):
     viewer.dims.set_current_step(0, 2)
     widget = _dock(viewer, model_path)
     widget._current_only.value = True
-    _run(qtbot, widget)
+    click_run(qtbot, widget)
     out = viewer.layers[-1]
     assert out.name == "zstack x2 (MZSR, current slice)"
     assert out.data.shape == (1, 48, 48)
@@ -261,12 +244,12 @@ def test_multichannel_and_rgb_keep_their_axes(make_napari_viewer, qtbot, model_p
     widget = _dock(viewer, model_path)
     widget._steps.value = 1
     widget._image.value = viewer.layers["tcyx"]
-    _run(qtbot, widget)
+    click_run(qtbot, widget)
     assert viewer.layers[-1].data.shape == (2, 2, 48, 48)
 
     widget._image.value = rgb
     assert not widget._stack_mode.enabled
-    _run(qtbot, widget)
+    click_run(qtbot, widget)
     out = viewer.layers[-1]
     assert out.rgb and out.data.shape == (48, 48, 3)
     np.testing.assert_allclose(out.translate, [-0.25, -0.25])
@@ -277,7 +260,7 @@ def test_split_channels_are_separate_layers(make_napari_viewer, qtbot, model_pat
     viewer.add_image(_image((2, 24, 24)), channel_axis=0, name=["DNA", "actin"])
     widget = _dock(viewer, model_path)
     widget._image.value = viewer.layers["actin"]
-    _run(qtbot, widget)
+    click_run(qtbot, widget)
     assert viewer.layers[-1].name == "actin x2 (MZSR)"
     assert viewer.layers[-1].data.shape == (48, 48)
 
@@ -302,18 +285,11 @@ def test_every_sample_opens(make_napari_viewer, key):
 def test_direct_model_result_lands_on_the_original_grid(make_napari_viewer, qtbot, tmp_path):
     """A direct-subsampling model puts output pixel 2i on input pixel i, so the x2 result
     of the degraded sample overlays the original sample pixel for pixel."""
-    from napari_mzsr.model_file import ModelInfo, save_model
-    from napari_mzsr.network import MZSRNet
-
-    direct = save_model(
-        tmp_path / "direct.pt",
-        MZSRNet(3, features=8),
-        ModelInfo("tiny-direct", [2.0], "direct", 3, features=8),
-    )
+    direct = save_tiny_model(tmp_path / "direct.pt", "tiny-direct", "direct")
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "landsat_degraded")
     widget = _dock(viewer, direct)
-    _run(qtbot, widget)
+    click_run(qtbot, widget)
     out = viewer.layers[-1]
     assert out.data.shape[:2] == (256, 256)
     np.testing.assert_allclose(out.scale, [1.0, 1.0])

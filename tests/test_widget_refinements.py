@@ -3,37 +3,23 @@
 Needs napari, pytest-qt and an X display; run headless with ``xvfb-run -a pytest``.
 """
 
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gui_support import click_run, require_gui, save_tiny_model
 
-pytest.importorskip("napari")
-pytest.importorskip("pytestqt")
-if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-    pytest.skip("needs an X display (run under xvfb-run -a)", allow_module_level=True)
+require_gui()
 
 from napari_mzsr import degrade, gaussian_kernel, imresize
 from napari_mzsr.widget import FROM_FILE, MZSRWidget
 
 pytestmark = pytest.mark.gui
 
-TIMEOUT_MS = 60_000
-
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    import torch
-
-    from napari_mzsr.model_file import ModelInfo, save_model
-    from napari_mzsr.network import MZSRNet
-
-    net = MZSRNet(3, features=8)
-    net.reset_parameters(torch.Generator().manual_seed(0))
-    info = ModelInfo("tiny-direct", [2.0], "direct", 3, features=8)
-    return save_model(tmp_path_factory.mktemp("models") / "tiny.pt", net, info)
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny.pt", "tiny-direct", "direct")
 
 
 def _blurred(shape=(64, 64), seed=0) -> np.ndarray:
@@ -53,11 +39,6 @@ def _dock(viewer, model_path) -> MZSRWidget:
     return widget
 
 
-def _run(qtbot, widget: MZSRWidget) -> None:
-    widget._run_button.native.click()
-    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
-
-
 def test_estimated_kernel_is_reported_and_stored(
     make_napari_viewer, qtbot, model_path, monkeypatch
 ):
@@ -72,7 +53,7 @@ def test_estimated_kernel_is_reported_and_stored(
     widget._kernel_kind.value = "estimate"
     assert not widget._variance.visible
     assert "estimated" in widget._kernel_preview.native.text()
-    _run(qtbot, widget)
+    click_run(qtbot, widget)
 
     assert len(viewer.layers) == 2
     settings = viewer.layers[-1].metadata["mzsr"]
@@ -91,7 +72,7 @@ def test_estimate_on_a_stack_uses_the_current_slice(make_napari_viewer, qtbot, m
     widget = _dock(viewer, model_path)
     widget._kernel_kind.value = "estimate"
     widget._stack_mode.value = "per_slice"
-    _run(qtbot, widget)
+    click_run(qtbot, widget)
     out = viewer.layers[-1]
     assert out.data.shape == (3, 128, 128)
     assert out.metadata["mzsr"]["kernel_estimate"]["slice"] == [1]
@@ -101,11 +82,11 @@ def test_refinements_are_applied_and_recorded(make_napari_viewer, qtbot, model_p
     viewer = make_napari_viewer()
     viewer.add_image(_blurred(), name="cells")
     widget = _dock(viewer, model_path)
-    _run(qtbot, widget)
+    click_run(qtbot, widget)
     plain = viewer.layers[-1].data
     widget._ensemble.value = "median"
     widget._back_projection.value = 2
-    _run(qtbot, widget)
+    click_run(qtbot, widget)
     out = viewer.layers[-1]
     assert out.data.shape == plain.shape
     assert np.abs(out.data.astype(int) - plain).max() > 0

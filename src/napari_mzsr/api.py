@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .devices import resolve_device, resolve_precision
+from .image_checks import check_image, is_dask
 from .intensity import IntensityMap, intensity_map
 from .kernel_estimation import KernelEstimate, estimate_kernel
 from .kernels import ESTIMATE, as_kernel
@@ -40,15 +41,10 @@ AUTO_PATCHES = 4
 ESTIMATE_SIDE = 1024
 
 
-def _is_dask(image: object) -> bool:
-    # By module name, so that dask (an optional dependency) is imported only when used.
-    return type(image).__module__.split(".")[0] == "dask"
-
-
 def _read_regions(image: object, regions: Sequence[Region]) -> list[np.ndarray]:
     """The ``image[region]`` arrays; for a dask array, computed together and checked for
     NaN/inf (its whole-image check would read it all)."""
-    if not _is_dask(image):
+    if not is_dask(image):
         return [np.asarray(image[region]) for region in regions]
     import dask
 
@@ -57,35 +53,6 @@ def _read_regions(image: object, regions: Sequence[Region]) -> list[np.ndarray]:
         if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v)):
             raise ValueError("image contains NaN or infinite values")
     return values
-
-
-def _check_image(image: np.ndarray, rgb: bool | None) -> bool:
-    """Validate ``image`` and return whether its last axis holds RGB(A) channels."""
-    if image.dtype == bool:
-        raise ValueError("boolean images cannot be super-resolved; convert to uint8 first")
-    if np.iscomplexobj(image):
-        raise ValueError("complex images cannot be super-resolved; take abs() or .real first")
-    if not np.issubdtype(image.dtype, np.number):
-        raise ValueError(f"image must be numeric, got dtype {image.dtype}")
-    if image.size == 0:
-        raise ValueError(f"image is empty (shape {image.shape})")
-    if rgb is None:
-        rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
-    if rgb:
-        if image.ndim != 3 or image.shape[-1] not in (3, 4):
-            raise ValueError(f"an RGB(A) image must have shape (H, W, 3|4), got {image.shape}")
-    elif image.ndim != 2:
-        raise ValueError(
-            f"expected a 2D grayscale (H, W) or RGB(A) (H, W, 3|4) image, got shape "
-            f"{image.shape}; process stacks slice by slice"
-        )
-    if (
-        np.issubdtype(image.dtype, np.floating)
-        and not _is_dask(image)
-        and not np.all(np.isfinite(image))
-    ):
-        raise ValueError("image contains NaN or infinite values")
-    return rgb
 
 
 def resolve_kernel(
@@ -243,8 +210,8 @@ class AdaptedModel:
         ndarray, shape (ceil(H * scale), ceil(W * scale)[, C])
             Or the output of ``region``.
         """
-        arr = image if _is_dask(image) else np.asarray(image)
-        is_rgb = _check_image(arr, rgb)
+        arr = image if is_dask(image) else np.asarray(image)
+        is_rgb = check_image(arr, rgb)
         if tile is not None and (
             isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1
         ):
@@ -327,8 +294,8 @@ def iter_adapt(
     also be an :class:`~napari_mzsr.intensity.IntensityMap` fitted elsewhere (e.g. on a
     whole stack). ``image`` may be a dask array: crop adaptation reads only its patches.
     """
-    arr = image if _is_dask(image) else np.asarray(image)
-    is_rgb = _check_image(arr, rgb)
+    arr = image if is_dask(image) else np.asarray(image)
+    is_rgb = check_image(arr, rgb)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     if (

@@ -29,11 +29,11 @@ from .api import (
     AUTO_PATCHES,
     AdaptedModel,
     ProgressCallback,
-    _check_image,
     _drive,
     iter_adapt,
 )
 from .devices import resolve_device
+from .image_checks import check_image
 from .intensity import IntensityMap
 from .model_file import ModelInfo, MZSRModel
 from .tiling import grid_step, output_index, tile_margin
@@ -166,7 +166,7 @@ def apply_dask(
     import dask.array as da
 
     arr = da.asarray(image)
-    is_rgb = _check_image(arr, rgb)
+    is_rgb = check_image(arr, rgb)
     scale = adapted.scale
     step = grid_step(scale)
     margin = tile_margin(scale, adapted.info.layers)

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
+from .image_checks import check_image
 from .kernels import _check_size, gaussian_kernel
 from .resize import _cubic, parse_scale
 
@@ -189,19 +190,12 @@ def estimate_kernel(
 
 def _luma(arr: np.ndarray, rgb: bool | None) -> np.ndarray:
     """Float64 (H, W) luma of a grey or RGB(A) image, checked."""
-    if arr.dtype == bool or np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"image must be a real numeric array, got dtype {arr.dtype}")
-    if rgb is None:
-        rgb = arr.ndim == 3 and arr.shape[-1] in (3, 4)
-    if rgb:
-        if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
-            raise ValueError(f"an RGB(A) image must have shape (H, W, 3|4), got {arr.shape}")
+    if check_image(arr, rgb):
         luma = arr[..., :3].astype(np.float64) @ LUMA
-    elif arr.ndim == 2:
-        luma = arr.astype(np.float64)
     else:
-        raise ValueError(f"expected a 2D grey (H, W) or RGB(A) image, got shape {arr.shape}")
+        luma = arr.astype(np.float64)
     if not np.all(np.isfinite(luma)):
+        # Integer input cannot hold NaN, but a huge float64 can overflow the luma sum.
         raise ValueError("image contains NaN or infinite values")
     if min(luma.shape) < MIN_IMAGE_SIDE:
         raise ValueError(
