@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mzsr.api import super_resolve
+from napari_mzsr.api import AUTO_PATCH, AUTO_PATCHES, AUTO_WHOLE_IMAGE_PIXELS, super_resolve
 from napari_mzsr.devices import resolve_device
 from napari_mzsr.kernels import preset_kernel
 from napari_mzsr.model_file import ModelInfo, save_model
@@ -233,7 +233,10 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
             f"{args.zssr_full_iters} iterations is **extrapolated** (time per training "
             "iteration and per quick test from this run, plus the measured 8-way inference). "
             f"Ratios use the extrapolated ZSSR time; all numbers come from this run. "
-            f"Memory: {memory}.",
+            f"Memory: {memory}. MZSR adapts as `super_resolve(adapt_patch='auto')` does: on "
+            f"the whole image up to {AUTO_WHOLE_IMAGE_PIXELS:,} pixels, above that on "
+            f"{AUTO_PATCHES} random {AUTO_PATCH}-pixel patches per step, so its adaptation "
+            "time stops growing with the input and inference takes over.",
             "",
             *markdown_table(header, report_rows(results)),
         ],
