@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import save_tiny_model
 
 DATA = Path(__file__).parent / "data"
 
@@ -19,14 +20,9 @@ def set5() -> dict[str, np.ndarray]:
 
 
 def _tiny_model(path: Path, channels: int, name: str) -> Path:
-    import torch
-
-    from napari_mzsr.model_file import ModelInfo, save_model
-    from napari_mzsr.network import MZSRNet
-
-    net = MZSRNet(channels, features=16, generator=torch.Generator().manual_seed(0))
-    info = ModelInfo(name, [2.0], "direct", channels, [[0, 2e-2], [1, 1e-2]], features=16)
-    return save_model(path, net, info)
+    return save_tiny_model(
+        path, name, channels=channels, features=16, lr_schedule=[[0, 2e-2], [1, 1e-2]]
+    )
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_models import save_tiny_model
 
 from benchmarks import big_images, lr_inputs, model_choice, paper_tables, scaling, steps_curve
 from benchmarks.lr_inputs import SETTINGS, crop_to_multiple, load_hr_images, make_lr
@@ -17,8 +18,7 @@ from benchmarks.methods import METHODS, RunContext
 from benchmarks.report import json_safe
 from benchmarks.zssr import LearningRatePolicy, ZSSRConfig, zssr_super_resolve
 from napari_mzsr import degrade, super_resolve
-from napari_mzsr.model_file import ModelInfo, load_model, save_model
-from napari_mzsr.network import MZSRNet
+from napari_mzsr.model_file import load_model
 
 MODELS = {
     "direct-x2": (2.0, "direct"),
@@ -42,9 +42,7 @@ def model_dir(tmp_path_factory) -> Path:
     """Tiny theta_M files under the shipped names."""
     folder = tmp_path_factory.mktemp("theta")
     for name, (scale, degradation) in MODELS.items():
-        net = MZSRNet(3, features=8)
-        net.reset_parameters(torch.Generator().manual_seed(0))
-        save_model(folder / f"{name}.pt", net, ModelInfo(name, [scale], degradation, 3, features=8))
+        save_tiny_model(folder / f"{name}.pt", name, scales=[scale], degradation=degradation)
     return folder
 
 

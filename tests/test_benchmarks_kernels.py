@@ -7,14 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+from tiny_models import save_tiny_model
 
 from benchmarks import kernel_estimation, refinements
 from benchmarks.methods import get_method
 from napari_mzsr import imresize
-from napari_mzsr.model_file import ModelInfo, save_model
-from napari_mzsr.network import MZSRNet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -25,11 +23,7 @@ def models(tmp_path_factory) -> list[str]:
     folder = tmp_path_factory.mktemp("theta")
     args = []
     for name, degradation in (("direct-x2", "direct"), ("bicubic-x2", "bicubic")):
-        net = MZSRNet(3, features=8)
-        net.reset_parameters(torch.Generator().manual_seed(0))
-        path = save_model(
-            folder / f"{name}.pt", net, ModelInfo(name, [2.0], degradation, 3, features=8)
-        )
+        path = save_tiny_model(folder / f"{name}.pt", name, degradation=degradation)
         args.append(f"{name}={path}")
     return args
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from tiny_models import save_tiny_model
 
 from napari_mzsr import dask_arrays, gaussian_kernel, imresize, super_resolve
-from napari_mzsr.model_file import ModelInfo, save_model
-from napari_mzsr.network import MZSRNet
 
 da = pytest.importorskip("dask.array")
 
@@ -19,9 +17,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def range_model(tmp_path_factory):
     """A tiny 1-channel theta_M for any scale from 2 to 3."""
-    net = MZSRNet(1, features=16, generator=torch.Generator().manual_seed(0))
-    info = ModelInfo("tiny-range", [2.0, 3.0], "direct", 1, [[0, 2e-2]], features=16)
-    return save_model(tmp_path_factory.mktemp("models") / "range.pt", net, info)
+    path = tmp_path_factory.mktemp("models") / "range.pt"
+    return save_tiny_model(
+        path, "tiny-range", channels=1, features=16, scales=(2.0, 3.0), lr_schedule=[[0, 2e-2]]
+    )
 
 
 def _smooth(shape, seed=0) -> np.ndarray:

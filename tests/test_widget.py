@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gui_support import TIMEOUT_MS, click_run, require_gui, save_tiny_model
+from gui_support import TIMEOUT_MS, click_run, require_gui
+from tiny_models import save_tiny_model
 
 require_gui()
 
@@ -22,7 +23,9 @@ WIDGET = "MZSR super-resolution"
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny.pt", "tiny-gui", "bicubic")
+    return save_tiny_model(
+        tmp_path_factory.mktemp("models") / "tiny.pt", "tiny-gui", degradation="bicubic"
+    )
 
 
 @pytest.fixture
@@ -285,7 +288,7 @@ def test_every_sample_opens(make_napari_viewer, key):
 def test_direct_model_result_lands_on_the_original_grid(make_napari_viewer, qtbot, tmp_path):
     """A direct-subsampling model puts output pixel 2i on input pixel i, so the x2 result
     of the degraded sample overlays the original sample pixel for pixel."""
-    direct = save_tiny_model(tmp_path / "direct.pt", "tiny-direct", "direct")
+    direct = save_tiny_model(tmp_path / "direct.pt", "tiny-direct")
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "landsat_degraded")
     widget = _dock(viewer, direct)

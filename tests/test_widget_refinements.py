@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gui_support import click_run, require_gui, save_tiny_model
+from gui_support import click_run, require_gui
+from tiny_models import save_tiny_model
 
 require_gui()
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny.pt", "tiny-direct", "direct")
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny.pt", "tiny-direct")
 
 
 def _blurred(shape=(64, 64), seed=0) -> np.ndarray:
