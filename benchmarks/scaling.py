@@ -182,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
     parser.add_argument("--model", help="theta_M file (default: freshly initialised)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", help="output file stem (default: scaling_<device>)")
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     add_threads_option(parser)
     args = parser.parse_args(argv)
@@ -219,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
     header += [f"ZSSR s extrapolated ({args.zssr_full_iters} it.)"]
     header += ["ZSSR / MZSR(1)", "ZSSR / MZSR(10)", "peak MiB MZSR(1) / (10) / ZSSR"]
     header += ["memory ZSSR / MZSR(1)"]
-    name = f"scaling_{device.type}"
+    name = args.name or f"scaling_{device.type}"
     write_results(
         args.out,
         name,

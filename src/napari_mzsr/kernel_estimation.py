@@ -21,21 +21,21 @@ kernel whose son theta_M adapts to best (the L1 loss after 1, 3 or 5 steps, on t
 adaptation crops or held-out ones) finds the kernel theta_M inverts best, whatever
 the image's kernel: on the first four Set14 images it chose the same variance for true
 kernels of variance 0.2 and 2.0 and for g^d_ani, had a covariance error of 0.58 on
-g^d_ani (0.16 here) and took 7.7 s per image (0.06 s here); see
-``benchmarks/results/kernel_estimators_Set14-first4_cpu.md``.
+g^d_ani (0.16 here) and took 7.7 s per image (0.06 s here), with the first-pass
+direct-x2; see ``benchmarks/results/kernel_estimators_Set14-first4_cpu.md``.
 
 What the estimate cannot see: blur below the scene's own smoothness, since the image
 only shows their sum. A variance of 0.5 or less is overestimated, by far on smooth
 scenes; MZSR punishes an overestimated kernel much more than an underestimated one.
 Scenes dominated by one texture direction (stripes) also read as anisotropic blur.
 Measured with the shipped direct-x2/bicubic-x2 and MZSR(10): on Set5 the estimated
-kernel is within 0.2 dB of the true one for g^d_2.0, g^d_ani and g^b_1.3 but 3.2 dB
-below for g^d_0.2 (``benchmarks/results/set5_estimate_refinements_cpu.md``); on the
-first four Set14 images 0.14 dB below on average over the paper's kernel distribution
-and the four Table 2 kernels, 0.24 dB for g^d_0.2, against 1.45 dB for the fixed
-default kernel (``benchmarks/results/kernel_estimation_Set14-first4_cpu.md``).
-Back-projection with an overestimated kernel makes things worse (g^d_0.2 on Set5:
-27.1 dB with estimate + self-ensemble + back-projection against 30.6 without them).
+kernel is within 0.2 dB of the true one for g^d_2.0, g^d_ani and g^b_1.3 but 3.5 dB
+below for g^d_0.2 (``benchmarks/results/set5_estimate_refinements_cpu.md``); on all of
+Set14 0.33 dB below on average over the paper's kernel distribution and the four
+Table 2 kernels, 1.12 dB for g^d_0.2, against 1.78 dB for the fixed default kernel
+(``benchmarks/results/kernel_estimation_Set14_cpu.md``). Back-projection with an
+overestimated kernel makes things worse (g^d_0.2 on Set5: 27.2 dB with estimate +
+self-ensemble + back-projection against 30.7 without them).
 """
 
 from __future__ import annotations
