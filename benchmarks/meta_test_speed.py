@@ -9,8 +9,6 @@ Timing does not depend on the weights, so a freshly initialised theta_M is used 
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import statistics
 import sys
 import tempfile
@@ -24,7 +22,8 @@ from napari_mzsr.devices import resolve_device, resolve_precision
 from napari_mzsr.model_file import ModelInfo, save_model
 from napari_mzsr.network import MZSRNet
 
-from .machine import machine_description, synchronize
+from .machine import add_threads_option, apply_threads, machine_description, synchronize
+from .report import command_line, fmt, markdown_table, write_results
 
 
 def time_run(image, steps, model, device, precision) -> tuple[float, float]:
@@ -44,7 +43,9 @@ def time_run(image, steps, model, device, precision) -> tuple[float, float]:
     return mid - start, time.perf_counter() - mid
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> Path:
+    """Command-line entry point; returns the Markdown path."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256, help="input side (RGB, x2)")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 10])
@@ -53,7 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model", help="theta_M file (default: freshly initialised)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", help="output file stem (default: meta_test_speed_<device>)")
+    add_threads_option(parser)
     args = parser.parse_args(argv)
+    apply_threads(args)
 
     device = resolve_device(args.device)
     model = args.model
@@ -81,28 +85,25 @@ def main(argv: list[str] | None = None) -> None:
             print(rows[-1], flush=True)
 
     machine = machine_description(device)
-    command = "python -m benchmarks.meta_test_speed " + shlex.join(argv or sys.argv[1:])
-    name = f"meta_test_speed_{device.type}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(
-        json.dumps({"command": command, "machine": machine, "rows": rows}, indent=2) + "\n"
-    )
-    lines = [
-        f"# Meta-test time, {args.size}x{args.size} RGB input, x2 (median of {args.repeats})",
-        "",
-        f"Command: `{command}`",
-        "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()),
-        "",
-        "| precision | steps | adaptation (s) | inference (s) | total (s) |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['precision']} | {r['steps']} | {r['adapt_s']:.2f} | {r['infer_s']:.2f} "
-        f"| {r['total_s']:.2f} |"
+    name = args.name or f"meta_test_speed_{device.type}"
+    header = ["precision", "steps", "adaptation (s)", "inference (s)", "total (s)"]
+    table = [
+        [r["precision"], str(r["steps"]), fmt(r["adapt_s"]), fmt(r["infer_s"]), fmt(r["total_s"])]
         for r in rows
     ]
-    (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    md_path, _ = write_results(
+        args.out,
+        name,
+        f"Meta-test time, {args.size}x{args.size} RGB input, x2 (median of {args.repeats})",
+        command_line("benchmarks.meta_test_speed", argv),
+        [
+            "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()),
+            "",
+            *markdown_table(header, table),
+        ],
+        {"machine": machine, "rows": rows},
+    )
+    return md_path
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from napari_mzsr.atomic import atomic_path
+
 
 def json_safe(value: Any) -> Any:
     """``value`` with every non-finite float replaced by its name (``"inf"``, ...) and
@@ -56,10 +58,14 @@ def write_results(
 ) -> tuple[Path, Path]:
     """Write ``out/name.md`` (title, then the command line) and ``out/name.json`` (with
     ``command`` as its first key); returns both paths."""
-    out.mkdir(parents=True, exist_ok=True)
     md_path, json_path = out / f"{name}.md", out / f"{name}.json"
     head = [f"# {title}", "", f"Command: `{command}`", ""]
-    md_path.write_text("\n".join([*head, *markdown]) + "\n")
     data = json_safe({"command": command, **payload})
-    json_path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    # Re-running a benchmark replaces its committed results, but never with half a file.
+    for path, text in [
+        (json_path, json.dumps(data, indent=2, allow_nan=False) + "\n"),
+        (md_path, "\n".join([*head, *markdown]) + "\n"),
+    ]:
+        with atomic_path(path, overwrite=True) as tmp:
+            tmp.write_text(text)
     return md_path, json_path

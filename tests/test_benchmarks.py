@@ -12,10 +12,18 @@ import torch
 from PIL import Image
 from tiny_models import save_tiny_model
 
-from benchmarks import big_images, lr_inputs, model_choice, paper_tables, scaling, steps_curve
+from benchmarks import (
+    big_images,
+    lr_inputs,
+    meta_test_speed,
+    model_choice,
+    paper_tables,
+    scaling,
+    steps_curve,
+)
 from benchmarks.lr_inputs import SETTINGS, crop_to_multiple, load_hr_images, make_lr
 from benchmarks.methods import METHODS, RunContext
-from benchmarks.report import json_safe
+from benchmarks.report import json_safe, write_results
 from benchmarks.zssr import LearningRatePolicy, ZSSRConfig, zssr_super_resolve
 from napari_mzsr import degrade, super_resolve
 from napari_mzsr.model_file import load_model
@@ -228,6 +236,42 @@ def test_scaling_measures_in_subprocess_and_extrapolates(model_dir):
     assert mzsr["seconds"] > 0 and mzsr["peak_rss_mib"] > 0
     rows = scaling.report_rows([zssr, mzsr, {"method": "MZSR(10)", "size": 24, "error": "oom"}])
     assert rows[0][0] == "24x24" and rows[0][2] == "oom" and float(rows[0][5]) > 1
+
+
+def test_scaling_main_writes_the_named_report(model_dir, tmp_path):
+    argv = ["--sizes", "24", "--methods", "MZSR(1)", "--model", str(model_dir / "direct-x2.pt")]
+    argv += ["--device", "cpu", "--threads", "1", "--out", str(tmp_path), "--name", "small"]
+    assert scaling.main(argv) == tmp_path / "small.md"
+    data = _strict_json(tmp_path / "small.json")
+    assert data["command"].endswith("--name small")
+    (row,) = data["rows"]
+    assert row["method"] == "MZSR(1)" and row["size"] == 24 and row["seconds"] > 0
+    assert "| 24x24 |" in (tmp_path / "small.md").read_text()
+
+
+def test_meta_test_speed_reports_each_precision_and_step_count(tmp_path):
+    argv = ["--size", "24", "--steps", "0", "1", "--precision", "float32", "--repeats", "1"]
+    argv += ["--device", "cpu", "--threads", "1", "--out", str(tmp_path), "--name", "speed"]
+    md = meta_test_speed.main(argv)
+    data = _strict_json(tmp_path / "speed.json")
+    assert [r["steps"] for r in data["rows"]] == [0, 1]
+    assert all(r["total_s"] == pytest.approx(r["adapt_s"] + r["infer_s"]) for r in data["rows"])
+    assert md.read_text().startswith("# Meta-test time, 24x24 RGB input")
+
+
+def test_write_results_replaces_files_whole(tmp_path, monkeypatch):
+    write_results(tmp_path, "r", "old", "cmd", ["old"], {"v": 1})
+    calls = []
+
+    def failing_dumps(*args, **kwargs):
+        calls.append(args)
+        raise ValueError("not JSON")
+
+    monkeypatch.setattr(json, "dumps", failing_dumps)
+    with pytest.raises(ValueError):
+        write_results(tmp_path, "r", "new", "cmd", ["new"], {"v": float("nan")})
+    assert calls and "old" in (tmp_path / "r.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.md"]
 
 
 def test_big_images_measures_in_a_subprocess_and_fits_the_exponent(model_dir, tmp_path):
