@@ -508,12 +508,12 @@ def super_resolve(
         Geometric self-ensemble at inference: the flips and rotations that leave the
         kernel unchanged (all 8 for an isotropic kernel, 2 for a rotated anisotropic
         one), combined by the mean or median. Costs one inference per transform. On
-        Set5 with the shipped models: +0.2 dB (g^d_ani) to +1.4 dB (g^d_0.2).
+        Set5 with the shipped models: +0.1 dB (g^d_ani) to +0.6 dB (g^d_0.2).
     back_projection : int
         Iterations of back-projection with the kernel after inference (ZSSR used 10);
         0 turns it off. Runs on the whole image; trusts the kernel. On Set5 with the
-        shipped models and the true kernel, 10 iterations gained +1.1 to +2.1 dB for
-        about the time of one inference; with ``kernel="estimate"`` the gain shrinks
+        shipped models and the true kernel, 10 iterations gained +0.6 to +2.2 dB for
+        2 to 5 times the time of one inference; with ``kernel="estimate"`` the gain shrinks
         and turns into a loss where the estimate is too large (g^d_0.2).
 
     Returns
