@@ -17,9 +17,11 @@ A transformed input carries the transformed kernel, so only the transforms that 
 identity and the half turn for a rotated anisotropic one) are faithful; the others feed
 the network a blur it was not adapted to. On Set5 with g^d_ani and the shipped direct-x2
 (``benchmarks/results/refinements_Set5_ani_per_transform_cpu.md``) the mean over the
-two symmetries gained 0.18 dB, over all 8 transforms with the same network 0.05 dB, and
-over all 8 each with its own adaptation to the transformed kernel 0.19 dB for 8 times
-the adaptation: the symmetries are the ensemble worth having.
+two symmetries gained 0.10 dB, over all 8 transforms with the same network 0.16 dB
+(for 4 times the inference), and over all 8 each with its own adaptation to the
+transformed kernel 0.31 dB (for 8 times the adaptation). The public ``ensemble`` uses
+the symmetries: the unfaithful transforms add little for their cost, and with the
+first-pass weights they added less than the symmetries alone (0.05 against 0.18 dB).
 """
 
 from __future__ import annotations
