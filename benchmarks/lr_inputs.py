@@ -145,6 +145,13 @@ def make_lr(hr: np.ndarray, setting: Setting) -> np.ndarray:
     return np.rint(np.clip(lr, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def hr_and_lr(hr: np.ndarray, setting: Setting) -> tuple[np.ndarray, np.ndarray]:
+    """``hr`` (uint8) cropped to a multiple of the setting's scale, and its LR input: the
+    pair every benchmark scores against."""
+    hr = crop_to_multiple(hr, setting.scale)
+    return hr, make_lr(hr, setting)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write the benchmark's LR inputs as PNGs.")
     parser.add_argument("--data", type=Path, required=True, help="folder of HR PNG/TIFF")
@@ -161,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         folder = args.out / setting.name.replace(" ", "_")
         folder.mkdir(parents=True, exist_ok=True)
         for stem, hr in hr_images.items():
-            lr = make_lr(crop_to_multiple(hr, setting.scale), setting)
+            _, lr = hr_and_lr(hr, setting)
             Image.fromarray(lr).save(folder / f"{stem}.png")
         print(f"{setting.name}: {len(hr_images)} images -> {folder}")
 

@@ -32,9 +32,8 @@ from .lr_inputs import (
     SETTINGS,
     Setting,
     add_image_set_options,
-    crop_to_multiple,
+    hr_and_lr,
     load_hr_images,
-    make_lr,
 )
 from .machine import add_threads_option, apply_threads, machine_description, synchronize
 from .methods import MethodUnavailable, RunContext, get_method
@@ -83,10 +82,7 @@ def evaluate(
     """
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for setting in settings:
-        cases = {}
-        for stem, hr in hr_images.items():
-            hr = crop_to_multiple(hr, setting.scale)
-            cases[stem] = (hr, make_lr(hr, setting))
+        cases = {stem: hr_and_lr(hr, setting) for stem, hr in hr_images.items()}
         _warm_up(setting, next(iter(cases.values()))[1], methods, ctx)
         results[setting.name] = {}
         for name in methods:

@@ -45,9 +45,8 @@ from .lr_inputs import (
     SETTINGS,
     Setting,
     add_image_set_options,
-    crop_to_multiple,
+    hr_and_lr,
     load_hr_images,
-    make_lr,
 )
 from .machine import add_threads_option, apply_threads, machine_description, synchronize
 from .model_choice import add_models_option, parse_models, resolve_models
@@ -172,8 +171,7 @@ def evaluate(
             continue
         per_image: dict[str, dict[str, Any]] = {}
         for stem, hr in hr_images.items():
-            hr = crop_to_multiple(hr, setting.scale)
-            lr = make_lr(hr, setting)
+            hr, lr = hr_and_lr(hr, setting)
             synchronize(device)
             start = time.perf_counter()
             adapted = adapt(lr, setting.kernel, setting, model, steps, device, seed)

@@ -29,9 +29,8 @@ from .lr_inputs import (
     SETTINGS,
     Setting,
     add_image_set_options,
-    crop_to_multiple,
+    hr_and_lr,
     load_hr_images,
-    make_lr,
 )
 from .machine import add_threads_option, apply_threads, machine_description
 from .report import command_line, fmt, markdown_table, write_results
@@ -92,8 +91,7 @@ def psnr_curve(
     """Per image, the PSNR (paper protocol) after 0..``steps`` steps."""
     curves = {}
     for stem, hr in hr_images.items():
-        hr = crop_to_multiple(hr, setting.scale)
-        lr = make_lr(hr, setting)
+        hr, lr = hr_and_lr(hr, setting)
         curves[stem] = [
             psnr(sr, hr, setting.shave)
             for sr in adaptation_outputs(lr, setting, model, steps, device, lr_schedule)
