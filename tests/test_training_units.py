@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -152,3 +153,131 @@ def test_shipped_recipes_load():
         recipe = load_recipe(path)
         assert recipe["meta"]["tasks"] >= 1
         assert not math.isnan(recipe["meta"]["inner_lr"])
+
+
+def test_recipe_overrides_are_checked_and_recorded(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('name = "x"\n[meta]\npatch = 64\n')
+    recipe = load_recipe(path, ["meta.patch=48", "meta.meta_lr_decay=cosine", "seed=3"])
+    assert recipe["meta"]["patch"] == 48 and recipe["meta"]["meta_lr_decay"] == "cosine"
+    assert recipe["seed"] == 3 and recipe["overrides"][0] == "meta.patch=48"
+    with pytest.raises(RecipeError, match="pach"):
+        load_recipe(path, ["meta.pach=48"])
+    with pytest.raises(RecipeError, match="KEY=VALUE"):
+        load_recipe(path, ["meta.patch"])
+    with pytest.raises(RecipeError, match="meta_lr_decay"):
+        load_recipe(path, ["meta.meta_lr_decay=linear"])
+    with pytest.raises(RecipeError, match="second_order_last_only"):
+        load_recipe(path, ["meta.first_order=true", "meta.second_order_last_only=true"])
+    with pytest.raises(RecipeError, match="kernels"):
+        load_recipe(path, ["pretrain.kernels=bicubic"])
+
+
+def test_meta_learning_rate_warms_up_then_decays_to_the_floor():
+    from training.meta import meta_learning_rate
+
+    cfg = {
+        "meta_lr": 1e-4,
+        "meta_lr_warmup": 4,
+        "meta_lr_decay": "cosine",
+        "meta_lr_min": 1e-6,
+        "iterations": 24,
+    }
+    lrs = [meta_learning_rate(s, cfg) for s in range(30)]
+    assert lrs[:4] == pytest.approx([2.5e-5, 5e-5, 7.5e-5, 1e-4])
+    assert lrs[4] == pytest.approx(1e-4)
+    assert lrs[14] == pytest.approx(1e-6 + 0.5 * (1e-4 - 1e-6))  # half way: the mean
+    assert all(a > b for a, b in itertools.pairwise(lrs[4:25]))
+    assert lrs[24:] == pytest.approx([1e-6] * 6)
+    constant = {**cfg, "meta_lr_warmup": 0, "meta_lr_decay": "none"}
+    assert {meta_learning_rate(s, constant) for s in range(30)} == {1e-4}
+
+
+def _meta_gradient(net, task, weights, cfg):
+    from training.meta import task_loss
+
+    net.zero_grad()
+    loss, _ = task_loss(net, task, weights, cfg)
+    loss.backward()
+    return torch.cat([p.grad.flatten() for p in net.parameters()])
+
+
+def test_second_order_through_the_last_inner_step_only():
+    from torch.func import functional_call
+
+    from napari_mzsr.network import MZSRNet
+    from training.meta import Task
+
+    torch.manual_seed(0)
+    net = MZSRNet(3, features=4, layers=3).double()
+    task = Task(*(torch.rand(2, 3, 10, 10, dtype=torch.float64) for _ in range(4)))
+    weights = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    cfg = {"inner_steps": 2, "inner_lr": 0.5, "first_order": False}
+    full = _meta_gradient(net, task, weights, {**cfg, "second_order_last_only": False})
+    last = _meta_gradient(net, task, weights, {**cfg, "second_order_last_only": True})
+    first = _meta_gradient(
+        net, task, weights, {**cfg, "first_order": True, "second_order_last_only": False}
+    )
+
+    # The same by hand: a constant first inner gradient, a differentiated second one.
+    def l1(params, x, y):
+        return (functional_call(net, params, (x,)) - y).abs().mean()
+
+    theta = dict(net.named_parameters())
+    g0 = torch.autograd.grad(l1(theta, task.support_x, task.support_y), tuple(theta.values()))
+    fast1 = {k: w - 0.5 * g.detach() for (k, w), g in zip(theta.items(), g0, strict=True)}
+    g1 = torch.autograd.grad(
+        l1(fast1, task.support_x, task.support_y), tuple(fast1.values()), create_graph=True
+    )
+    fast2 = {k: w - 0.5 * g for (k, w), g in zip(fast1.items(), g1, strict=True)}
+    loss = 0.3 * l1(fast1, task.query_x, task.query_y) + 0.7 * l1(fast2, task.query_x, task.query_y)
+    expected = torch.cat([g.flatten() for g in torch.autograd.grad(loss, tuple(theta.values()))])
+    torch.testing.assert_close(last, expected)
+    assert not torch.allclose(last, full) and not torch.allclose(last, first)
+    # With one inner step, "last only" is the full second order.
+    one = {**cfg, "inner_steps": 1}
+    torch.testing.assert_close(
+        _meta_gradient(net, task, weights[1:], {**one, "second_order_last_only": True}),
+        _meta_gradient(net, task, weights[1:], {**one, "second_order_last_only": False}),
+    )
+
+
+def test_kernel_pretraining_blurs_each_patch_with_its_own_kernel(tmp_path):
+    from training import distributed
+    from training.pretrain import sample_batch
+    from training.session import Session
+
+    # A radially symmetric image: every flip and rotation of its one patch is the same.
+    r = np.hypot(*np.mgrid[-11.5:12.5, -11.5:12.5])
+    image = (np.stack([np.cos(r / 2)] * 3, axis=-1) * 0.5 + 0.5).astype(np.float32)
+    bank = data.ImageBank([image], ["a"], 3, texture_threshold=0.0)
+    path = tmp_path / "r.toml"
+    path.write_text('name = "x"\n[pretrain]\npatch = 24\n[meta]\nkernel_variance_min = 0.2\n')
+
+    def batch(kernels, seed=1):
+        recipe = load_recipe(path, [f"pretrain.kernels={kernels}"])
+        session = Session(
+            recipe,
+            "pretrain",
+            tmp_path,
+            torch.device("cpu"),
+            None,
+            distributed.Context(),
+            bank,
+            [],
+            np.random.default_rng(seed),
+        )
+        return sample_batch(session, 3)
+
+    x, hr = batch("none")
+    assert torch.equal(hr[0], hr[1]) and torch.equal(x[0], x[2])
+    torch.testing.assert_close(x, tasks.make_pairs(hr, 2.0))
+    x, hr = batch("meta")
+    assert torch.equal(hr[0], hr[1]) and not torch.allclose(x[0], x[1])
+    # Replaying the random stream: scale, patches, then one kernel per patch.
+    rng = np.random.default_rng(1)
+    rng.integers(1)
+    bank.sample(rng, 3, 24)
+    for i in range(3):
+        kernel = torch.from_numpy(tasks.sample_kernel(rng, 2.0, 0.2)).float()
+        torch.testing.assert_close(x[i : i + 1], tasks.make_pairs(hr[i : i + 1], 2.0, kernel))
