@@ -258,8 +258,6 @@ def test_benchmark_mode_counts_the_work_of_the_recipe(images, tmp_path, capsys):
         assert result["shares"]["backward"] > 0 and result["shares"]["inner-grad"] > 0
         flops[name] = result["gflop"]
     assert flops["second"] > flops["last"] > flops["first"]
-    batched = benchmark.run(recipe, "meta", 1, data_dir=images, batched=True)
-    assert batched["gflop"] >= flops["second"] * 0.99
 
     # Pretraining: forward, backward (input and weight gradients) of 4 patches of 24 px.
     result = benchmark.run(recipe, "pretrain", 2, data_dir=images)

@@ -52,12 +52,6 @@ def _parser() -> argparse.ArgumentParser:
             "seconds per iteration, FLOPs, GFLOP/s and the profile's shares",
         )
         p.add_argument("--threads", type=int, help="torch CPU threads")
-        if name == "meta":
-            p.add_argument(
-                "--batched",
-                action="store_true",
-                help="with --benchmark: all tasks of a meta-batch in one torch.func.vmap call",
-            )
     p = sub.add_parser(
         "validate",
         help="validation PSNR of theta_M files on the recipe's held-out images",
@@ -112,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
             pretrained=pretrained,
             data_dir=args.data,
             device=args.device,
-            batched=getattr(args, "batched", False),
         )
         print(benchmark.report(result))
         return 0

@@ -9,9 +9,9 @@ of each part of one iteration measured with :mod:`torch.profiler` (the parts are
 ``record_function`` ranges of :mod:`training.meta` and :mod:`training.pretrain`),
 with the data preparation timed on its own.
 
-``batched=True`` (meta-learning only) computes all tasks of a meta-batch in one call:
-the fast weights are stacked along a task axis and the network is mapped over it with
-:func:`torch.func.vmap` (grouped convolutions).
+(Computing a meta-batch's tasks in one :func:`torch.func.vmap` call over stacked fast
+weights was tried, commit fb0677b, ``--batched``: 11% more CPU time per iteration on
+this CPU, so it was not kept; benchmarks/results/training_benchmark_cpu.md.)
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 from torch.autograd.profiler import record_function
-from torch.func import functional_call, vmap
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -39,36 +38,6 @@ from .tasks import multi_step_weights
 
 META_PARTS = ("inner-forward", "inner-grad", "query-forward", "backward", "optimizer")
 PRETRAIN_PARTS = ("forward", "backward", "optimizer")
-
-
-def batched_task_loss(
-    net: torch.nn.Module, tasks: list[Task], weights: torch.Tensor, cfg: dict[str, Any]
-) -> torch.Tensor:
-    """Sum over ``tasks`` of :func:`training.meta.task_loss`'s weighted query loss,
-    computed for all tasks at once (float32 only)."""
-    count, steps = len(tasks), cfg["inner_steps"]
-    xs, ys, xq, yq = (
-        torch.stack([getattr(t, name) for t in tasks]).contiguous()
-        for name in ("support_x", "support_y", "query_x", "query_y")
-    )
-    fast = {name: p.expand(count, *p.shape) for name, p in net.named_parameters()}
-    forward = vmap(lambda params, x: functional_call(net, params, (x,)))
-    total = torch.zeros((), device=weights.device)
-    for j in range(steps):
-        second = not cfg["first_order"] and (j == steps - 1 or not cfg["second_order_last_only"])
-        with record_function("inner-forward"):
-            out = forward(fast, xs)
-        # Per-task means, summed: the gradient of each task's slice is its own gradient.
-        support_loss = (out - ys).abs().mean(dim=(1, 2, 3, 4)).sum()
-        with record_function("inner-grad"):
-            grads = torch.autograd.grad(support_loss, tuple(fast.values()), create_graph=second)
-        fast = {
-            name: w - cfg["inner_lr"] * g for (name, w), g in zip(fast.items(), grads, strict=True)
-        }
-        with record_function("query-forward"):
-            out = forward(fast, xq)
-        total = total + weights[j] * (out - yq).abs().mean(dim=(1, 2, 3, 4)).sum()
-    return total
 
 
 def _profile_shares(iteration: Callable[[], None], parts: tuple[str, ...]) -> dict[str, float]:
@@ -95,7 +64,6 @@ def run(
     pretrained: str | Path | None = None,
     data_dir: str | Path | None = None,
     device: str | None = None,
-    batched: bool = False,
     warmup: int = 1,
 ) -> dict[str, Any]:
     """Time ``iterations`` training iterations of ``stage`` ("meta" or "pretrain").
@@ -113,8 +81,6 @@ def run(
         does not depend on the weights).
     data_dir, device : optional
         See :func:`training.session.open_session`.
-    batched : bool
-        Meta-learning only: all tasks of a meta-batch in one ``vmap`` call.
 
     Returns
     -------
@@ -131,8 +97,6 @@ def run(
         raise ValueError(f"iterations must be >= 1 and warmup >= 0, got {iterations}, {warmup}")
     load_before = _load()
     session = open_session(recipe, stage, data_dir, None, None, device)
-    if batched and (stage != "meta" or session.autocast_dtype is not None):
-        raise ValueError("batched applies to float32 meta-learning only")
     cfg = session.settings
     if pretrained:
         net = load_model(pretrained).network()
@@ -153,15 +117,10 @@ def run(
 
     def meta_iteration(tasks: list[Task]) -> None:
         optimizer.zero_grad(set_to_none=True)
-        if batched:
-            loss = batched_task_loss(net, tasks, weights, cfg)
+        for task in tasks:
+            loss, _ = task_loss(net, task, weights, cfg, session.autocast)
             with record_function("backward"):
                 (loss / cfg["tasks"]).backward()
-        else:
-            for task in tasks:
-                loss, _ = task_loss(net, task, weights, cfg, session.autocast)
-                with record_function("backward"):
-                    (loss / cfg["tasks"]).backward()
         with record_function("optimizer"):
             optimizer.step()
 
@@ -187,7 +146,6 @@ def run(
     gflop = counter.get_total_flops() / 1e9
     return {
         "stage": stage,
-        "variant": "batched (vmap)" if batched else "task loop",
         "iterations": iterations,
         "threads": torch.get_num_threads(),
         "load": [load_before, _load()],
@@ -210,7 +168,7 @@ def report(result: dict[str, Any]) -> str:
     shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in result["shares"].items())
     return "\n".join(
         [
-            f"{result['stage']} benchmark ({result['variant']}, {result['precision']}, "
+            f"{result['stage']} benchmark ({result['precision']}, "
             f"channels_last {result['channels_last']}): {result['iterations']} iterations, "
             f"{result['threads']} threads, load {result['load'][0]} -> {result['load'][1]}",
             f"seconds per iteration: {result['wall_s']:.3f} wall, {result['cpu_s']:.3f} CPU "
