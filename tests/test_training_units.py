@@ -281,3 +281,28 @@ def test_kernel_pretraining_blurs_each_patch_with_its_own_kernel(tmp_path):
     for i in range(3):
         kernel = torch.from_numpy(tasks.sample_kernel(rng, 2.0, 0.2)).float()
         torch.testing.assert_close(x[i : i + 1], tasks.make_pairs(hr[i : i + 1], 2.0, kernel))
+
+
+def test_identity_tasks_and_validation_without_blur():
+    from napari_mzsr.resize import imresize_tensor
+    from training import validate
+
+    a, b = np.random.default_rng(4), np.random.default_rng(4)
+    # No share: the same kernels from the same stream as before the option existed.
+    for _ in range(5):
+        np.testing.assert_array_equal(
+            tasks.task_kernel(a, 2.0, 0.2), tasks.sample_kernel(b, 2.0, 0.2)
+        )
+    np.testing.assert_array_equal(tasks.task_kernel(a, 2.0, 0.2, 1.0), np.ones((1, 1)))
+    shapes = [tasks.task_kernel(a, 2.0, 0.2, 0.3).shape for _ in range(400)]
+    assert 0.2 < shapes.count((1, 1)) / 400 < 0.4 and (15, 15) in shapes
+
+    hr = np.random.default_rng(0).random((24, 24, 3)).astype(np.float32)
+    recipe = {
+        "validation": {"kernels": [[0.0, 0.0, 0.0]], "kernel_size": 21, "scales": [2.0]},
+        "degradation": "bicubic",
+    }
+    (item,) = validate.build([hr], recipe)
+    plain = imresize_tensor(torch.from_numpy(hr.transpose(2, 0, 1).copy())[None].double(), 0.5)
+    torch.testing.assert_close(item.lr, (torch.round(plain.clamp(0, 1) * 255) / 255).float())
+    assert item.kernel.shape == (1, 1)

@@ -1,7 +1,8 @@
 """Meta-transfer learning (REFERENCE section 5), written functionally.
 
 For each task (a kernel from the paper's distribution, optionally widened to sharper
-kernels by ``kernel_variance_min``, and a scale), support and query
+kernels by ``kernel_variance_min`` or, for a share ``identity_kernel_share`` of the
+tasks, no blur at all, and a scale), support and query
 sets of external HR patches are degraded with that kernel. The inner loop takes plain
 SGD steps on the support L1 loss with fast weights passed through
 ``torch.func.functional_call``; the gradients are kept differentiable (second order)
@@ -30,7 +31,7 @@ from napari_mzsr.model_file import load_model
 
 from . import distributed, export
 from .session import Session, open_session, restore, run_loop
-from .tasks import make_pairs, multi_step_weights, sample_kernel
+from .tasks import make_pairs, multi_step_weights, task_kernel
 
 
 @dataclass
@@ -49,7 +50,7 @@ def sample_task(session: Session) -> Task:
     and query sets of external HR patches degraded with that kernel."""
     cfg, recipe, rng = session.settings, session.recipe, session.rng
     scale = float(recipe["scales"][int(rng.integers(len(recipe["scales"])))])
-    kernel = sample_kernel(rng, scale, cfg["kernel_variance_min"])
+    kernel = task_kernel(rng, scale, cfg["kernel_variance_min"], cfg["identity_kernel_share"])
     kernel = torch.from_numpy(kernel).float().to(session.device)
     count = cfg["support"] + cfg["query"]
     hr = torch.from_numpy(session.bank.sample(rng, count, cfg["patch"])).to(session.device)

@@ -75,6 +75,9 @@ DEFAULTS: dict[str, Any] = {
         "meta_lr_min": 1e-6,
         # Smallest task-kernel variance; the paper's 1.0 leaves out sharp kernels (g^d_0.2).
         "kernel_variance_min": 1.0,
+        # Share of tasks without blur (1x1 identity kernel; with bicubic subsampling the
+        # plain bicubic LR of the paper's Table 1, which the Gaussian tasks leave out).
+        "identity_kernel_share": 0.0,
         "anneal_iterations": 3000,
         "max_minutes": 0,
         "max_cpu_minutes": 0,
@@ -83,7 +86,8 @@ DEFAULTS: dict[str, Any] = {
         "checkpoint_every": 50,
     },
     "validation": {
-        # [l1, l2, theta] variances; defaults are the paper's g_2.0 and g_ani.
+        # [l1, l2, theta] variances; defaults are the paper's g_2.0 and g_ani. [0, 0, 0]:
+        # no blur (1x1 identity kernel; with bicubic subsampling the paper's Table 1).
         "kernels": [[2.0, 2.0, 0.0], [4.0, 1.0, -0.5]],
         "kernel_size": 21,
         "scales": [],
@@ -133,6 +137,10 @@ def _check(recipe: dict[str, Any]) -> None:
     if recipe["pretrain"]["kernels"] not in ("none", "meta"):
         raise RecipeError(
             f"pretrain kernels must be none or meta, got {recipe['pretrain']['kernels']}"
+        )
+    if not 0 <= meta["identity_kernel_share"] <= 1:
+        raise RecipeError(
+            f"meta identity_kernel_share must be in [0, 1], got {meta['identity_kernel_share']}"
         )
     low = meta["kernel_variance_min"]
     if not 0 < low < 2.5 * min(float(s) for s in scales):
