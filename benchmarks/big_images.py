@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mzsr.api import AUTO_PATCHES, iter_adapt
-from napari_mzsr.devices import resolve_device, resolve_precision
-from napari_mzsr.model_file import default_model, load_model
-from napari_mzsr.tiling import auto_tile, plan_tiles, tile_margin
+from napari_mzsr.core.devices import resolve_device, resolve_precision
+from napari_mzsr.core.tiling import auto_tile, plan_tiles, tile_margin
+from napari_mzsr.io.model_file import default_model, load_model
+from napari_mzsr.pipeline.run import AUTO_PATCHES, iter_adapt
 
 from .machine import add_threads_option, apply_threads, machine_description, synchronize
 from .report import command_line, fmt, markdown_table, write_results

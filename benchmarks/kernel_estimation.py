@@ -8,7 +8,7 @@ estimated, its covariance compared with the true one (relative Frobenius error),
 MZSR(n) is run with the estimated kernel, the true kernel and the fixed default kernel
 (isotropic variance 2.0, the API's default).
 
-Estimators: ``spectral`` (the package's :func:`~napari_mzsr.kernel_estimation.estimate_kernel`)
+Estimators: ``spectral`` (the package's :func:`~napari_mzsr.core.kernel_estimation.estimate_kernel`)
 and, for comparison, ``theta-loss``: a search of the Gaussian family for the kernel whose
 son theta_M adapts to best (the L1 loss on held-out crops after a few adaptation steps;
 isotropic grid, then anisotropy around the best variance).
@@ -35,13 +35,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mzsr.api import super_resolve
-from napari_mzsr.devices import resolve_device
-from napari_mzsr.kernel_estimation import estimate_kernel
-from napari_mzsr.kernels import PRESETS, gaussian_kernel, kernel_covariance
-from napari_mzsr.meta_test import make_son
-from napari_mzsr.metrics import psnr
-from napari_mzsr.model_file import MZSRModel, schedule_lr
+from napari_mzsr.core.adaptation import make_son
+from napari_mzsr.core.devices import resolve_device
+from napari_mzsr.core.kernel_estimation import estimate_kernel
+from napari_mzsr.core.kernels import PRESETS, gaussian_kernel, kernel_covariance
+from napari_mzsr.core.metrics import psnr
+from napari_mzsr.io.model_file import MZSRModel, schedule_lr
+from napari_mzsr.pipeline.run import super_resolve
 
 from .lr_inputs import Setting, add_image_set_options, crop_to_multiple, load_hr_images, make_lr
 from .machine import add_threads_option, apply_threads, machine_description

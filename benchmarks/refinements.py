@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mzsr.api import AdaptedModel, iter_adapt
-from napari_mzsr.devices import resolve_device
-from napari_mzsr.meta_test import infer
-from napari_mzsr.metrics import psnr
-from napari_mzsr.model_file import MZSRModel
-from napari_mzsr.refinement import TRANSFORMS, dihedral, self_ensemble
+from napari_mzsr.core.adaptation import infer
+from napari_mzsr.core.devices import resolve_device
+from napari_mzsr.core.metrics import psnr
+from napari_mzsr.core.refinement import TRANSFORMS, dihedral, self_ensemble
+from napari_mzsr.io.model_file import MZSRModel
+from napari_mzsr.pipeline.run import AdaptedModel, iter_adapt
 
 from .lr_inputs import (
     SETTINGS,

@@ -31,12 +31,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mzsr.api import AUTO_PATCH, AUTO_PATCHES, AUTO_WHOLE_IMAGE_PIXELS, super_resolve
-from napari_mzsr.devices import resolve_device
-from napari_mzsr.kernels import preset_kernel
-from napari_mzsr.model_file import ModelInfo, save_model
-from napari_mzsr.network import MZSRNet
-from napari_mzsr.resize import imresize
+from napari_mzsr.core.devices import resolve_device
+from napari_mzsr.core.kernels import preset_kernel
+from napari_mzsr.core.network import MZSRNet
+from napari_mzsr.core.resize import imresize
+from napari_mzsr.io.model_file import ModelInfo, save_model
+from napari_mzsr.pipeline.run import (
+    AUTO_PATCH,
+    AUTO_PATCHES,
+    AUTO_WHOLE_IMAGE_PIXELS,
+    super_resolve,
+)
 
 from .machine import add_threads_option, apply_threads, machine_description, synchronize
 from .report import command_line, fmt, markdown_table, write_results

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_mzsr.devices import resolve_device
-from napari_mzsr.meta_test import adapt, infer
-from napari_mzsr.metrics import psnr
-from napari_mzsr.model_file import MZSRModel, load_model, lr_schedule_from, schedule_lr
+from napari_mzsr.core.adaptation import adapt, infer
+from napari_mzsr.core.devices import resolve_device
+from napari_mzsr.core.metrics import psnr
+from napari_mzsr.io.model_file import MZSRModel, load_model, lr_schedule_from, schedule_lr
 
 from .lr_inputs import (
     SETTINGS,

@@ -37,8 +37,8 @@ def main() -> None:
     from napari._qt.dialogs.qt_notification import NapariQtNotification
     from qtpy.QtWidgets import QApplication
 
-    from napari_mzsr.model_file import shipped_models
-    from napari_mzsr.widget import FROM_FILE
+    from napari_mzsr.io.model_file import shipped_models
+    from napari_mzsr.plugin.widget import FROM_FILE
 
     viewer = napari.Viewer(title="napari-mzsr")
     viewer.window.resize(*args.size)

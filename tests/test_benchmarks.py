@@ -26,7 +26,7 @@ from benchmarks.methods import METHODS, RunContext
 from benchmarks.report import json_safe, write_results
 from benchmarks.zssr import LearningRatePolicy, ZSSRConfig, zssr_super_resolve
 from napari_mzsr import degrade, super_resolve
-from napari_mzsr.model_file import load_model
+from napari_mzsr.io.model_file import load_model
 
 MODELS = {
     "direct-x2": (2.0, "direct"),

@@ -3,8 +3,8 @@ import pytest
 import tifffile
 
 from napari_mzsr import imresize
-from napari_mzsr.cli import expand_inputs, main, output_path, parse_kernel
-from napari_mzsr.image_io import read_image, scaled_meta, write_image
+from napari_mzsr.cli.main import expand_inputs, main, output_path, parse_kernel
+from napari_mzsr.io.image_files import read_image, scaled_meta, write_image
 
 
 def _smooth(shape, dtype=np.uint8, seed=0):
@@ -135,7 +135,7 @@ def test_geotiff_pixel_scale_is_divided_and_tiepoint_moved(tmp_path, tiny_model)
     ],
 )
 def test_geotiff_tiepoint_follows_the_model_geometry(raster_type, degradation, expected):
-    from napari_mzsr.image_io import ImageMeta
+    from napari_mzsr.io.image_files import ImageMeta
 
     keys = (1, 1, 0, 1, 1025, 0, 1, raster_type)
     meta = ImageMeta(
@@ -153,7 +153,7 @@ def test_geotiff_tiepoint_follows_the_model_geometry(raster_type, degradation, e
 
 
 def test_imagej_origin_follows_the_model_geometry():
-    from napari_mzsr.image_io import ImageMeta
+    from napari_mzsr.io.image_files import ImageMeta
 
     meta = ImageMeta("imagej", "YX", imagej={"xorigin": 10.0, "yorigin": 0.0})
     assert scaled_meta(meta, 2, "direct").imagej["xorigin"] == 20.0
@@ -161,7 +161,7 @@ def test_imagej_origin_follows_the_model_geometry():
 
 
 def test_no_partial_file_when_writing_fails(tmp_path, monkeypatch):
-    from napari_mzsr.image_io import ImageMeta
+    from napari_mzsr.io.image_files import ImageMeta
 
     def exploding_imwrite(path, data, **kwargs):
         with open(path, "wb") as fh:

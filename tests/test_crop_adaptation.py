@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mzsr import api, gaussian_kernel, imresize, iter_adapt, load_model
-from napari_mzsr.meta_test import adapt, make_son, patch_corners
+from napari_mzsr import gaussian_kernel, imresize, iter_adapt, load_model
+from napari_mzsr.core.adaptation import adapt, make_son, patch_corners
+from napari_mzsr.pipeline import run as api
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_mzsr import psnr, ssim
-from napari_mzsr.metrics import luminance
+from napari_mzsr.core.metrics import luminance
 
 
 def test_identical_images_give_infinite_psnr_and_unit_ssim():

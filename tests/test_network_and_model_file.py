@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from napari_mzsr import ModelFileError, ModelInfo, load_model, save_model
-from napari_mzsr.model_file import shipped_models
-from napari_mzsr.network import MZSRNet
+from napari_mzsr.core.network import MZSRNet
+from napari_mzsr.io.model_file import shipped_models
 
 
 def test_parameter_count_matches_paper():

@@ -7,11 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from napari_mzsr import degrade, gaussian_kernel, imresize, super_resolve
-from napari_mzsr.api import _drive, iter_adapt
-from napari_mzsr.cli import build_parser, main, parse_kernel
-from napari_mzsr.degradation import degrade_tensor
-from napari_mzsr.kernel_estimation import KernelEstimate
-from napari_mzsr.refinement import (
+from napari_mzsr.cli.main import build_parser, main, parse_kernel
+from napari_mzsr.core.degradation import degrade_tensor
+from napari_mzsr.core.kernel_estimation import KernelEstimate
+from napari_mzsr.core.refinement import (
     TRANSFORMS,
     back_project,
     dihedral,
@@ -19,8 +18,9 @@ from napari_mzsr.refinement import (
     self_ensemble,
     undo_dihedral,
 )
-from napari_mzsr.resize import imresize_tensor
-from napari_mzsr.stacks import iter_super_resolve_stack
+from napari_mzsr.core.resize import imresize_tensor
+from napari_mzsr.pipeline.run import _drive, iter_adapt
+from napari_mzsr.pipeline.stacks import iter_super_resolve_stack
 
 
 def _texture(shape=(40, 40, 3), seed=0) -> np.ndarray:

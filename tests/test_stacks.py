@@ -1,9 +1,9 @@
-"""N-D stack handling (napari_mzsr.stacks): shapes, modes, progress, cancel. No GUI."""
+"""N-D stack handling (napari_mzsr.pipeline.stacks): shapes, modes, progress, cancel. No GUI."""
 
 import numpy as np
 import pytest
 
-from napari_mzsr.stacks import (
+from napari_mzsr.pipeline.stacks import (
     StackProgress,
     default_index,
     iter_super_resolve_stack,
@@ -30,7 +30,7 @@ def _drain(run):
 
 
 def _single(image, tiny_model, steps=2, rgb=None):
-    from napari_mzsr.api import iter_super_resolve
+    from napari_mzsr.pipeline.run import iter_super_resolve
 
     _, result = _drain(iter_super_resolve(image, 2, 2.0, steps, tiny_model, rgb=rgb, **RUN))
     return result
@@ -120,7 +120,7 @@ def test_float_output(tiny_model):
 
 
 def test_one_intensity_map_for_the_whole_stack(tiny_model):
-    from napari_mzsr.intensity import intensity_map
+    from napari_mzsr.core.intensity import intensity_map
 
     stack = _images(2).astype(np.uint16) * 4
     stack[1] //= 2  # a dimmer slice

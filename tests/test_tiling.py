@@ -1,4 +1,4 @@
-"""Tiled inference (napari_mzsr.tiling): exact seams, the margin it needs, out-of-memory
+"""Tiled inference (napari_mzsr.core.tiling): exact seams, the margin it needs, out-of-memory
 retries, and its use by the public API."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from napari_mzsr import imresize, super_resolve
-from napari_mzsr.meta_test import infer
-from napari_mzsr.network import MZSRNet
-from napari_mzsr.tiling import (
+from napari_mzsr.core.adaptation import infer
+from napari_mzsr.core.network import MZSRNet
+from napari_mzsr.core.tiling import (
     auto_tile,
     for_each_tile,
     grid_step,
@@ -142,7 +142,7 @@ def test_api_retries_out_of_memory_and_matches(tiny_gray_model, monkeypatch):
 
 def test_api_default_tile_follows_free_memory(tiny_gray_model, monkeypatch):
     """With little memory free, super_resolve splits even a small image."""
-    import napari_mzsr.tiling as tiling
+    import napari_mzsr.core.tiling as tiling
 
     image = _smooth_gray((96, 90))
     kw = dict(scale=2, kernel=1.0, steps=0, model=tiny_gray_model, device="cpu")

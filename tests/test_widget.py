@@ -13,7 +13,7 @@ from tiny_models import save_tiny_model
 
 require_gui()
 
-from napari_mzsr.widget import FROM_FILE, MZSRWidget
+from napari_mzsr.plugin.widget import FROM_FILE, MZSRWidget
 
 pytestmark = pytest.mark.gui
 
@@ -32,7 +32,7 @@ def model_path(tmp_path_factory) -> Path:
 def errors(monkeypatch) -> list[str]:
     """Messages the widget shows as napari error notifications."""
     shown: list[str] = []
-    monkeypatch.setattr("napari_mzsr.widget.show_error", shown.append)
+    monkeypatch.setattr("napari_mzsr.plugin.widget.show_error", shown.append)
     return shown
 
 
@@ -55,7 +55,7 @@ def _dock(viewer, model_path=None) -> MZSRWidget:
 def test_dock_widget_opens_from_the_manifest(make_napari_viewer):
     viewer = make_napari_viewer()
     widget = _dock(viewer)
-    from napari_mzsr.model_file import shipped_models
+    from napari_mzsr.io.model_file import shipped_models
 
     shipped = sorted(shipped_models())
     if shipped:  # the first shipped model is selected and described

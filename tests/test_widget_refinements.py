@@ -13,7 +13,7 @@ from tiny_models import save_tiny_model
 require_gui()
 
 from napari_mzsr import degrade, gaussian_kernel, imresize
-from napari_mzsr.widget import FROM_FILE, MZSRWidget
+from napari_mzsr.plugin.widget import FROM_FILE, MZSRWidget
 
 pytestmark = pytest.mark.gui
 

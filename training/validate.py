@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_mzsr.degradation import degrade_tensor
-from napari_mzsr.kernels import gaussian_kernel
-from napari_mzsr.meta_test import adapt, infer
-from napari_mzsr.metrics import psnr
-from napari_mzsr.model_file import schedule_lr
+from napari_mzsr.core.adaptation import adapt, infer
+from napari_mzsr.core.degradation import degrade_tensor
+from napari_mzsr.core.kernels import gaussian_kernel
+from napari_mzsr.core.metrics import psnr
+from napari_mzsr.io.model_file import schedule_lr
 
 
 @dataclass

@@ -10,26 +10,26 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _API = {
-    "gaussian_kernel": "kernels",
-    "load_kernel": "kernels",
-    "preset_kernel": "kernels",
-    "PRESETS": "kernels",
-    "estimate_kernel": "kernel_estimation",
-    "KernelEstimate": "kernel_estimation",
-    "imresize": "resize",
-    "degrade": "degradation",
-    "load_model": "model_file",
-    "save_model": "model_file",
-    "ModelInfo": "model_file",
-    "ModelFileError": "model_file",
-    "super_resolve": "api",
-    "iter_super_resolve": "api",
-    "iter_adapt": "api",
-    "AdaptedModel": "api",
-    "super_resolve_dask": "dask_arrays",
-    "Cancelled": "meta_test",
-    "psnr": "metrics",
-    "ssim": "metrics",
+    "gaussian_kernel": "core.kernels",
+    "load_kernel": "core.kernels",
+    "preset_kernel": "core.kernels",
+    "PRESETS": "core.kernels",
+    "estimate_kernel": "core.kernel_estimation",
+    "KernelEstimate": "core.kernel_estimation",
+    "imresize": "core.resize",
+    "degrade": "core.degradation",
+    "load_model": "io.model_file",
+    "save_model": "io.model_file",
+    "ModelInfo": "io.model_file",
+    "ModelFileError": "io.model_file",
+    "super_resolve": "pipeline.run",
+    "iter_super_resolve": "pipeline.run",
+    "iter_adapt": "pipeline.run",
+    "AdaptedModel": "pipeline.run",
+    "super_resolve_dask": "pipeline.lazy",
+    "Cancelled": "core.adaptation",
+    "psnr": "core.metrics",
+    "ssim": "core.metrics",
 }
 
 __all__ = [
@@ -57,15 +57,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .api import AdaptedModel, iter_adapt, iter_super_resolve, super_resolve
-    from .dask_arrays import super_resolve_dask
-    from .degradation import degrade
-    from .kernel_estimation import KernelEstimate, estimate_kernel
-    from .kernels import PRESETS, gaussian_kernel, load_kernel, preset_kernel
-    from .meta_test import Cancelled
-    from .metrics import psnr, ssim
-    from .model_file import ModelFileError, ModelInfo, load_model, save_model
-    from .resize import imresize
+    from .core.adaptation import Cancelled
+    from .core.degradation import degrade
+    from .core.kernel_estimation import KernelEstimate, estimate_kernel
+    from .core.kernels import PRESETS, gaussian_kernel, load_kernel, preset_kernel
+    from .core.metrics import psnr, ssim
+    from .core.resize import imresize
+    from .io.model_file import ModelFileError, ModelInfo, load_model, save_model
+    from .pipeline.lazy import super_resolve_dask
+    from .pipeline.run import AdaptedModel, iter_adapt, iter_super_resolve, super_resolve
 
 
 def __getattr__(name: str):

@@ -14,16 +14,16 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from .devices import resolve_device, resolve_precision
-from .image_checks import check_image, is_dask
-from .intensity import IntensityMap, intensity_map
-from .kernel_estimation import KernelEstimate, estimate_kernel
-from .kernels import ESTIMATE, as_kernel
-from .meta_test import Cancelled, StepReport, adapt, adapt_on_patches, infer, patch_corners
-from .model_file import ModelInfo, MZSRModel, load_model, lr_schedule_from, schedule_lr
-from .refinement import COMBINE, TRANSFORMS, back_project, kernel_symmetries, self_ensemble
-from .resize import imresize_tensor
-from .tiling import Region, Tile, auto_tile, for_each_tile, region_output_shape, tile_margin
+from ..core.adaptation import Cancelled, StepReport, adapt, adapt_on_patches, infer, patch_corners
+from ..core.checks import check_image, is_dask
+from ..core.devices import resolve_device, resolve_precision
+from ..core.intensity import IntensityMap, intensity_map
+from ..core.kernel_estimation import KernelEstimate, estimate_kernel
+from ..core.kernels import ESTIMATE, as_kernel
+from ..core.refinement import COMBINE, TRANSFORMS, back_project, kernel_symmetries, self_ensemble
+from ..core.resize import imresize_tensor
+from ..core.tiling import Region, Tile, auto_tile, for_each_tile, region_output_shape, tile_margin
+from ..io.model_file import ModelInfo, MZSRModel, load_model, lr_schedule_from, schedule_lr
 
 ProgressCallback = Callable[[int, float], None]
 T = TypeVar("T")

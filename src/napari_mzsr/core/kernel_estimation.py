@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from .image_checks import check_image
+from .checks import check_image
 from .kernels import _check_size, gaussian_kernel
 from .resize import _cubic, parse_scale
 

@@ -32,15 +32,15 @@ from napari.utils.transforms import Affine
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage, QPixmap
 
-from .kernels import ESTIMATE, PRESETS, gaussian_kernel, load_kernel, validate_kernel
-from .layer_geometry import output_name, output_scale_translate
-from .stacks import StackProgress, default_index, iter_super_resolve_stack, split_axes
+from ..core.kernels import ESTIMATE, PRESETS, gaussian_kernel, load_kernel, validate_kernel
+from ..pipeline.stacks import StackProgress, default_index, iter_super_resolve_stack, split_axes
+from .geometry import output_name, output_scale_translate
 
 if TYPE_CHECKING:
     import napari
 
-    from .kernel_estimation import KernelEstimate
-    from .model_file import MZSRModel
+    from ..core.kernel_estimation import KernelEstimate
+    from ..io.model_file import MZSRModel
 
 PLUGIN = "napari-mzsr"
 FROM_FILE = "\0file"  # ComboBox value of "from file..."; cannot clash with a model name
@@ -120,7 +120,7 @@ def _work(job: _Job):
     RuntimeError (such as a CUDA out-of-memory error) as a deleted worker.
 
     Yields a status line (str) around a kernel estimate, then :class:`StackProgress`."""
-    from .api import resolve_kernel
+    from ..pipeline.run import resolve_kernel
 
     try:
         kernel, estimate = job.kernel, None
@@ -188,8 +188,8 @@ class MZSRWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from .devices import available_devices, resolve_device
-        from .model_file import shipped_models
+        from ..core.devices import available_devices, resolve_device
+        from ..io.model_file import shipped_models
 
         super().__init__()
         self._viewer = viewer
@@ -330,7 +330,7 @@ class MZSRWidget(Container):
 
     def _load_model(self) -> MZSRModel:
         """The chosen theta_M, loaded once per source (it is only read, never adapted)."""
-        from .model_file import load_model
+        from ..io.model_file import load_model
 
         source = self._model_source()
         if source is None:

@@ -42,13 +42,13 @@ def run_demo(
     FileExistsError
         An output exists and ``overwrite`` is False (checked before any work).
     """
-    from .api import super_resolve
-    from .degradation import degrade
-    from .image_io import ImageMeta, write_image
-    from .kernels import gaussian_kernel
-    from .metrics import psnr
-    from .model_file import default_model
-    from .resize import imresize
+    from ..core.degradation import degrade
+    from ..core.kernels import gaussian_kernel
+    from ..core.metrics import psnr
+    from ..core.resize import imresize
+    from ..io.image_files import ImageMeta, write_image
+    from ..io.model_file import default_model
+    from ..pipeline.run import super_resolve
 
     hr, rgb = demo_image(sample)
     hr = hr[: hr.shape[0] // FACTOR * FACTOR, : hr.shape[1] // FACTOR * FACTOR]

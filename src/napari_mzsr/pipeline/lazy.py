@@ -25,18 +25,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .api import (
+from ..core.checks import check_image
+from ..core.devices import resolve_device
+from ..core.intensity import IntensityMap
+from ..core.tiling import grid_step, output_index, tile_margin
+from ..io.model_file import ModelInfo, MZSRModel
+from .run import (
     AUTO_PATCHES,
     AdaptedModel,
     ProgressCallback,
     _drive,
     iter_adapt,
 )
-from .devices import resolve_device
-from .image_checks import check_image
-from .intensity import IntensityMap
-from .model_file import ModelInfo, MZSRModel
-from .tiling import grid_step, output_index, tile_margin
 
 if TYPE_CHECKING:
     import dask.array as da

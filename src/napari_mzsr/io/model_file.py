@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
+from ..core.network import MZSRNet
 from .atomic import atomic_path
-from .network import MZSRNet
 
 FORMAT = "napari-mzsr-theta"
 VERSION = 1

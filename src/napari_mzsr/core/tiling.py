@@ -385,7 +385,7 @@ def infer_tiled(
     -------
     Tensor, shape (N, C, ceil(H * scale), ceil(W * scale)), float32 in [0, 1]
     """
-    from .meta_test import infer
+    from .adaptation import infer
 
     shape = (lr_image.shape[-2], lr_image.shape[-1])
     margin = tile_margin(scale, net.layers)

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 if TYPE_CHECKING:
-    from .api import AdaptedModel
-    from .intensity import IntensityMap
-    from .meta_test import StepReport
-    from .model_file import MZSRModel
+    from ..core.adaptation import StepReport
+    from ..core.intensity import IntensityMap
+    from ..io.model_file import MZSRModel
+    from .run import AdaptedModel
 
 Mode = Literal["once", "per_slice"]
 MODES: tuple[str, ...] = ("once", "per_slice")
@@ -125,7 +125,7 @@ def _check_index(index: Sequence[int], slice_shape: tuple[int, ...]) -> tuple[in
 def _fit_intensity(
     data: object, rgb: bool, normalization: str | IntensityMap, percentiles: tuple[float, float]
 ) -> IntensityMap:
-    from .intensity import IntensityMap, intensity_map
+    from ..core.intensity import IntensityMap, intensity_map
 
     if isinstance(normalization, IntensityMap):
         return normalization
@@ -207,8 +207,8 @@ def iter_super_resolve_stack(
     ... except StopIteration as done:
     ...     result = done.value
     """
-    from .api import iter_adapt
-    from .model_file import load_model
+    from ..io.model_file import load_model
+    from .run import iter_adapt
 
     if mode not in MODES:
         raise ValueError(f"stack mode must be one of {MODES}, got {mode!r}")

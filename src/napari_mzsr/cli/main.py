@@ -9,13 +9,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .image_io import SUFFIXES, read_image, scaled_meta, write_image
+from ..io.image_files import SUFFIXES, read_image, scaled_meta, write_image
 
 
 def parse_kernel(spec: str) -> object:
     """Kernel option: ``iso:VAR``, ``aniso:L1,L2,THETA``, a preset name, a file, or
     ``estimate`` (fitted to each image)."""
-    from .kernels import ESTIMATE, PRESETS
+    from ..core.kernels import ESTIMATE, PRESETS
 
     if spec == ESTIMATE:
         return ESTIMATE
@@ -64,8 +64,8 @@ def output_path(source: Path, outdir: Path, scale: float) -> Path:
 def _process(path: Path, target: Path, args: argparse.Namespace, position: int) -> None:
     from tqdm import tqdm
 
-    from .model_file import default_model, load_model
-    from .stacks import iter_super_resolve_stack
+    from ..io.model_file import default_model, load_model
+    from ..pipeline.stacks import iter_super_resolve_stack
 
     data, meta = read_image(path)
     model = load_model(args.model or default_model(args.scale, meta.rgb))
@@ -146,7 +146,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def models(args: argparse.Namespace) -> int:
-    from .model_file import load_model, shipped_models
+    from ..io.model_file import load_model, shipped_models
 
     for name in sorted(shipped_models()):
         info = load_model(name).info

@@ -67,8 +67,8 @@ def landsat() -> list[LayerData]:
 
 
 def _degraded(image: np.ndarray, source: str) -> tuple[np.ndarray, dict[str, Any]]:
-    from .degradation import degrade
-    from .kernels import PRESETS
+    from ..core.degradation import degrade
+    from ..core.kernels import PRESETS
 
     preset = PRESETS[DEGRADE_PRESET]
     low = degrade(image, preset.kernel(), DEGRADE_FACTOR, preset.degradation)
