@@ -30,7 +30,9 @@ def time_run(image, steps, model, device, precision) -> tuple[float, float]:
     """Seconds spent adapting and inferring (one run)."""
     synchronize(device)
     start = time.perf_counter()
-    run = iter_adapt(image, 2, 2.0, steps, model, device, precision=precision)
+    run = iter_adapt(
+        image, scale=2, kernel=2.0, steps=steps, model=model, device=device, precision=precision
+    )
     try:
         while True:
             next(run)

@@ -102,11 +102,11 @@ def mzsr_method(steps: int, estimate: bool = False, **refinements: Any) -> Metho
             raise MethodUnavailable(f"no theta_M {setting.model!r}")
         sr = super_resolve(
             lr,
-            setting.scale,
-            ESTIMATE if estimate else setting.kernel,
-            steps,
-            model,
-            ctx.device,
+            scale=setting.scale,
+            kernel=ESTIMATE if estimate else setting.kernel,
+            steps=steps,
+            model=model,
+            device=ctx.device,
             seed=ctx.seed,
             precision=ctx.precision,
             output_dtype=np.uint8,

@@ -3,7 +3,9 @@ import pytest
 import tifffile
 
 from napari_mzsr import imresize
-from napari_mzsr.cli.main import expand_inputs, main, output_path, parse_kernel
+from napari_mzsr.cli.arguments import parse_kernel
+from napari_mzsr.cli.batch import expand_inputs, output_path
+from napari_mzsr.cli.main import main
 from napari_mzsr.io.image_files import read_image, scaled_meta, write_image
 
 
@@ -54,7 +56,8 @@ def test_refuses_to_overwrite_then_overwrites(tmp_path, tiny_model):
     target = tmp_path / "out" / "a_x2_mzsr.tif"
     target.parent.mkdir()
     target.write_bytes(b"keep me")
-    assert _run(tmp_path, tiny_model, tmp_path / "a.tif") == 1
+    # Skipped, not failed: a rerun that completes a batch succeeds (hardening issue).
+    assert _run(tmp_path, tiny_model, tmp_path / "a.tif") == 0
     assert target.read_bytes() == b"keep me"
     assert _run(tmp_path, tiny_model, tmp_path / "a.tif", extra=["--overwrite"]) == 0
     assert tifffile.imread(target).shape == (80, 80)

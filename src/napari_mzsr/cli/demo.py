@@ -3,7 +3,6 @@ with the shipped weights and write the result with a before/after picture."""
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +17,9 @@ SAMPLES = {"landsat": "landsat7_rgb.tif", "cells": "cells_human_3ch.tif"}
 def demo_image(sample: str) -> tuple[np.ndarray, bool]:
     """The bundled ``sample`` as uint8 (H, W, 3) RGB (Landsat) or (H, W) greyscale (the
     DNA channel of the cells), and whether it is RGB."""
-    import tifffile
+    from ..io.image_files import bundled_sample
 
-    with resources.as_file(resources.files("napari_mzsr") / "samples" / SAMPLES[sample]) as p:
-        data = tifffile.imread(p)
+    data = bundled_sample(SAMPLES[sample])
     if sample == "cells":
         return data[0], False
     return data, True
@@ -29,6 +27,7 @@ def demo_image(sample: str) -> tuple[np.ndarray, bool]:
 
 def run_demo(
     outdir: Path,
+    *,
     sample: str = "landsat",
     steps: int = 10,
     model: str | None = None,
@@ -47,7 +46,7 @@ def run_demo(
     from ..core.metrics import psnr
     from ..core.resize import imresize
     from ..io.image_files import ImageMeta, write_image
-    from ..io.model_file import default_model
+    from ..pipeline.options import choose_model
     from ..pipeline.run import super_resolve
 
     hr, rgb = demo_image(sample)
@@ -60,8 +59,10 @@ def run_demo(
 
     kernel = gaussian_kernel(KERNEL_VARIANCE)
     lr = np.rint(np.clip(degrade(hr / 255.0, kernel, FACTOR), 0, 1) * 255).astype(np.uint8)
-    model = model or default_model(FACTOR, rgb)
-    sr = super_resolve(lr, FACTOR, kernel, steps, model, device, rgb=rgb)
+    model = model or choose_model((FACTOR, FACTOR), rgb)
+    sr = super_resolve(
+        lr, scale=FACTOR, kernel=kernel, steps=steps, model=model, device=device, rgb=rgb
+    )
     bicubic = np.rint(np.clip(imresize(lr / 255.0, FACTOR), 0, 1) * 255).astype(np.uint8)
     scores = {"bicubic": psnr(bicubic, hr, shave=FACTOR), "MZSR": psnr(sr, hr, shave=FACTOR)}
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import torch
 
+# What the network runs on; torch knows more device types (meta, xla, ...) that it does not.
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` picks CUDA, then Apple MPS, then CPU; anything else is passed to
     ``torch.device`` after checking that it is available."""
+    accepted = "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
     if isinstance(device, torch.device):
         dev = device
+    elif not isinstance(device, str):
+        raise ValueError(f"{accepted}, got {device!r}")
     elif device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -20,8 +26,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     else:
         try:
             dev = torch.device(device)
-        except RuntimeError as exc:
-            raise ValueError(f"unknown device {device!r}") from exc
+        except RuntimeError:
+            raise ValueError(f"{accepted}, got {device!r}") from None
+    if dev.type not in DEVICE_TYPES:
+        raise ValueError(f"{accepted}, got {device!r}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("device 'cuda' was requested but CUDA is not available")
@@ -69,3 +77,24 @@ def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX tiles)."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for new tensors on ``device``: free GPU memory on CUDA, otherwise the
+    available RAM (psutil if installed, else ``/proc/meminfo``, else 4 GiB)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30

@@ -47,8 +47,8 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from .checks import check_image
-from .kernels import _check_size, gaussian_kernel
-from .resize import _cubic, parse_scale
+from .kernels import check_kernel_size, gaussian_kernel
+from .resize import cubic, parse_scale
 
 DEGRADATIONS = ("direct", "bicubic")
 MIN_VARIANCE = 0.1
@@ -170,7 +170,7 @@ def estimate_kernel(
         raise ValueError(f"scale must be a single factor >= 1, got {scale!r}")
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 16:
         raise ValueError(f"window must be an integer of at least 16, got {window!r}")
-    _check_size(size)
+    check_kernel_size(size)
     luma = _luma(np.asarray(image), rgb)
     side = min(int(window), *luma.shape)
     freq_x, freq_y, log_power, weight = _binned_log_spectrum(luma, side)
@@ -266,7 +266,7 @@ def _bicubic_response(freq: np.ndarray, scale: float) -> np.ndarray:
     offset = ((scale - 1) / 2) % 1.0
     reach = math.ceil(2 * scale) + 1
     taps = np.arange(-reach, reach + 1) + offset
-    weights = _cubic(taps / scale)
+    weights = cubic(taps / scale)
     weights /= weights.sum()
     response = np.exp(-2j * np.pi * np.multiply.outer(freq, taps)) @ weights
     return np.abs(response) ** 2

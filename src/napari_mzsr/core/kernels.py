@@ -9,6 +9,7 @@ re-centred with :func:`center_kernel` before use.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def gaussian_kernel(
             raise ValueError(f"kernel {name} must be finite, got {value!r}")
     if l1 <= 0 or l2 <= 0:
         raise ValueError(f"kernel variances must be positive, got l1={l1}, l2={l2}")
-    _check_size(size)
+    check_kernel_size(size)
     rotation = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
     sigma = rotation @ np.diag([l1, l2]) @ rotation.T
     inv_sigma = np.linalg.inv(sigma)
@@ -137,7 +138,7 @@ def validate_kernel(kernel: np.ndarray) -> np.ndarray:
         raise ValueError("kernel must be real, got a complex array")
     if k.ndim != 2 or k.shape[0] != k.shape[1]:
         raise ValueError(f"kernel must be a square 2D array, got shape {k.shape}")
-    _check_size(k.shape[0])
+    check_kernel_size(k.shape[0])
     k = k.astype(np.float64)
     if not np.all(np.isfinite(k)):
         raise ValueError("kernel contains NaN or infinite values")
@@ -205,7 +206,7 @@ def center_kernel(kernel: np.ndarray, size: int | None = None) -> np.ndarray:
     k = np.asarray(kernel, dtype=np.float64)
     if size is None:
         size = k.shape[0] if k.shape[0] % 2 else k.shape[0] + 1
-    _check_size(size)
+    check_kernel_size(size)
     canvas = np.zeros((size + 4, size + 4))
     oy, ox = (canvas.shape[0] - k.shape[0]) // 2, (canvas.shape[1] - k.shape[1]) // 2
     canvas[oy : oy + k.shape[0], ox : ox + k.shape[1]] = k
@@ -228,7 +229,7 @@ def kernel_covariance(kernel: np.ndarray) -> np.ndarray:
     return np.array([[(k * dx * dx).sum(), cxy], [cxy, (k * dy * dy).sum()]])
 
 
-def _check_size(size: int) -> None:
+def check_kernel_size(size: int) -> None:
     if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
         raise ValueError(f"kernel size must be an integer, got {size!r}")
     if size % 2 == 0:
@@ -247,7 +248,7 @@ def as_kernel(spec: object = None, size: int = 21) -> np.ndarray:
         ``(l1, l2, theta)``; a preset name (``"g^d_2.0"``) or a file path (``.mat``,
         ``.npy``, ``.tif``); ``None`` for the default, isotropic variance 2.0
         (the paper's g^d_2.0). :data:`ESTIMATE` (``"estimate"``) is refused here: it
-        needs the image (see :func:`napari_mzsr.api.super_resolve`).
+        needs the image (see :func:`napari_mzsr.super_resolve`).
     size : int
         Grid size for kernels built from parameters.
 
@@ -260,23 +261,37 @@ def as_kernel(spec: object = None, size: int = 21) -> np.ndarray:
     """
     if spec is None:
         return gaussian_kernel(2.0, size=size)
-    if isinstance(spec, np.ndarray):
-        return validate_kernel(spec)
-    if isinstance(spec, (int, float, np.integer, np.floating)) and not isinstance(spec, bool):
+    if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
         return gaussian_kernel(float(spec), size=size)
-    if isinstance(spec, (tuple, list)) and len(spec) == 3:
-        l1, l2, theta = (float(v) for v in spec)
-        return gaussian_kernel(l1, l2, theta, size=size)
     if isinstance(spec, str) and spec == ESTIMATE:
         raise ValueError(
             f"kernel {ESTIMATE!r} needs the image: pass it to super_resolve or iter_adapt, "
-            "or call napari_mzsr.kernel_estimation.estimate_kernel"
+            "or call napari_mzsr.estimate_kernel"
         )
     if isinstance(spec, str) and spec in PRESETS:
         return preset_kernel(spec)
-    if isinstance(spec, (str, Path)):
+    if isinstance(spec, str | Path):
         return load_kernel(spec)
+    if isinstance(spec, tuple | list) and len(spec) == 3 and all(_is_number(v) for v in spec):
+        l1, l2, theta = (float(v) for v in spec)
+        return gaussian_kernel(l1, l2, theta, size=size)
+    if isinstance(spec, np.ndarray | tuple | list):
+        try:
+            array = np.asarray(spec, dtype=np.float64)
+        except (TypeError, ValueError):
+            array = None
+        if array is not None and array.ndim == 2:
+            return validate_kernel(array)
+        shape = "" if array is None else f" of shape {array.shape}"
+        raise ValueError(
+            f"cannot make a kernel from a {type(spec).__name__}{shape}: give a square 2D "
+            f"array, a variance, (l1, l2, theta), a preset ({', '.join(PRESETS)}) or a file"
+        )
     raise ValueError(
-        f"cannot make a kernel from {spec!r}; give an array, a variance, "
-        f"(l1, l2, theta), a preset ({', '.join(PRESETS)}) or a file path"
+        f"cannot make a kernel from a {type(spec).__name__}: give an array, a variance, "
+        f"(l1, l2, theta), a preset ({', '.join(PRESETS)}), a file path or {ESTIMATE!r}"
     )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -75,6 +75,27 @@ class MZSRNet(nn.Module):
         return x + self.body(x)
 
 
+def parameter_shapes(
+    channels: int, features: int = 64, layers: int = 8, bias: bool = True
+) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the tensors of :class:`MZSRNet` (its ``state_dict``),
+    computed without building it.
+
+    Examples
+    --------
+    >>> parameter_shapes(1, 4, 2)["body.2.weight"]
+    (1, 4, 3, 3)
+    """
+    widths = [channels] + [features] * (layers - 1) + [channels]
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i, (cin, cout) in enumerate(itertools.pairwise(widths)):
+        # Convolution i sits at index 2 i of the body: a ReLU follows every one but the last.
+        shapes[f"body.{2 * i}.weight"] = (cout, cin, 3, 3)
+        if bias:
+            shapes[f"body.{2 * i}.bias"] = (cout,)
+    return shapes
+
+
 def _truncated_normal(
     shape: torch.Size, std: float, generator: torch.Generator | None
 ) -> torch.Tensor:

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .degradation import degrade_tensor
+from .resize import parse_scale
 
 TRANSFORMS = tuple(range(8))
 COMBINE = ("mean", "median")
@@ -69,6 +70,17 @@ def kernel_symmetries(kernel: np.ndarray, tolerance: float = 1e-3) -> tuple[int,
     return tuple(i for i in TRANSFORMS if float((dihedral(k, i) - k).abs().max()) <= limit)
 
 
+def axis_preserving(transforms: Sequence[int]) -> tuple[int, ...]:
+    """The transforms of ``transforms`` that keep rows as rows (no quarter turn).
+
+    Examples
+    --------
+    >>> axis_preserving(range(8))
+    (0, 2, 4, 6)
+    """
+    return tuple(t for t in transforms if t % 2 == 0)
+
+
 def _mirrored_axes(index: int) -> tuple[bool, bool]:
     """Whether transform ``index`` reverses the original rows and columns: where the
     pixels below and right of the corner pixel go, relative to it."""
@@ -93,7 +105,7 @@ def _shift_back(x: torch.Tensor, dim: int, offset: int) -> torch.Tensor:
 def self_ensemble(
     upscale: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
-    scale: float,
+    scale: float | tuple[float, float],
     degradation: str = "direct",
     transforms: Sequence[int] = TRANSFORMS,
     combine: str = "mean",
@@ -107,12 +119,14 @@ def self_ensemble(
         Maps a (N, C, h, w) tensor to its (N, C, H, W) super-resolution.
     x : Tensor, shape (N, C, h, w)
         Low-resolution input.
-    scale : float
-        Super-resolution factor.
+    scale : float or (float, float)
+        Super-resolution factor, per axis if a pair.
     degradation : {"direct", "bicubic"}
         Subsampling geometry of the model (see the module docstring).
     transforms : sequence of int
-        :func:`dihedral` indices to use (0 is the identity).
+        :func:`dihedral` indices to use (0 is the identity). With unequal factors only
+        the transforms that keep the axes in place are used (:func:`axis_preserving`):
+        a quarter turn would swap the factors.
     combine : {"mean", "median"}
         How the transformed results are combined pixel by pixel (ZSSR uses the median;
         on Set5 with the shipped models the mean was as good or up to 0.08 dB better).
@@ -125,13 +139,16 @@ def self_ensemble(
         raise ValueError(f"combine must be one of {COMBINE}, got {combine!r}")
     if not transforms or any(t not in TRANSFORMS for t in transforms):
         raise ValueError(f"transforms must be a non-empty subset of 0..7, got {transforms!r}")
+    factors = parse_scale(scale)
+    if factors[0] != factors[1]:
+        transforms = axis_preserving(transforms)
     results = []
     for index in transforms:
         out = undo_dihedral(upscale(dihedral(x, index)), index)
         if degradation == "direct":
             for dim, mirrored in zip((-2, -1), _mirrored_axes(index), strict=True):
                 if mirrored:
-                    offset = _grid_offset(x.shape[dim], out.shape[dim], scale)
+                    offset = _grid_offset(x.shape[dim], out.shape[dim], factors[dim])
                     out = _shift_back(out, dim, offset)
         results.append(out)
     stack = torch.stack(results)
@@ -166,9 +183,10 @@ def back_project(
     scale: float,
     degradation: str = "direct",
     iterations: int = 10,
+    clamp: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """Iterative back-projection: ``sr += up(lr - degrade(sr, kernel))``, ``iterations``
-    times, clipped to [0, 1] after each.
+    times, clipped to ``clamp`` after each.
 
     Parameters
     ----------
@@ -185,6 +203,8 @@ def back_project(
         on the same grid (:func:`_upsample_aligned`).
     iterations : int
         Number of corrections (0 returns ``sr`` unchanged).
+    clamp : (float, float)
+        Range of valid values.
 
     Returns
     -------
@@ -196,5 +216,5 @@ def back_project(
     out = sr
     for _ in range(iterations):
         residual = lr - degrade_tensor(out, kernel, scale, degradation)
-        out = (out + _upsample_aligned(residual, out.shape[-2:], degradation)).clamp(0, 1)
+        out = (out + _upsample_aligned(residual, out.shape[-2:], degradation)).clamp(*clamp)
     return out if iterations else sr.clone()

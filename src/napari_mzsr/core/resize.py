@@ -9,6 +9,7 @@ so the same code runs on CPU and GPU, on batches and in any float dtype.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -19,19 +20,30 @@ import torch
 _SIZE_TOLERANCE = 1e-6
 
 
-def parse_scale(scale: float | Sequence[float]) -> tuple[float, float]:
+def parse_scale(scale: float | Sequence[float], name: str = "scale") -> tuple[float, float]:
     """Return ``(scale_y, scale_x)`` from a number or a pair, checking that both are
-    finite and positive."""
-    if isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool):
+    finite and positive.
+
+    Examples
+    --------
+    >>> parse_scale(2), parse_scale((2, 3.5))
+    ((2.0, 2.0), (2.0, 3.5))
+    """
+    accepted = f"{name} must be a number or a pair (sy, sx) of numbers"
+    if isinstance(scale, numbers.Real) and not isinstance(scale, bool):
         pair = (float(scale), float(scale))
+    elif isinstance(scale, str | bytes):
+        raise ValueError(f"{accepted}, got {scale!r}")
     else:
         try:
             sy, sx = scale  # type: ignore[misc]
-            pair = (float(sy), float(sx))
         except (TypeError, ValueError):
-            raise ValueError(f"scale must be a number or a pair (sy, sx), got {scale!r}") from None
+            raise ValueError(f"{accepted}, got {scale!r}") from None
+        if not all(isinstance(s, numbers.Real) and not isinstance(s, bool) for s in (sy, sx)):
+            raise ValueError(f"{accepted}, got {scale!r}")
+        pair = (float(sy), float(sx))
     if not all(math.isfinite(s) and s > 0 for s in pair):
-        raise ValueError(f"scale factors must be finite and positive, got {scale!r}")
+        raise ValueError(f"{name} factors must be finite and positive, got {scale!r}")
     return pair
 
 
@@ -40,7 +52,7 @@ def output_size(size: int, scale: float) -> int:
     return max(1, math.ceil(size * scale - _SIZE_TOLERANCE))
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
+def cubic(x: np.ndarray) -> np.ndarray:
     ax = np.abs(x)
     ax2, ax3 = ax**2, ax**3
     return (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * (
@@ -62,7 +74,7 @@ def _contributions(
     taps = math.ceil(width) + 2
     idx = left[:, None] + np.arange(taps)[None, :]
     dist = u[:, None] - idx
-    weights = scale * _cubic(dist * scale) if shrink else _cubic(dist)
+    weights = scale * cubic(dist * scale) if shrink else cubic(dist)
     weights = weights / weights.sum(axis=1, keepdims=True)
     mirror = np.concatenate([np.arange(in_len), np.arange(in_len)[::-1]])
     idx = mirror[np.mod(idx.astype(np.int64) - 1, 2 * in_len)]

@@ -30,6 +30,7 @@ from fractions import Fraction
 
 import torch
 
+from .devices import available_memory
 from .resize import output_size, parse_scale
 
 Region = tuple[slice, slice]
@@ -293,27 +294,6 @@ def _shifted(tile: Tile, parent_target: Region) -> Tile:
     return Tile(tile.core, tile.window, tile.crop, target)
 
 
-def available_memory(device: torch.device) -> int:
-    """Bytes free for new tensors on ``device``: free GPU memory on CUDA, otherwise the
-    available RAM (psutil if installed, else ``/proc/meminfo``, else 4 GiB)."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        pass
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
-
-
 def bytes_per_output_pixel(features: int, channels: int) -> int:
     """Estimated peak bytes per output pixel of one inference: three float32 feature maps
     (a convolution's input, its output and the workspace of its algorithm) and four
@@ -324,7 +304,7 @@ def bytes_per_output_pixel(features: int, channels: int) -> int:
 
 def auto_tile(
     device: torch.device,
-    scale: float,
+    scale: float | tuple[float, float],
     features: int = 64,
     channels: int = 3,
     margin: int = 0,
@@ -336,8 +316,8 @@ def auto_tile(
     ----------
     device : torch.device
         Where inference runs.
-    scale : float
-        Super-resolution factor.
+    scale : float or (float, float)
+        Super-resolution factor, per axis if a pair.
     features, channels : int
         Network width and image channels (see :func:`bytes_per_output_pixel`).
     margin : int
@@ -355,47 +335,6 @@ def auto_tile(
         free = available_memory(device)
         budget = free // 2 if device.type == "cuda" else min(free // 4, CPU_TILE_BYTES)
     pixels = budget / bytes_per_output_pixel(features, channels)
-    side = int(math.sqrt(pixels) / scale) - 2 * margin
+    sy, sx = parse_scale(scale)
+    side = int(math.sqrt(pixels / (sy * sx))) - 2 * margin
     return max(MIN_TILE, side)
-
-
-def infer_tiled(
-    net: torch.nn.Module,
-    lr_image: torch.Tensor,
-    scale: float,
-    autocast_dtype: torch.dtype | None = None,
-    tile: int | None = None,
-) -> torch.Tensor:
-    """:func:`~napari_mzsr.meta_test.infer` in tiles; the same result up to float rounding.
-
-    Parameters
-    ----------
-    net : MZSRNet
-        The (adapted) network.
-    lr_image : Tensor, shape (N, C, H, W), float32 in [0, 1]
-        On the network's device.
-    scale : float
-        Super-resolution factor.
-    autocast_dtype : torch.dtype or None
-        Autocast dtype of the forward pass.
-    tile : int, optional
-        LR tile side; default: :func:`auto_tile`.
-
-    Returns
-    -------
-    Tensor, shape (N, C, ceil(H * scale), ceil(W * scale)), float32 in [0, 1]
-    """
-    from .adaptation import infer
-
-    shape = (lr_image.shape[-2], lr_image.shape[-1])
-    margin = tile_margin(scale, net.layers)
-    if tile is None:
-        tile = auto_tile(lr_image.device, scale, net.features, net.channels, margin)
-    out = lr_image.new_empty((*lr_image.shape[:-2], *region_output_shape(shape, scale)))
-
-    def process(t: Tile) -> None:
-        sr = infer(net, lr_image[..., t.window[0], t.window[1]], scale, autocast_dtype)
-        out[..., t.target[0], t.target[1]] = sr[..., t.crop[0], t.crop[1]]
-
-    for_each_tile(process, shape, scale, margin, tile)
-    return out

@@ -89,6 +89,39 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
     return data, meta
 
 
+def probe_image(path: str | os.PathLike) -> None:
+    """Check that ``path`` is an image file :func:`read_image` can read, from its
+    header alone (no pixels are read).
+
+    Raises
+    ------
+    ValueError
+        Unsupported suffix, or a file that is not a readable image of that type.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(f"{path.name}: unsupported file type {suffix!r} (use TIFF or PNG)")
+    try:
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                axes = tif.series[0].axes
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.verify()
+            axes = "YX"
+    except (OSError, ValueError, SyntaxError, KeyError, IndexError) as exc:
+        raise ValueError(f"{path.name}: cannot read image ({exc})") from exc
+    except Exception as exc:  # a reader's own error type (PIL, tifffile) for a corrupt file
+        raise ValueError(f"{path.name}: cannot read image ({type(exc).__name__}: {exc})") from exc
+    if not (axes.endswith("YX") or axes.endswith("YXS")):
+        raise ValueError(f"{path.name}: axes {axes!r} do not end with YX or YXS")
+
+
 def _read_tiff(path: Path) -> tuple[np.ndarray, ImageMeta]:
     import tifffile
 
@@ -150,41 +183,57 @@ def _read_png(path: Path) -> tuple[np.ndarray, ImageMeta]:
     return data, ImageMeta("png", axes, resolution)
 
 
+def bundled_sample(name: str) -> np.ndarray:
+    """The pixels of a sample image shipped in the package's ``samples/`` folder."""
+    from importlib import resources
+
+    import tifffile
+
+    with resources.as_file(resources.files("napari_mzsr") / "samples" / name) as path:
+        return tifffile.imread(path)
+
+
 def first_centre(scale: float, degradation: str) -> float:
     """Position of the result's first pixel centre, in input pixels from the input's
     first pixel centre: ``-(s - 1) / (2 s)`` for bicubic models (each input pixel is the
     centre of its ``s x s`` block), 0 for direct ones (input pixel ``i`` is output pixel
-    ``s * i``); see :mod:`napari_mzsr.layer_geometry`."""
+    ``s * i``); see :mod:`napari_mzsr.plugin.geometry`."""
     if degradation not in ("bicubic", "direct"):
         raise ValueError(f"degradation must be 'bicubic' or 'direct', got {degradation!r}")
     return -(scale - 1) / (2 * scale) if degradation == "bicubic" else 0.0
 
 
-def scaled_meta(meta: ImageMeta, scale: float, degradation: str = "bicubic") -> ImageMeta:
-    """Metadata of the x``scale`` super-resolved image: pixels ``scale`` times smaller,
-    placed as the model's ``degradation`` implies (origins and GeoTIFF tiepoints)."""
-    centre = first_centre(scale, degradation)
+def scaled_meta(
+    meta: ImageMeta, scale: float | tuple[float, float], degradation: str = "bicubic"
+) -> ImageMeta:
+    """Metadata of the super-resolved image: pixels ``sy`` and ``sx`` times smaller
+    along Y and X, placed as the model's ``degradation`` implies (origins and GeoTIFF
+    tiepoints). ``scale`` is one factor or ``(sy, sx)``."""
+    sy, sx = (scale, scale) if isinstance(scale, int | float) else scale
+    cy, cx = first_centre(sy, degradation), first_centre(sx, degradation)
     resolution = None
-    if meta.resolution is not None:
-        resolution = (meta.resolution[0] * scale, meta.resolution[1] * scale)
+    if meta.resolution is not None:  # TIFF order: X, then Y
+        resolution = (meta.resolution[0] * sx, meta.resolution[1] * sy)
     ome = dict(meta.ome)
-    for key in ("PhysicalSizeX", "PhysicalSizeY"):
+    for key, factor in (("PhysicalSizeX", sx), ("PhysicalSizeY", sy)):
         if key in ome:
-            ome[key] = ome[key] / scale
+            ome[key] = ome[key] / factor
     imagej = dict(meta.imagej)
-    for key in ("xorigin", "yorigin"):
+    for key, centre, factor in (("xorigin", cx, sx), ("yorigin", cy, sy)):
         if key in imagej:  # an origin in pixel units: the same point in output pixels
-            imagej[key] = (imagej[key] - centre) * scale
+            imagej[key] = (imagej[key] - centre) * factor
     return replace(
         meta,
         resolution=resolution,
         ome=ome,
         imagej=imagej,
-        geotiff=_scaled_geotiff(meta.geotiff, scale, centre),
+        geotiff=_scaled_geotiff(meta.geotiff, (sy, sx), (cy, cx)),
     )
 
 
-def _scaled_geotiff(tags: list[tuple], scale: float, centre: float) -> list[tuple]:
+def _scaled_geotiff(
+    tags: list[tuple], scale: tuple[float, float], centre: tuple[float, float]
+) -> list[tuple]:
     values = {t[0]: t[3] for t in tags}
     keys = values.get(_GEO_KEYS, ())
     pixel_is_point = any(
@@ -192,32 +241,38 @@ def _scaled_geotiff(tags: list[tuple], scale: float, centre: float) -> list[tupl
         for i in range(4, len(keys) - 3, 4)
     )
     # The tiepoint ties raster (0, 0): the first pixel's centre (PixelIsPoint) or its
-    # outer corner (PixelIsArea); how far that point moves, in input pixels:
-    shift = centre if pixel_is_point else centre - 0.5 / scale + 0.5
+    # outer corner (PixelIsArea); how far that point moves along rows and columns, in
+    # input pixels:
+    shift_y, shift_x = (
+        c if pixel_is_point else c - 0.5 / s + 0.5 for c, s in zip(centre, scale, strict=True)
+    )
+    fy, fx = scale
     out = []
     for code, dtype, count, value, writeonce in tags:
         if code == _GEO_PIXEL_SCALE:
-            sx, sy, *rest = value
-            value = (sx / scale, sy / scale, *rest)
+            gx, gy, *rest = value
+            value = (gx / fx, gy / fy, *rest)
         elif code == _GEO_TRANSFORM:
             m = list(value)
-            m[3] += shift * m[0] + shift * m[1]
-            m[7] += shift * m[4] + shift * m[5]
-            for i in (0, 1, 4, 5, 8, 9):
-                m[i] /= scale
+            m[3] += shift_x * m[0] + shift_y * m[1]
+            m[7] += shift_x * m[4] + shift_y * m[5]
+            for i in (0, 4, 8):  # column coefficients
+                m[i] /= fx
+            for i in (1, 5, 9):  # row coefficients
+                m[i] /= fy
             value = tuple(m)
         elif code == _GEO_TIEPOINT and _GEO_PIXEL_SCALE in values:
-            sx, sy = values[_GEO_PIXEL_SCALE][:2]
+            gx, gy = values[_GEO_PIXEL_SCALE][:2]
             t = list(value)
-            t[3] += shift * sx
-            t[4] -= shift * sy  # model Y decreases down the rows
+            t[3] += shift_x * gx
+            t[4] -= shift_y * gy  # model Y decreases down the rows
             value = tuple(t)
         out.append((code, dtype, count, value, writeonce))
     return out
 
 
 def write_image(
-    path: str | os.PathLike, data: np.ndarray, meta: ImageMeta, overwrite: bool = False
+    path: str | os.PathLike, data: np.ndarray, meta: ImageMeta, *, overwrite: bool = False
 ) -> Path:
     """Write ``data`` with ``meta`` atomically: a temporary file in the target folder
     is renamed onto ``path`` only after it is completely written.
@@ -228,7 +283,7 @@ def write_image(
         ``path`` exists and ``overwrite`` is False.
     """
     path = Path(path)
-    with atomic_path(path, overwrite) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         if path.suffix.lower() in PNG_SUFFIXES:
             _write_png(tmp, data, meta)
         else:

@@ -25,18 +25,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..core.checks import check_image
+from ..core.checks import check_finite
 from ..core.devices import resolve_device
-from ..core.intensity import IntensityMap
+from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
 from ..core.tiling import grid_step, output_index, tile_margin
 from ..io.model_file import ModelInfo, MZSRModel
-from .run import (
-    AUTO_PATCHES,
-    AdaptedModel,
-    ProgressCallback,
-    _drive,
-    iter_adapt,
-)
+from .adapted import AdaptedModel
+from .images import ImageData, image_data
+from .options import AUTO_PATCHES, AdaptOptions, ApplyOptions, scale_for_shape
+from .run import ProgressCallback, adapt_image, drive
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -48,12 +45,11 @@ class _BlockPlan:
     """Everything a block needs besides its data and the weights (sent to workers)."""
 
     info: ModelInfo
-    scale: float
+    scale: tuple[float, float]
     intensity: IntensityMap
     autocast_dtype: torch.dtype | None
     rgb: bool
-    output_dtype: np.dtype
-    tile: int | None
+    apply: ApplyOptions
     device: str
     margin: int
     chunks: tuple[tuple[int, ...], tuple[int, ...]]
@@ -100,6 +96,7 @@ def block_chunks(chunks: Sequence[int], step: int, minimum: int) -> tuple[int, .
 
 
 def _output_chunks(chunks: Sequence[int], scale: float) -> tuple[int, ...]:
+    """Output chunk lengths of the blocks ``chunks`` along an axis of factor ``scale``."""
     length = sum(chunks)
     bounds = [output_index(b, length, scale) for b in (0, *itertools.accumulate(chunks))]
     return tuple(b - a for a, b in itertools.pairwise(bounds))
@@ -112,6 +109,8 @@ def _super_resolve_block(
     block_id: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """Output of the core of one overlapped block (runs on a dask worker)."""
+    # The lazy image could not be scanned for NaN/inf up front; its blocks are, here.
+    check_finite(block)
     state = {name: torch.tensor(value) for name, value in weights.items()}
     net = MZSRModel(plan.info, state).network(resolve_device(plan.device))
     adapted = AdaptedModel(net, plan.info, plan.scale, plan.intensity, plan.autocast_dtype)
@@ -121,15 +120,16 @@ def _super_resolve_block(
         # boundary="none": the first block has no overlap before it.
         start = 0 if index == 0 else plan.margin
         region.append(slice(start, start + plan.chunks[axis][index]))
-    return adapted.apply(block, plan.output_dtype, plan.rgb, tile=plan.tile, region=tuple(region))
+    data = ImageData(block, plan.rgb, plan.intensity)
+    return adapted.render(data, plan.apply, (region[0], region[1]))
 
 
 def apply_dask(
     adapted: AdaptedModel,
     image: object,
+    *,
     output_dtype: np.dtype | str | None = None,
     rgb: bool | None = None,
-    *,
     tile: int | None = None,
     client: Client | None = None,
     device: str | None = None,
@@ -139,7 +139,7 @@ def apply_dask(
     Parameters
     ----------
     adapted : AdaptedModel
-        From :func:`napari_mzsr.api.iter_adapt`.
+        From :func:`napari_mzsr.iter_adapt`.
     image : dask array or array-like, shape (H, W) or (H, W, 3|4)
         Wrapped with ``dask.array.asarray``; its chunks are kept when they qualify
         (see :func:`block_chunks`). Not read here.
@@ -159,23 +159,38 @@ def apply_dask(
 
     Returns
     -------
-    dask.array.Array, shape (ceil(H * scale), ceil(W * scale)[, C])
+    dask.array.Array, shape (ceil(H * sy), ceil(W * sx)[, C])
         One output block per (possibly rechunked) input block.
     """
+    import dask.array as da
+
+    data = image_data(da.asarray(image), rgb=rgb, normalization=adapted.intensity)
+    return _lazy_result(adapted, data, ApplyOptions(output_dtype, tile), client, device)
+
+
+def _lazy_result(
+    adapted: AdaptedModel,
+    data: ImageData,
+    apply: ApplyOptions,
+    client: Client | None,
+    device: str | None,
+) -> da.Array:
     import dask
     import dask.array as da
 
-    arr = da.asarray(image)
-    is_rgb = check_image(arr, rgb)
+    arr = data.array
     scale = adapted.scale
-    step = grid_step(scale)
+    steps = (grid_step(scale[0]), grid_step(scale[1]))
     margin = tile_margin(scale, adapted.info.layers)
-    if step is None:
+    if None in steps:
         spatial = ((arr.shape[0],), (arr.shape[1],))
     else:
-        spatial = tuple(block_chunks(c, step, max(margin, 1)) for c in arr.chunks[:2])
+        spatial = tuple(
+            block_chunks(c, step, max(margin, 1))
+            for c, step in zip(arr.chunks[:2], steps, strict=True)
+        )
     arr = arr.rechunk(spatial + tuple((n,) for n in arr.shape[2:]))
-    dtype = arr.dtype if output_dtype is None else np.dtype(output_dtype)
+    dtype = arr.dtype if apply.output_dtype is None else apply.output_dtype
     if device is None:
         device = "auto" if client is not None else str(adapted.device)
     plan = _BlockPlan(
@@ -183,9 +198,8 @@ def apply_dask(
         scale,
         adapted.intensity,
         adapted.autocast_dtype,
-        is_rgb,
-        dtype,
-        tile,
+        data.rgb,
+        apply,
         device,
         margin,
         spatial,
@@ -201,7 +215,9 @@ def apply_dask(
     depth = {axis: margin if len(spatial[axis]) > 1 else 0 for axis in (0, 1)}
     depth.update({axis: 0 for axis in range(2, arr.ndim)})
     overlapped = da.overlap.overlap(arr, depth, boundary="none") if any(depth.values()) else arr
-    out_chunks = tuple(_output_chunks(c, scale) for c in spatial) + arr.chunks[2:]
+    out_chunks = (
+        tuple(_output_chunks(c, s) for c, s in zip(spatial, scale, strict=True)) + arr.chunks[2:]
+    )
     return overlapped.map_blocks(
         _super_resolve_block,
         weights,
@@ -214,18 +230,18 @@ def apply_dask(
 
 def super_resolve_dask(
     image: object,
-    scale: float = 2,
+    *,
+    scale: float | Sequence[float] | None = None,
     kernel: object = None,
     steps: int = 10,
-    model: str | os.PathLike | MZSRModel = "direct-x2",
+    model: str | os.PathLike | MZSRModel | None = None,
     device: str | torch.device = "auto",
     progress: ProgressCallback | None = None,
-    seed: int = 0,
-    *,
     cancel: Callable[[], bool] | None = None,
+    seed: int = 0,
     lr: float | Sequence[Sequence[float]] | None = None,
-    normalization: str | IntensityMap = "dtype",
-    percentiles: tuple[float, float] = (0.1, 99.9),
+    normalization: str | IntensityMap = "auto",
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     rgb: bool | None = None,
     output_dtype: np.dtype | str | None = None,
     precision: str = "auto",
@@ -238,20 +254,18 @@ def super_resolve_dask(
     """Super-resolve a (large) dask array with MZSR: adapt now, upscale lazily.
 
     Adaptation runs before returning (with ``progress`` and ``cancel`` as in
-    :func:`~napari_mzsr.api.super_resolve`) and reads only the adaptation patches of
-    the image (``adapt_patch="auto"`` reads a small image whole). The returned array is
+    :func:`~napari_mzsr.super_resolve`) and reads only the adaptation patches of the
+    image (``adapt_patch="auto"`` reads a small image whole). The returned array is
     lazy: compute it, save it block by block (``to_zarr``) or show it in napari.
 
     Parameters
     ----------
     image : dask array or array-like, shape (H, W), (H, W, 3) or (H, W, 4)
-        As in :func:`~napari_mzsr.api.super_resolve`. Float data under
-        ``normalization="dtype"`` is range-checked in one streaming pass;
-        ``"percentile"`` loads the image (pass an
-        :class:`~napari_mzsr.intensity.IntensityMap` fitted on a sample instead).
+        As in :func:`~napari_mzsr.super_resolve`. The intensity map reads a strided
+        sample of the image (``"minmax"`` streams through it once).
     scale, kernel, steps, model, device, progress, seed, cancel, lr, normalization, \
 percentiles, rgb, output_dtype, precision, adapt_patch, adapt_patches, tile
-        As in :func:`~napari_mzsr.api.super_resolve`; ``device`` is the adaptation's.
+        As in :func:`~napari_mzsr.super_resolve`; ``device`` is the adaptation's.
     client : distributed.Client, optional
         Run the blocks on this cluster's workers (see :func:`apply_dask`).
     block_device : str, optional
@@ -259,7 +273,7 @@ percentiles, rgb, output_dtype, precision, adapt_patch, adapt_patches, tile
 
     Returns
     -------
-    dask.array.Array, shape (ceil(H * scale), ceil(W * scale)[, C])
+    dask.array.Array, shape (ceil(H * sy), ceil(W * sx)[, C])
         Equal to ``super_resolve(numpy_image, ...)`` with the same options, up to float
         rounding.
 
@@ -267,26 +281,26 @@ percentiles, rgb, output_dtype, precision, adapt_patch, adapt_patches, tile
     --------
     >>> import dask.array as da
     >>> big = da.zeros((8192, 8192), dtype="uint16", chunks=2048)
-    >>> sr = super_resolve_dask(big, 2, 2.0, 10, "direct-x2")  # doctest: +SKIP
+    >>> sr = super_resolve_dask(big, scale=2, kernel=2.0)  # doctest: +SKIP
     >>> sr.to_zarr("sr.zarr")  # doctest: +SKIP
     """
-    run = iter_adapt(
-        image,
-        scale,
-        kernel,
-        steps,
-        model,
-        device,
-        seed,
-        lr=lr,
-        normalization=normalization,
-        percentiles=percentiles,
-        rgb=rgb,
+    import dask.array as da
+
+    data = image_data(
+        da.asarray(image), rgb=rgb, normalization=normalization, percentiles=percentiles
+    )
+    options = AdaptOptions(
+        scale=scale_for_shape(data.shape, scale, None),
+        kernel=kernel,
+        steps=steps,
+        model=model,
+        device=device,
         precision=precision,
+        seed=seed,
+        lr=lr,
+        normalization=data.intensity,
         adapt_patch=adapt_patch,
         adapt_patches=adapt_patches,
     )
-    adapted = _drive(run, progress, cancel)
-    return apply_dask(
-        adapted, image, output_dtype, rgb, tile=tile, client=client, device=block_device
-    )
+    adapted = drive(adapt_image(data, options.for_image(data.rgb)), progress, cancel)
+    return _lazy_result(adapted, data, ApplyOptions(output_dtype, tile), client, block_device)

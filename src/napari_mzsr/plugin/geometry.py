@@ -26,7 +26,7 @@ SUFFIX = "(MZSR)"
 def output_scale_translate(
     scale: Sequence[float],
     translate: Sequence[float],
-    factor: float,
+    factor: float | tuple[float, float],
     n_spatial: int = 2,
     linear: np.ndarray | None = None,
     slice_index: Sequence[int] | None = None,
@@ -40,8 +40,8 @@ def output_scale_translate(
     scale, translate : sequence of float
         The input layer's ``scale`` and ``translate`` (one value per data axis,
         excluding an RGB colour axis).
-    factor : float
-        Super-resolution factor.
+    factor : float or (float, float)
+        Super-resolution factor, or factors ``(sy, sx)`` of the last two spatial axes.
     n_spatial : int
         Number of trailing axes that were super-resolved.
     linear : ndarray, shape (ndim, ndim), optional
@@ -73,14 +73,18 @@ def output_scale_translate(
             f"scale {scale.tolist()} and translate {translate.tolist()} do not fit "
             f"{n_spatial} spatial axes"
         )
-    if not factor >= 1:
+    factors = np.ones(ndim)
+    factors[ndim - n_spatial :] = factor[-1] if isinstance(factor, tuple | list) else factor
+    if isinstance(factor, tuple | list) and n_spatial >= 2:
+        factors[ndim - 2] = factor[0]
+    if not np.all(factors >= 1):
         raise ValueError(f"super-resolution factor must be >= 1, got {factor!r}")
     spatial = np.zeros(ndim, dtype=bool)
     spatial[ndim - n_spatial :] = True
-    new_scale = np.where(spatial, scale / factor, scale)
+    new_scale = scale / factors
     if degradation not in ("bicubic", "direct"):
         raise ValueError(f"degradation must be 'bicubic' or 'direct', got {degradation!r}")
-    centre_shift = -(factor - 1) / (2 * factor) if degradation == "bicubic" else 0.0
+    centre_shift = -(factors - 1) / (2 * factors) if degradation == "bicubic" else 0.0
     offset_data = np.where(spatial, centre_shift, 0.0)
     if slice_index is not None:
         lead = np.asarray(slice_index, dtype=np.float64)
@@ -96,12 +100,15 @@ def output_scale_translate(
     return new_scale, translate + offset
 
 
-def format_factor(factor: float) -> str:
-    """``2`` -> ``"x2"``, ``2.5`` -> ``"x2.5"``."""
+def format_factor(factor: float | tuple[float, float]) -> str:
+    """``2`` -> ``"x2"``, ``2.5`` -> ``"x2.5"``, ``(2, 3)`` -> ``"x2x3"``."""
+    if isinstance(factor, tuple | list):
+        sy, sx = factor
+        return f"x{sy:g}" if sy == sx else f"x{sy:g}x{sx:g}"
     return f"x{factor:g}"
 
 
-def output_name(input_name: str, factor: float, preview: bool = False) -> str:
+def output_name(input_name: str, factor: float | tuple[float, float], preview: bool = False) -> str:
     """Name of the result layer, e.g. ``"cells x2 (MZSR)"``.
 
     Examples

@@ -8,10 +8,11 @@ such a sample is opened, never when napari reads the manifest.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 import numpy as np
+
+from ..io.image_files import bundled_sample
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 
@@ -22,13 +23,6 @@ CELL_COLORMAPS = ("blue", "green", "magenta")
 # is what the "direct-x2" theta_M is meta-trained for.
 DEGRADE_PRESET = "g^d_2.0"
 DEGRADE_FACTOR = 2
-
-
-def _read(name: str) -> np.ndarray:
-    import tifffile
-
-    with resources.as_file(resources.files("napari_mzsr") / "samples" / name) as path:
-        return tifffile.imread(path)
 
 
 def _display_limits(channel: np.ndarray) -> list[float]:
@@ -45,7 +39,7 @@ def cells() -> list[LayerData]:
     list of LayerData
         One image layer tuple holding a (3, 256, 256) array split by ``channel_axis``.
     """
-    data = _read("cells_human_3ch.tif")
+    data = bundled_sample("cells_human_3ch.tif")
     kwargs = {
         "channel_axis": 0,
         "name": [f"cells {c}" for c in CELL_CHANNELS],
@@ -63,7 +57,7 @@ def landsat() -> list[LayerData]:
     -------
     list of LayerData
     """
-    return [(_read("landsat7_rgb.tif"), {"name": "landsat", "rgb": True}, "image")]
+    return [(bundled_sample("landsat7_rgb.tif"), {"name": "landsat", "rgb": True}, "image")]
 
 
 def _degraded(image: np.ndarray, source: str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -107,7 +101,7 @@ def cells_degraded() -> list[LayerData]:
     -------
     list of LayerData
     """
-    dna = _read("cells_human_3ch.tif")[0]
+    dna = bundled_sample("cells_human_3ch.tif")[0]
     low, kwargs = _degraded(dna, "cells DNA")
     kwargs.update(colormap=CELL_COLORMAPS[0], contrast_limits=_display_limits(dna))
     return [(low, kwargs, "image")]
@@ -121,6 +115,6 @@ def landsat_degraded() -> list[LayerData]:
     -------
     list of LayerData
     """
-    low, kwargs = _degraded(_read("landsat7_rgb.tif"), "landsat")
+    low, kwargs = _degraded(bundled_sample("landsat7_rgb.tif"), "landsat")
     kwargs["rgb"] = True
     return [(low, kwargs, "image")]

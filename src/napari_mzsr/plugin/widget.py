@@ -1,13 +1,12 @@
 """The napari dock widget: super-resolve an image layer with MZSR in a worker thread.
 
-The widget only gathers options, runs :func:`napari_mzsr.stacks.iter_super_resolve_stack`
-in a ``napari.qt.threading`` generator worker and adds the result as a new layer from the
-worker's callbacks (main thread). All numerics live in the core modules.
+The widget only gathers values; :mod:`napari_mzsr.plugin.jobs` turns them into checked
+options and runs the stack pipeline in a ``napari.qt.threading`` generator worker; the
+result is added as a new layer from the worker's callbacks (main thread).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,21 +25,22 @@ from magicgui.widgets import (
     create_widget,
 )
 from napari.layers import Image
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 from napari.utils.transforms import Affine
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage, QPixmap
 
 from ..core.kernels import ESTIMATE, PRESETS, gaussian_kernel, load_kernel, validate_kernel
-from ..pipeline.stacks import StackProgress, default_index, iter_super_resolve_stack, split_axes
+from ..pipeline.images import split_axes
+from ..pipeline.stacks import default_index
 from .geometry import output_name, output_scale_translate
+from .jobs import Job, Outcome, Values, make_job, plain_message, work
 
 if TYPE_CHECKING:
     import napari
 
-    from ..core.kernel_estimation import KernelEstimate
     from ..io.model_file import MZSRModel
+    from ..pipeline.stacks import StackProgress
 
 PLUGIN = "napari-mzsr"
 FROM_FILE = "\0file"  # ComboBox value of "from file..."; cannot clash with a model name
@@ -63,97 +63,6 @@ NORMALIZATIONS = (
     ("min-max", "minmax"),
 )
 PREVIEW_PIXELS = 84
-
-
-@dataclass
-class _Job:
-    """Everything a run needs, captured on the main thread when Run is clicked."""
-
-    layer: Image
-    data: Any
-    model: MZSRModel
-    factor: float
-    kernel: np.ndarray | str  # an array, or ESTIMATE: estimated in the worker
-    kernel_text: str
-    steps: int
-    device: str
-    seed: int
-    lr: float | None
-    normalization: str
-    mode: str
-    index: tuple[int, ...]
-    current_only: bool
-    has_slices: bool
-    replace: bool
-    float_output: bool
-    ensemble: str | None = None
-    back_projection: int = 0
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _Outcome:
-    """What the worker returns: the result (and the kernel estimate, if one was made),
-    or a plain error message."""
-
-    result: np.ndarray | None = None
-    error: str | None = None
-    kernel_estimate: KernelEstimate | None = None
-
-
-def _plain_message(exc: BaseException) -> str:
-    """A message a user can act on, without a traceback."""
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return (
-            "not enough memory for this image: try 'current slice only', a smaller image, "
-            "or another device"
-        )
-    if isinstance(exc, (ValueError, FileNotFoundError)):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-@thread_worker(start_thread=False)
-def _work(job: _Job):
-    """The generator run by the worker thread; errors come back as an :class:`_Outcome`
-    because napari's worker would otherwise report them with a traceback, and treats a
-    RuntimeError (such as a CUDA out-of-memory error) as a deleted worker.
-
-    Yields a status line (str) around a kernel estimate, then :class:`StackProgress`."""
-    from ..pipeline.run import resolve_kernel
-
-    try:
-        kernel, estimate = job.kernel, None
-        if isinstance(kernel, str):
-            yield "estimating the kernel..."
-            # On the slice adaptation starts from; per-slice mode reuses it.
-            sample = job.data[job.index] if job.has_slices else job.data
-            degradation = job.model.info.degradation
-            kernel, estimate = resolve_kernel(
-                kernel, sample, job.layer.rgb, job.factor, degradation
-            )
-            yield f"estimated kernel: {estimate.describe()}"
-        result = yield from iter_super_resolve_stack(
-            job.data,
-            job.factor,
-            kernel,
-            job.steps,
-            job.model,
-            job.device,
-            job.seed,
-            mode=job.mode,
-            rgb=job.layer.rgb,
-            index=job.index,
-            current_only=job.current_only,
-            lr=job.lr,
-            normalization=job.normalization,
-            output_dtype=np.float32 if job.float_output else None,
-            ensemble=job.ensemble,
-            back_projection=job.back_projection,
-        )
-    except Exception as exc:
-        return _Outcome(error=_plain_message(exc))
-    return _Outcome(result=result, kernel_estimate=estimate)
 
 
 def _plugin_defaults() -> dict[str, Any]:
@@ -194,7 +103,7 @@ class MZSRWidget(Container):
         super().__init__()
         self._viewer = viewer
         self.worker = None
-        self._job: _Job | None = None
+        self._job: Job | None = None
         self._loaded: dict[str, MZSRModel] = {}
         self._alive = True
         settings = _plugin_defaults()
@@ -344,7 +253,7 @@ class MZSRWidget(Container):
         try:
             info = self._load_model().info
         except Exception as exc:  # any unreadable file: say so next to the option
-            self._model_info.value = _plain_message(exc)
+            self._model_info.value = plain_message(exc)
             return
         lo, hi = min(info.scales), max(info.scales)
         self._scale.min, self._scale.max = lo, hi
@@ -437,63 +346,33 @@ class MZSRWidget(Container):
         lead = np.rint(np.asarray(point, dtype=float)[: len(slice_shape)]).astype(int)
         return tuple(int(np.clip(i, 0, n - 1)) for i, n in zip(lead, slice_shape, strict=True))
 
-    def _make_job(self) -> _Job:
+    def _make_job(self) -> Job:
         layer = self._image.value
         if layer is None:
             raise ValueError("choose an image layer")
-        if layer.multiscale:
-            raise ValueError(
-                f"layer {layer.name!r} is multiscale (a pyramid); super-resolve a single "
-                "resolution level added as its own layer"
-            )
-        slice_shape, _ = split_axes(layer.data.shape, layer.rgb)
         kernel, kernel_text = self._kernel()
-        model = self._load_model()
-        lr_text = self._lr.value.strip()
-        try:
-            lr = float(lr_text) if lr_text else None
-        except ValueError:
-            raise ValueError(f"learning rate must be a number, got {lr_text!r}") from None
-        if lr is not None and not lr > 0:
-            raise ValueError(f"learning rate must be positive, got {lr_text}")
-        current_only = bool(slice_shape) and self._current_only.value
-        job = _Job(
+        values = Values(
             layer=layer,
-            data=layer.data,
-            model=model,
-            factor=float(self._scale.value),
+            model=self._load_model(),
+            scale=float(self._scale.value),
             kernel=kernel,
             kernel_text=kernel_text,
             steps=int(self._steps.value),
             device=self._device.value,
             seed=int(self._seed.value),
-            lr=lr,
+            lr_text=self._lr.value,
             normalization=self._normalization.value,
             mode=self._stack_mode.value,
             index=self._slice_index(layer),
-            current_only=current_only,
-            has_slices=bool(slice_shape),
+            current_only=self._current_only.value,
             replace=self._replace.value,
             float_output=self._float_output.value,
             ensemble=None if self._ensemble.value == "off" else self._ensemble.value,
             back_projection=int(self._back_projection.value),
         )
-        job.settings = {
-            "model": model.info.name,
-            "model_source": model.source,
-            "factor": job.factor,
-            "kernel": kernel_text,
-            "steps": job.steps,
-            "learning_rate": "model schedule" if lr is None else lr,
-            "intensities": job.normalization,
-            "seed": job.seed,
-            "device": job.device,
-            "self_ensemble": job.ensemble or "off",
-            "back_projection": job.back_projection,
-        }
-        if job.has_slices:
-            job.settings["stack_mode"] = "current slice only" if current_only else job.mode
-            job.settings["slice"] = list(job.index)
+        job = make_job(values)
+        model = job.options.for_image(layer.rgb).model
+        job.settings = {"model": model.info.name, "model_source": model.source, **job.settings}
         return job
 
     # -- running ---------------------------------------------------------------------
@@ -513,10 +392,10 @@ class MZSRWidget(Container):
         try:
             job = self._make_job()
         except Exception as exc:  # bad option or unreadable file: tell the user, change nothing
-            self._fail(_plain_message(exc))
+            self._fail(plain_message(exc))
             return
         self._job = job
-        worker = _work(job)
+        worker = work(job)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.aborted.connect(self._on_aborted)
@@ -558,13 +437,13 @@ class MZSRWidget(Container):
             parts.append(f"loss {p.loss:.4g}")
         self._status.value = ", ".join(parts)
 
-    def _on_returned(self, outcome: _Outcome) -> None:
+    def _on_returned(self, outcome: Outcome) -> None:
         if not self._alive:
             return
         if outcome.error is not None:
             self._fail(outcome.error)
             return
-        estimate = outcome.kernel_estimate
+        estimate = outcome.result.kernel_estimate
         if estimate is not None:
             self._job.settings["kernel"] = f"estimated: {estimate.describe()}"
             self._job.settings["kernel_estimate"] = {
@@ -577,9 +456,9 @@ class MZSRWidget(Container):
             if self._job.has_slices:
                 self._job.settings["kernel_estimate"]["slice"] = list(self._job.index)
         try:
-            self._add_result(self._job, outcome.result)
+            self._add_result(self._job, outcome.result.data)
         except Exception as exc:  # e.g. the viewer refused the layer: keep it unchanged
-            self._fail(_plain_message(exc))
+            self._fail(plain_message(exc))
             return
         status = self._status.value
         if estimate is not None:
@@ -601,7 +480,7 @@ class MZSRWidget(Container):
         if self.worker is not None:
             self.worker.quit()
 
-    def _add_result(self, job: _Job, result: np.ndarray) -> Image:
+    def _add_result(self, job: Job, result: np.ndarray) -> Image:
         """Add (or swap in) the result layer, placed to overlay the input exactly."""
         src = job.layer
         n_spatial = 2
@@ -609,17 +488,17 @@ class MZSRWidget(Container):
         scale, translate = output_scale_translate(
             src.scale,
             src.translate,
-            job.factor,
+            job.options.scale,
             n_spatial,
             linear=linear,
             slice_index=job.index if job.current_only else None,
-            degradation=job.model.info.degradation,
+            degradation=job.options.for_image(src.rgb).model.info.degradation,
         )
         metadata = {k: v for k, v in src.metadata.items() if k != "mzsr"}
         source_id = str(src.unique_id)
         metadata["mzsr"] = {"source": src.name, "source_id": source_id, **job.settings}
         kwargs: dict[str, Any] = {
-            "name": output_name(src.name, job.factor, preview=job.current_only),
+            "name": output_name(src.name, job.options.scale, preview=job.current_only),
             "rgb": src.rgb,
             "scale": scale,
             "translate": translate,
