@@ -39,14 +39,10 @@ def demo(args: argparse.Namespace) -> int:
 
 def models(args: argparse.Namespace) -> int:
     from ..io.model_file import load_model, shipped_models
+    from .model_table import models_table, summarize
 
-    for name in sorted(shipped_models()):
-        info = load_model(name).info
-        val = info.training.get("validation_psnr", {})
-        print(
-            f"{name}: {info.describe_scales()} {info.degradation}, "
-            f"{info.channels} channel(s), validation {val}"
-        )
+    summaries = [summarize(load_model(name).info) for name in sorted(shipped_models())]
+    print(models_table(summaries))
     return 0
 
 
@@ -78,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--overwrite", action="store_true")
     d.set_defaults(func=demo)
 
-    m = sub.add_parser("models", help="list the shipped theta_M files")
+    m = sub.add_parser(
+        "models", help="table of the shipped theta_M files: scales, data, validation PSNR"
+    )
     m.set_defaults(func=models)
     return parser
 
