@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .arguments import add_run_options
-from .batch import run
+from .batch import FORMATS, run
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -52,8 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="super-resolve files, folders or globs of TIFF/PNG images")
-    p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
+    p = sub.add_parser(
+        "run",
+        help="super-resolve files, folders or globs of TIFF, PNG, JPEG, BMP, WebP or "
+        "OME-Zarr images",
+    )
+    p.add_argument(
+        "inputs", nargs="+", help="files, folders, glob patterns, or OME-Zarr folders (.zarr)"
+    )
     p.add_argument("-o", "--output", required=True, help="output folder")
     add_run_options(p)
     p.add_argument(
@@ -61,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("once", "per_slice"),
         default="once",
         help="stacks: adapt once and apply to every slice, or adapt per slice",
+    )
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="output format: auto (the input's; PNG for JPEG, BMP and WebP inputs), tiff, "
+        "png or ome-zarr (written block by block; OME-Zarr inputs always give OME-Zarr)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)
