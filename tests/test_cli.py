@@ -375,7 +375,7 @@ def test_ome_zarr_without_zarr_says_how_to_install(tmp_path, monkeypatch, capsys
     (message,) = failed
     assert message.count("\n") == 0
     assert message.startswith("big.zarr: OME-Zarr needs the optional zarr and dask packages")
-    assert "pip install 'zarr>=2.18' 'dask[array]'" in message
+    assert "pip install 'zarr>=3' 'dask[array]'" in message
 
 
 def test_progress_bars_count_steps_then_slices(tmp_path, tiny_gray_model, monkeypatch):
@@ -412,3 +412,29 @@ def test_models_command_prints_a_table(capsys):
     assert out.splitlines()[0].split()[:4] == ["model", "scales", "data", "subsampling"]
     assert "direct-x2-gray" in out and " dB" in out and "{" not in out
     assert "not the Set5/Set14 figures of the README" in " ".join(out.split())
+
+
+def test_ome_zarr_0_5_metadata_is_read(tmp_path):
+    pytest.importorskip("zarr")
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "v5.zarr"), mode="w", zarr_format=3)
+    group.create_array("s0", data=_smooth((24, 32)), chunks=(8, 8))
+    transforms = [{"type": "scale", "scale": [0.5, 0.25]}]
+    group.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": [
+            {
+                "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+                "datasets": [{"path": "s0", "coordinateTransformations": transforms}],
+                "coordinateTransformations": [{"type": "scale", "scale": [2.0, 2.0]}],
+            }
+        ],
+    }
+    data, meta = read_image(tmp_path / "v5.zarr")
+    assert meta.kind == "ome-zarr" and meta.axes == "YX" and data.shape == (24, 32)
+    assert type(data).__module__.startswith("dask")  # nothing read yet
+    np.testing.assert_allclose(meta.ngff["scale"], [1.0, 0.5])
+    half = scaled_meta(meta, 2, "bicubic").ngff
+    np.testing.assert_allclose(half["scale"], [0.5, 0.25])
+    np.testing.assert_allclose(half["translation"], [-0.25, -0.125])

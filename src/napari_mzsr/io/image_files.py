@@ -33,7 +33,7 @@ PILLOW_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".webp")
 ZARR_SUFFIXES = (".zarr",)  # also ".ome.zarr"; a folder
 SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES + PILLOW_SUFFIXES + ZARR_SUFFIXES
 ZARR_INSTALL = (
-    "OME-Zarr needs the optional zarr and dask packages: pip install 'zarr>=2.18' "
+    "OME-Zarr needs the optional zarr and dask packages: pip install 'zarr>=3' "
     "'dask[array]' (or the package's [zarr] extra)"
 )
 # OME-NGFF axis units for TIFF ResolutionUnit (2: inch, 3: centimetre) and ImageJ units.
