@@ -74,11 +74,14 @@ class ModelSummary:
         """Several lines: what the model serves and what its accuracy means."""
         psnr = " / ".join(f"{self.psnr[k]:.2f}" for k in sorted(self.psnr, key=int)) or "n/a"
         note = VALIDATION_NOTE.format(crops=self.crops, crop=self.crop)
-        return (
-            f"{self.name}: {self.scales}, {self.data}, {self.degradation} subsampling"
-            f"\nvalidation PSNR {psnr} dB "
-            f"(validation kernels: {self.kernels})\n{note}"
-        )
+        lines = [
+            f"{self.name}: {self.scales}, {self.data}, {self.degradation} subsampling",
+            f"validation PSNR {psnr} dB after 0 / 1 / 10 steps",
+            f"validation kernels: {self.kernels}",
+            "",
+            note,
+        ]
+        return "\n".join(textwrap.fill(line, 72) if line else line for line in lines)
 
 
 def summarize(info: ModelInfo) -> ModelSummary:

@@ -32,6 +32,7 @@ from napari.utils.notifications import show_error
 from napari.utils.transforms import Affine
 from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtWidgets import QSizePolicy
 
 from ..core.kernels import ESTIMATE, PRESETS, gaussian_kernel, load_kernel, validate_kernel
 from ..pipeline.images import split_axes
@@ -336,6 +337,7 @@ class MZSRWidget(Container):
             self._controls[name].tooltip = text
         for label in (self._model_info, self._model_warning, self._status, self._scope_info):
             label.native.setWordWrap(True)
+            label.native.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
         self._model_warning.native.setStyleSheet(WARNING_STYLE)
         self._status.native.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self._help.native.setTextFormat(Qt.RichText)
@@ -798,10 +800,15 @@ class MZSRWidget(Container):
         steps = task.options.steps
         kept = result.steps_taken
         if steps and kept and min(kept) < steps:
-            parts.append(f"{min(kept)}-{max(kept)} of {steps} steps kept")
+            low, high = min(kept), max(kept)
+            span = f"{low}" if low == high else f"{low}-{high}"
+            parts.append(f"{span} of {steps} steps kept (steps that raised the loss were undone)")
         parts.append(f"model {task.options.model.info.name}")
-        for task, result in outcome.results[:3]:
-            parts.append(f"intensities of {task.layer.name}: {result.intensity.describe()}")
+        if len(outcome.results) == 1:
+            parts.append(f"intensities {result.intensity.describe()}")
+        else:
+            for task, result in outcome.results[:3]:
+                parts.append(f"intensities of {task.layer.name}: {result.intensity.describe()}")
         estimate = result.kernel_estimate
         if estimate is not None:
             parts.append(f"kernel {estimate.describe()}")
