@@ -627,7 +627,8 @@ def test_preview_of_the_whole_view_is_cut_to_its_centre(make_napari_viewer, qtbo
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     out = viewer.layers[-1]
     assert out.data.shape == (2 * PREVIEW_MAX_SIDE, 80)
-    assert out.metadata["mzsr"]["preview"]["region"][0] == [22, 22 + PREVIEW_MAX_SIDE]
+    start = (300 - PREVIEW_MAX_SIDE) // 2
+    assert out.metadata["mzsr"]["preview"]["region"][0] == [start, start + PREVIEW_MAX_SIDE]
 
 
 def test_split_channels_are_separate_layers(make_napari_viewer, qtbot, model_path):
@@ -685,8 +686,9 @@ def test_direct_model_result_lands_on_the_original_grid(make_napari_viewer, qtbo
     np.testing.assert_allclose(out.translate, [0.0, 0.0])
 
 
-def test_napari_with_plugin_docks_the_widget():
+def test_napari_with_plugin_docks_the_widget(tmp_path):
     """``napari --with napari-mzsr`` (the CLI's viewer set-up, without its event loop)."""
+    import os
     import subprocess
 
     script = (
@@ -696,7 +698,13 @@ def test_napari_with_plugin_docks_the_widget():
         "print(list(viewer.window.dock_widgets))\n"
         "viewer.close()\n"
     )
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}  # not the user's settings
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env=env,
     )
     assert f"{WIDGET} ({PLUGIN})" in done.stdout

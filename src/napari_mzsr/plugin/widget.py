@@ -74,9 +74,10 @@ KERNEL_KINDS = (
     ("estimate from the image", ESTIMATE),
 )
 PREVIEW_PIXELS = 84
-# The quick preview adapts one step on the whole visible region: at most this many
-# pixels a side keeps it near a second on a laptop CPU.
-PREVIEW_MAX_SIDE = 256
+# The quick preview adapts one step on the whole visible region, then infers it: time
+# grows with its pixels. MZSR(1) of 256 x 256 pixels took 1.3 s on an idle 2-core
+# AVX-512 CPU (benchmarks/results/meta_test_speed_cpu.md); 160 x 160 is 0.39 of that.
+PREVIEW_MAX_SIDE = 160
 WARNING_STYLE = "color: #e8a33d;"
 ERROR_STYLE = "color: #ff6b6b;"
 
