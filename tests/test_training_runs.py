@@ -238,7 +238,7 @@ def test_cpu_budget_stops_the_stage_and_clocks_are_logged(images, pretrained, tm
 
 
 def test_benchmark_mode_counts_the_work_of_the_recipe(images, tmp_path, capsys):
-    from napari_mzsr.network import MZSRNet
+    from napari_mzsr.core.network import MZSRNet
     from training import benchmark
     from training.__main__ import main
 

@@ -28,8 +28,8 @@ from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from napari_mzsr.model_file import load_model
-from napari_mzsr.network import MZSRNet
+from napari_mzsr.core.network import MZSRNet
+from napari_mzsr.io.model_file import load_model
 
 from .meta import Task, sample_task, task_loss
 from .pretrain import sample_batch, train_step

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from napari_mzsr.model_file import load_model
+from napari_mzsr.io.model_file import load_model
 
 from . import data, validate
 from .recipe import resolve_data
