@@ -353,6 +353,7 @@ set = ["meta.first_order=true"]
     hours = two["cpu_min"] / 60
     gain = (two["end"]["3"] - two["start"]["3"]) / hours
     assert two["gain_per_cpu_hour"]["3"] == pytest.approx(gain)
+    assert set(two["end"]) == {"0", "1", "3"} and two["end"]["0"] == curve[-1][1]["0"]
     text = out.with_suffix(".md").read_text()
     assert "python -m training.study report" in text and "gain per CPU-hour" in text
 

@@ -11,8 +11,9 @@ the CPU. Validation, on held-out training images, is logged against that CPU tim
     Runs the arms, ``--parallel`` at a time, one thread each; a stage whose output
     exists is skipped, one with a checkpoint but no output is resumed.
 ``python -m training.study report --arms FILE --runs DIR --out PREFIX``
-    Writes ``PREFIX.md`` / ``PREFIX.json`` (table: validation PSNR after 1 and 10
-    adaptation steps at the start and the end, gain per CPU-hour) and ``PREFIX.png``
+    Writes ``PREFIX.md`` / ``PREFIX.json`` (table: validation PSNR after each
+    validated step count, e.g. 0, 1 and 10 adaptation steps, at the start and the end,
+    gain per CPU-hour) and ``PREFIX.png``
     (all arms' validation curves against CPU minutes).
 """
 
@@ -33,10 +34,14 @@ from typing import Any
 from .recipe import ROOT, load_recipe
 
 
+def validated_steps(study: dict[str, Any]) -> list[str]:
+    """The adaptation step counts the base recipe validates (the table's columns)."""
+    return [str(n) for n in load_recipe(ROOT / study["recipe"])["validation"]["steps"]]
+
+
 def report_steps(study: dict[str, Any]) -> tuple[str, str]:
-    """The two step counts the report shows: one step and the most the recipe validates."""
-    steps = load_recipe(ROOT / study["recipe"])["validation"]["steps"]
-    return "1", str(max(steps))
+    """The two step counts the plot shows: one step and the most the recipe validates."""
+    return "1", max(validated_steps(study), key=int)
 
 
 def load_arms(path: str | Path) -> dict[str, Any]:
@@ -166,10 +171,10 @@ def curves(study: dict[str, Any], runs: Path) -> dict[str, dict[str, Any]]:
 
 
 def table(study: dict[str, Any], data: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per arm: start and end validation after 1 and n steps (n: the most the
-    recipe validates) and the gains per CPU-hour (end minus start, divided by the
-    arm's CPU hours)."""
-    steps = report_steps(study)
+    """One row per arm: start, end and best validation after each step count the
+    recipe validates and the gains per CPU-hour (end minus start, divided by the arm's
+    CPU hours)."""
+    steps = validated_steps(study)
     rows = []
     for arm in study["arm"]:
         d = data[arm["name"]]
@@ -230,7 +235,8 @@ def plot(study: dict[str, Any], data: dict[str, dict[str, Any]], path: Path, tit
 def _markdown(study: dict[str, Any], rows: list[dict[str, Any]], cmds: list[str]) -> list[str]:
     from benchmarks.report import fmt, markdown_table
 
-    one, n = report_steps(study)
+    steps = validated_steps(study)
+    columns = " / ".join(steps)
     lines = [study.get("description", "").strip(), "", "Arm commands:", "", "```"]
     lines += [*cmds, "```", ""]
     header = [
@@ -238,10 +244,10 @@ def _markdown(study: dict[str, Any], rows: list[dict[str, Any]], cmds: list[str]
         "what",
         "stages (iterations, CPU min, wall min)",
         "CPU min",
-        f"start {one} / {n} steps (dB)",
-        f"end {one} / {n} steps (dB)",
-        f"best {one} / {n} steps (dB)",
-        f"gain per CPU-hour, {one} / {n} steps (dB)",
+        f"start {columns} steps (dB)",
+        f"end {columns} steps (dB)",
+        f"best {columns} steps (dB)",
+        f"gain per CPU-hour, {columns} steps (dB)",
     ]
     body = []
     for r in rows:
@@ -255,8 +261,8 @@ def _markdown(study: dict[str, Any], rows: list[dict[str, Any]], cmds: list[str]
                 r["what"],
                 stages,
                 fmt(r["cpu_min"], 1),
-                *(f"{fmt(r[k][one])} / {fmt(r[k][n])}" for k in ("start", "end", "best")),
-                " / ".join(f"{r['gain_per_cpu_hour'][k]:+.2f}" for k in (one, n)),
+                *(" / ".join(fmt(r[k][n]) for n in steps) for k in ("start", "end", "best")),
+                " / ".join(f"{r['gain_per_cpu_hour'][n]:+.2f}" for n in steps),
             ]
         )
     return lines + markdown_table(header, body)
