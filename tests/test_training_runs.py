@@ -335,7 +335,14 @@ set = ["meta.first_order=true"]
 
     out = tmp_path / "report" / "study"
     out.parent.mkdir()
+    notes = tmp_path / "notes.md"
+    notes.write_text("Findings: none at this size.\n")
+    (runs / "meta" / "0-meta" / "log.jsonl").rename(runs / "log.jsonl")  # as if not run
     study.main(["report", "--arms", str(arms), "--runs", str(runs), "--out", str(out)])
+    assert "Arms not run: meta (meta-learning only)." in out.with_suffix(".md").read_text()
+    (runs / "log.jsonl").rename(runs / "meta" / "0-meta" / "log.jsonl")
+    argv = ["report", "--arms", str(arms), "--runs", str(runs), "--out", str(out)]
+    study.main([*argv, "--notes", str(notes)])
     assert out.with_suffix(".png").stat().st_size > 0
     result = json.loads(out.with_suffix(".json").read_text())
     rows = {r["arm"]: r for r in result["rows"]}
@@ -356,6 +363,7 @@ set = ["meta.first_order=true"]
     assert set(two["end"]) == {"0", "1", "3"} and two["end"]["0"] == curve[-1][1]["0"]
     text = out.with_suffix(".md").read_text()
     assert "python -m training.study report" in text and "gain per CPU-hour" in text
+    assert text.endswith("Findings: none at this size.\n") and "not run" not in text
 
 
 def test_validate_command_repeats_the_runs_validation(images, pretrained, tmp_path, capsys):

@@ -10,11 +10,12 @@ the CPU. Validation, on held-out training images, is logged against that CPU tim
 ``python -m training.study run --arms FILE --data DIR --runs DIR [--parallel 2]``
     Runs the arms, ``--parallel`` at a time, one thread each; a stage whose output
     exists is skipped, one with a checkpoint but no output is resumed.
-``python -m training.study report --arms FILE --runs DIR --out PREFIX``
+``python -m training.study report --arms FILE --runs DIR --out PREFIX [--notes MD]``
     Writes ``PREFIX.md`` / ``PREFIX.json`` (table: validation PSNR after each
     validated step count, e.g. 0, 1 and 10 adaptation steps, at the start and the end,
     gain per CPU-hour) and ``PREFIX.png``
-    (all arms' validation curves against CPU minutes).
+    (all arms' validation curves against CPU minutes); names the arms not run and
+    appends the Markdown file ``MD``.
 """
 
 from __future__ import annotations
@@ -232,7 +233,9 @@ def plot(study: dict[str, Any], data: dict[str, dict[str, Any]], path: Path, tit
     plt.close(fig)
 
 
-def _markdown(study: dict[str, Any], rows: list[dict[str, Any]], cmds: list[str]) -> list[str]:
+def _markdown(
+    study: dict[str, Any], rows: list[dict[str, Any]], cmds: list[str], notes: str
+) -> list[str]:
     from benchmarks.report import fmt, markdown_table
 
     steps = validated_steps(study)
@@ -265,7 +268,10 @@ def _markdown(study: dict[str, Any], rows: list[dict[str, Any]], cmds: list[str]
                 " / ".join(f"{r['gain_per_cpu_hour'][n]:+.2f}" for n in steps),
             ]
         )
-    return lines + markdown_table(header, body)
+    done = {r["arm"] for r in rows}
+    missing = [f"{a['name']} ({a['what']})" for a in study["arm"] if a["name"] not in done]
+    tail = ["", "Arms not run: " + "; ".join(missing) + "."] if missing else []
+    return lines + markdown_table(header, body) + tail + (["", notes.strip()] if notes else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", required=True)
     p.add_argument("--data", default="DATA", help="training folder shown in the commands")
     p.add_argument("--out", required=True, help="path prefix of the .md, .json and .png")
+    p.add_argument("--notes", help="a Markdown file appended to the report (the findings)")
     args = parser.parse_args(argv)
     study = load_arms(args.arms)
     runs = Path(args.runs).resolve()
@@ -312,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         out.name,
         study.get("title", "recipe study"),
         command,
-        _markdown(study, rows, cmds),
+        _markdown(study, rows, cmds, Path(args.notes).read_text() if args.notes else ""),
         {"rows": rows, "curves": {k: v["points"] for k, v in data.items()}},
     )
     return 0
