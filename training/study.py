@@ -166,7 +166,7 @@ def curves(study: dict[str, Any], runs: Path) -> dict[str, dict[str, Any]]:
         result[arm["name"]] = {"points": points, "stages": stages, "cpu_min": offset / 60.0}
     for arm in study["arm"]:
         source = arm.get("start_value_from")
-        if source and result[source]["points"]:
+        if source and result[source]["points"] and result[arm["name"]]["points"]:
             result[arm["name"]]["points"].insert(0, (0.0, result[source]["points"][0][1]))
     return result
 
@@ -199,34 +199,38 @@ def table(study: dict[str, Any], data: dict[str, dict[str, Any]]) -> list[dict[s
 
 
 def plot(study: dict[str, Any], data: dict[str, dict[str, Any]], path: Path, title: str) -> None:
-    """Validation PSNR after 1 and after n steps against CPU minutes, one line per arm."""
+    """Validation PSNR after 1 and after n steps against CPU minutes, one line per arm
+    that ran and one row of panels per family of arms (each family its own PSNR range)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    families = list(dict.fromkeys(arm.get("family", "") for arm in study["arm"]))
+    ran = [arm for arm in study["arm"] if data[arm["name"]]["points"]]
+    families = list(dict.fromkeys(arm.get("family", "") for arm in ran)) or [""]
+    fig, axes = plt.subplots(len(families), 2, figsize=(13, 4.5 * len(families)), squeeze=False)
     for i, arm in enumerate(study["arm"]):
-        points = data[arm["name"]]["points"]
-        if not points:
+        if arm not in ran:
             continue
-        style = ("-", "--", ":", "-.")[families.index(arm.get("family", "")) % 4]
-        for ax, key in zip(axes, report_steps(study), strict=True):
+        points = data[arm["name"]]["points"]
+        row = axes[families.index(arm.get("family", ""))]
+        for ax, key in zip(row, report_steps(study), strict=True):
             ax.plot(
                 [p[0] for p in points],
                 [p[1][key] for p in points],
-                style,
                 marker="o",
                 ms=3,
                 color=plt.cm.tab10(i % 10),
                 label=arm["name"],
             )
-    for ax, key in zip(axes, report_steps(study), strict=True):
-        ax.set(xlabel="CPU minutes (training steps, 1 thread)", ylabel="PSNR (dB)")
-        ax.set_title(f"validation PSNR after {key} adaptation step{'s' if key != '1' else ''}")
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8, loc="lower right")
+    for family, row in zip(families, axes, strict=True):
+        for ax, key in zip(row, report_steps(study), strict=True):
+            ax.set(xlabel="CPU minutes (training steps, 1 thread)", ylabel="PSNR (dB)")
+            name = f"{family}: " if family else ""
+            plural = "s" if key != "1" else ""
+            ax.set_title(f"{name}validation PSNR after {key} adaptation step{plural}")
+            ax.grid(alpha=0.3)
+        row[1].legend(fontsize=8, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
