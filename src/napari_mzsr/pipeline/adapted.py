@@ -125,7 +125,7 @@ class AdaptedModel:
             )
         dtype = image.intensity.dtype if options.output_dtype is None else options.output_dtype
         shape = image.shape
-        margin = tile_margin(self.scale, self.info.layers)
+        margin = tile_margin(self.scale, self.info.radius)
         tile = options.tile
         if tile is None:
             info = self.info
