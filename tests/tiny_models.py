@@ -16,6 +16,7 @@ def save_tiny_model(
     degradation: str = "direct",
     lr_schedule: Sequence[Sequence[float]] = ((0, 1e-2),),
     adaptation_layers: Sequence[int] = (),
+    experts_std: float = 0.05,
 ) -> Path:
     """Save an 8-layer MZSR net of ``features`` filters, seeded with 0, as a theta_M file;
     with ``adaptation_layers`` the scale-aware network (its experts made non-zero, so
@@ -35,7 +36,7 @@ def save_tiny_model(
         with torch.no_grad():
             for name_, value in net.named_parameters():
                 if name_.endswith("experts"):
-                    value.normal_(0, 0.05, generator=generator)
+                    value.normal_(0, experts_std, generator=generator)
         info = ModelInfo(
             name,
             list(scales),
