@@ -165,8 +165,17 @@ def test_mismatched_architecture_files_are_refused(tmp_path):
             load_model(tmp_path / "forged.pt")
 
 
-def test_tiled_inference_of_the_scale_aware_network_is_exact(tmp_path):
+def test_tiled_inference_of_the_scale_aware_network_is_exact(tmp_path, monkeypatch):
     """Tiles need the wider receptive radius as their margin (info.radius)."""
+    from napari_mzsr.pipeline import adapted as adapted_module
+
+    radii = []
+
+    def recording_margin(scale, radius=8):
+        radii.append(radius)
+        return tile_margin(scale, radius)
+
+    monkeypatch.setattr(adapted_module, "tile_margin", recording_margin)
     from tiny_models import save_tiny_model
 
     from napari_mzsr import iter_adapt
@@ -189,3 +198,4 @@ def test_tiled_inference_of_the_scale_aware_network_is_exact(tmp_path):
     tiled = adapted.apply(image, output_dtype=np.float32, tile=16)
     assert whole.shape == (60, 88)
     np.testing.assert_allclose(tiled, whole, atol=1e-3)
+    assert set(radii) == {29}
