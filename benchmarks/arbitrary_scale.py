@@ -14,6 +14,14 @@ half turn (a quarter turn would swap the factors).
     python -m benchmarks.arbitrary_scale --data ../shared/data/bench/Set5 \\
         ../shared/data/bench/Set14 --zssr-sets Set5 --threads 1 --out benchmarks/results
 
+Sub-pixel phase. ArbSR's scale-aware upsampling exists because, at a non-integer
+factor, output pixels sit at different fractional positions of the LR grid. This
+network works on the interpolated image and never sees that position; whether a
+position-aware component could help is measured by the PSNR of each phase class
+(output pixels grouped by the fractional part of their LR position
+``(j + 0.5) / s - 0.5`` along each axis): ``phase spread`` is the best class's PSNR
+minus the worst's, in the same run.
+
 Partial results are kept in ``<out>/<name>.partial.json`` and a re-run of the same
 command continues from them. Writes ``<name>.md`` and ``.json``.
 """
@@ -37,7 +45,7 @@ import torch
 from napari_mzsr.core.degradation import degrade
 from napari_mzsr.core.devices import resolve_device
 from napari_mzsr.core.kernels import gaussian_kernel
-from napari_mzsr.core.metrics import psnr, ssim
+from napari_mzsr.core.metrics import luminance, psnr, ssim
 from napari_mzsr.core.resize import imresize
 from napari_mzsr.io.atomic import atomic_path
 from napari_mzsr.io.model_file import MZSRModel
@@ -113,6 +121,46 @@ def hr_and_lr(hr: np.ndarray, setting: Setting) -> tuple[np.ndarray, np.ndarray]
     hr = hr[: sizes[0], : sizes[1]]
     lr = degrade(hr.astype(np.float64) / 255.0, setting.kernel, setting.scale, "bicubic")
     return hr, np.rint(np.clip(lr, 0, 1) * 255).astype(np.uint8)
+
+
+def phase_classes(length: int, scale: float) -> np.ndarray:
+    """Class of each output pixel of an axis: the rank of the fractional part of its LR
+    position ``(j + 0.5) / s - 0.5`` among the axis's distinct fractional parts."""
+    fraction = np.round(((np.arange(length) + 0.5) / scale - 0.5) % 1.0, 6) % 1.0
+    return np.unique(fraction, return_inverse=True)[1]
+
+
+def phase_errors(sr: np.ndarray, hr: np.ndarray, setting: Setting) -> dict[str, list[float]]:
+    """Sum of squared Y errors and pixel count per phase class (rows x columns), after
+    the shave; classes as ``"row_class,col_class"``."""
+    error = (luminance(sr) - luminance(hr)) ** 2
+    rows = phase_classes(error.shape[0], setting.scale[0])
+    cols = phase_classes(error.shape[1], setting.scale[1])
+    k = setting.shave
+    inner = (slice(k, error.shape[0] - k), slice(k, error.shape[1] - k))
+    keys = np.char.add(np.char.add(rows[:, None].astype(str), ","), cols[None, :].astype(str))
+    keys, error = keys[inner], error[inner]
+    out = {}
+    for key in np.unique(keys):
+        chosen = error[keys == key]
+        out[str(key)] = [float(chosen.sum()), int(chosen.size)]
+    return out
+
+
+def phase_spread(cell: Mapping[str, Any] | None) -> float | None:
+    """Best minus worst phase class PSNR (dB) over a method's images; None for one class."""
+    if not cell:
+        return None
+    totals: dict[str, list[float]] = {}
+    for values in cell.values():
+        for key, (sse, count) in values.get("phases", {}).items():
+            total = totals.setdefault(key, [0.0, 0])
+            total[0] += sse
+            total[1] += count
+    if len(totals) < 2:
+        return None
+    psnrs = [10 * np.log10(255.0**2 * n / max(sse, 1e-12)) for sse, n in totals.values()]
+    return float(max(psnrs) - min(psnrs))
 
 
 def _mzsr(model: MZSRModel, steps: int, device: torch.device):
@@ -223,6 +271,7 @@ def evaluate(
                         "psnr": psnr(sr, hr, shave=setting.shave),
                         "ssim": ssim(sr, hr, shave=setting.shave),
                         "seconds": seconds,
+                        "phases": phase_errors(sr, hr, setting),
                     }
                     log(
                         f"{set_name:<6} {setting.name:<16} {method:<18} {stem:<11} "
@@ -254,7 +303,12 @@ def summary(cells: Mapping[str, Any], methods: Sequence[str]) -> dict[str, Any]:
             ):
                 if aware is not None and means.get(other) is not None:
                     margins[key] = aware - means[other]
-            out.setdefault(set_name, {})[setting_name] = {"psnr": means, "margins": margins}
+            spreads = {m: phase_spread(by_method.get(m)) for m in methods}
+            out.setdefault(set_name, {})[setting_name] = {
+                "psnr": means,
+                "margins": margins,
+                "phase_spread": spreads,
+            }
     return out
 
 
@@ -292,6 +346,17 @@ def markdown_report(
             )
         header = ["setting", *methods, "SA - bic", "SA - ms", "SA - single", "targets"]
         lines += [f"## {set_name}: mean PSNR (dB, Y)", "", *markdown_table(header, rows), ""]
+    lines += [
+        "## Sub-pixel phase spread (dB: best minus worst phase class of output pixels)",
+        "",
+    ]
+    rows = []
+    for set_name, by_setting in table.items():
+        for setting_name, row in by_setting.items():
+            spreads = row["phase_spread"]
+            if any(v is not None for v in spreads.values()):
+                rows.append([set_name, setting_name] + [fmt(spreads.get(m)) for m in methods])
+    lines += [*markdown_table(["set", "setting", *methods], rows), ""]
     lines += ["## Seconds per image (median)", ""]
     rows = []
     for set_name, by_setting in cells.items():

@@ -77,9 +77,25 @@ def test_end_to_end_writes_results_and_margins(model_dir, hr_dir, tmp_path):
     mean = np.mean([v["psnr"] for v in cells["blur 2x3.5"]["scale-aware MZSR"].values()])
     bic = np.mean([v["psnr"] for v in cells["blur 2x3.5"]["Bicubic"].values()])
     assert math.isclose(row["margins"]["vs_bicubic"], mean - bic)
+    spreads = row["phase_spread"]
+    assert spreads["Bicubic"] > 0 and set(spreads) == set(arbitrary_scale.METHODS)
     text = md.read_text()
     assert "| blur 2x3.5 |" in text and "Targets:" in text
     assert not (tmp_path / "toy.partial.json").exists()
+
+
+def test_phase_classes_and_spread():
+    np.testing.assert_array_equal(arbitrary_scale.phase_classes(10, 2.5), [3, 0, 2, 4, 1] * 2)
+    np.testing.assert_array_equal(arbitrary_scale.phase_classes(6, 2.0), [1, 0] * 3)
+    setting = arbitrary_scale.Setting("bicubic", (2.0, 2.5))
+    hr = np.zeros((20, 25), np.uint8)
+    sr = hr.copy()
+    sr[1::2] = 10  # rows of phase class 0 only (row positions 0.25, 1.25, ...)
+    phases = arbitrary_scale.phase_errors(sr, hr, setting)
+    assert len(phases) == 2 * 5
+    assert all((v[0] > 0) == k.startswith("0,") for k, v in phases.items())
+    cell = {"a": {"phases": phases}}
+    assert arbitrary_scale.phase_spread(cell) > 100  # perfect classes against wrong ones
 
 
 def test_partial_results_are_reused(model_dir, hr_dir, tmp_path):
