@@ -18,9 +18,7 @@ def test_result_pixels_tile_the_input_pixels_per_axis(factors):
 
 
 def test_direct_subsampling_keeps_the_origin_on_decimated_axes_only():
-    _, translate = output_scale_translate(
-        [1.0, 1.0], [0.0, 0.0], (2.0, 2.5), degradation="direct"
-    )
+    _, translate = output_scale_translate([1.0, 1.0], [0.0, 0.0], (2.0, 2.5), degradation="direct")
     # Rows: factor 2, decimated, input pixel i is output pixel 2 i. Columns: 2.5 is
     # resized, centred, as bicubic.
     np.testing.assert_allclose(translate, [0.0, -1.5 / 5.0])
