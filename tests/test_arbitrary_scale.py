@@ -253,3 +253,19 @@ def test_kernel_estimation_for_factor_pairs(set5):
     assert cov[1, 1] > 1.4 * cov[0, 0]
     swapped = estimate_kernel(lr.T.copy(), (2.0, 3.0), "bicubic").covariance
     np.testing.assert_allclose(np.diag(swapped)[::-1], np.diag(cov), rtol=0.1)
+
+
+def test_stacks_and_dask_arrays_take_factor_pairs(arb):
+    import dask.array as da
+
+    from napari_mzsr import super_resolve_dask, super_resolve_stack
+
+    stack = np.stack([_image((30, 34), seed) for seed in range(2)])
+    out = super_resolve_stack(stack, scale=(2.5, 1.5), model=arb, steps=1, kernel=1.0)
+    assert out.shape == (2, 75, 51)
+    image = _image((40, 36))
+    args = dict(scale=(2.5, 1.5), model=arb, steps=1, kernel=1.0, device="cpu")
+    lazy = super_resolve_dask(da.from_array(image, chunks=20), **args, output_dtype=np.float32)
+    eager = super_resolve(image, **args, output_dtype=np.float32, tile=20)
+    assert lazy.shape == (100, 54)
+    np.testing.assert_allclose(lazy.compute(), eager, atol=1e-3)
