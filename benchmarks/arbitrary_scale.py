@@ -163,7 +163,7 @@ def phase_spread(cell: Mapping[str, Any] | None) -> float | None:
     return float(max(psnrs) - min(psnrs))
 
 
-def _mzsr(model: MZSRModel, steps: int, device: torch.device):
+def _mzsr(model: MZSRModel, steps: int, device: torch.device, adapt: Mapping[str, Any]):
     def run(lr: np.ndarray, setting: Setting) -> np.ndarray:
         return super_resolve(
             lr,
@@ -174,6 +174,7 @@ def _mzsr(model: MZSRModel, steps: int, device: torch.device):
             device=device,
             precision="float32",
             output_dtype=np.uint8,
+            **adapt,
         )
 
     return run
@@ -199,9 +200,11 @@ def method_runner(
     steps: int,
     zssr: ZSSRConfig,
     device: torch.device,
+    adapt: Mapping[str, Any] | None = None,
 ):
     """The function for ``method`` at ``setting``, or None where the method has no row
-    (no single-scale model of that factor, or a missing model)."""
+    (no single-scale model of that factor, or a missing model). ``adapt`` holds the
+    crop-adaptation options of the MZSR rows (``adapt_patch``, ``adapt_patches``)."""
     if method == "Bicubic":
         return _bicubic
     if method == "ZSSR":
@@ -211,7 +214,7 @@ def method_runner(
         name = SINGLE_SCALE.get(setting.scale[0]) if setting.symmetric else None
     if name is None or name not in models:
         return None
-    return _mzsr(models[name], steps, device)
+    return _mzsr(models[name], steps, device, adapt or {})
 
 
 def _load_partial(path: Path, command: str) -> dict[str, Any]:
@@ -240,6 +243,7 @@ def evaluate(
     partial: Path | None = None,
     command: str = "",
     log=print,
+    adapt: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every method on every image of every set at every setting.
 
@@ -251,7 +255,7 @@ def evaluate(
             for method in methods:
                 if method == "ZSSR" and zssr_sets is not None and set_name not in zssr_sets:
                     continue
-                run = method_runner(method, setting, models, steps, zssr, device)
+                run = method_runner(method, setting, models, steps, zssr, device, adapt)
                 if run is None:
                     continue
                 done = cells.setdefault(set_name, {}).setdefault(setting.name, {})
@@ -380,6 +384,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--degradations", nargs="+", default=list(DEGRADATIONS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--steps", type=int, default=10, help="MZSR adaptation steps")
+    parser.add_argument(
+        "--adapt-patch",
+        default="auto",
+        help="MZSR crop adaptation: patch side, 'auto' (package default) or 'none' (whole image)",
+    )
+    parser.add_argument("--adapt-patches", type=int, default=4, help="patches per step")
     parser.add_argument("--zssr-iters", type=int, default=100)
     parser.add_argument("--zssr-features", type=int, default=64)
     parser.add_argument("--zssr-sets", nargs="*", help="run ZSSR on these sets only")
@@ -395,6 +405,10 @@ def main(argv: list[str] | None = None) -> Path:
         if d not in DEGRADATIONS:
             parser.error(f"--degradations: choose from {DEGRADATIONS}, got {d!r}")
 
+    patch = {"auto": "auto", "none": None}.get(args.adapt_patch.lower(), None)
+    if args.adapt_patch.lower() not in ("auto", "none"):
+        patch = int(args.adapt_patch)
+    adapt = {"adapt_patch": patch, "adapt_patches": args.adapt_patches}
     device = resolve_device(args.device)
     image_sets = {folder.resolve().name: load_hr_images(folder, args.limit) for folder in args.data}
     names = ["multiscale", "arbitrary", *sorted(set(SINGLE_SCALE.values()))]
@@ -419,6 +433,7 @@ def main(argv: list[str] | None = None) -> Path:
         device=device,
         partial=partial,
         command=command,
+        adapt=adapt,
     )
     machine = machine_description(device)
     lines = [
@@ -438,6 +453,7 @@ def main(argv: list[str] | None = None) -> Path:
         "models": facts,
         "missing_models": missing,
         "zssr": asdict(zssr),
+        "adapt": adapt,
     }
     md, _ = write_results(
         args.out, name, "Arbitrary-scale super-resolution (issue 18)", command, lines, payload
