@@ -168,11 +168,24 @@ def test_gradual_super_resolution_to_x8(arb):
         super_resolve(image, scale=8, model=x3, steps=1)
 
 
-def test_gradual_steps_are_not_silently_run_by_stacks(arb):
-    from napari_mzsr import super_resolve_stack
+def test_stacks_run_gradual_steps_and_dask_arrays_refuse_them(arb):
+    import dask.array as da
 
+    from napari_mzsr import iter_super_resolve_stack, super_resolve_dask
+
+    stack = np.stack([_image((24, 26), seed) for seed in range(2)])
+    run = iter_super_resolve_stack(stack, scale=(8, 2), model=arb, steps=1, kernel=1.0)
+    reports = []
+    try:
+        while True:
+            reports.append(next(run))
+    except StopIteration as done:
+        out = done.value
+    assert out.shape == (2, 192, 52) and out.dtype == np.uint8
+    # Two gradual steps: each adapts once and applies to both slices.
+    assert [r.phase for r in reports] == ["adapt", "apply", "apply"] * 2
     with pytest.raises(ValueError, match="only in steps"):
-        super_resolve_stack(np.stack([_image((24, 24))] * 2), scale=8, model=arb, steps=1)
+        super_resolve_dask(da.from_array(stack[0]), scale=8, model=arb, steps=1)
 
 
 def test_step_kernels_follow_the_step_factors():

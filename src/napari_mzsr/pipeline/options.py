@@ -208,18 +208,16 @@ class AdaptOptions:
 
     def for_image(self, rgb: bool) -> AdaptOptions:
         """These options with the model chosen for a grey or colour image when none was
-        given (:func:`choose_model`)."""
+        given (:func:`choose_model`); for factors that no model serves in one step, the
+        model of the first gradual step (:mod:`~napari_mzsr.pipeline.gradual`), whose
+        subsampling then describes the result's geometry."""
         if self.model is not None:
-            info = self.model.info
-            if not info.supports_scale(self.scale):
-                raise ValueError(
-                    f"model {info.name!r} serves scale {self.scale[0]:g}x{self.scale[1]:g} "
-                    f"only in steps of {info.describe_scales()}: super_resolve runs them, "
-                    "stacks and dask arrays need a factor the model serves"
-                )
             return self
-        name = choose_model(self.scale, rgb, preferred_degradation(self.kernel_spec))
-        return replace(self, model=name)
+        degradation = preferred_degradation(self.kernel_spec)
+        if _serves_in_one_step(self.scale):
+            return replace(self, model=choose_model(self.scale, rgb, degradation))
+        first = gradual.plan_steps(self.scale)[0]
+        return replace(self, model=choose_model(first, rgb, degradation))
 
     def stages(self, rgb: bool, shape: tuple[int, int]) -> tuple[AdaptOptions, ...]:
         """The options of each step of a run on a grey or colour image of ``shape``:
@@ -239,8 +237,6 @@ class AdaptOptions:
         if info is None and _serves_in_one_step(self.scale):
             return (self.for_image(rgb),)
         planned = gradual.plan_steps(self.scale, info)
-        if len(planned) == 1:
-            return (self.for_image(rgb),)
         if self.estimate:
             raise ValueError("resolve kernel='estimate' before planning gradual steps")
         degradation = preferred_degradation(self.kernel_spec)

@@ -40,8 +40,14 @@ def adapt_image(
     Yields a :class:`~napari_mzsr.core.adaptation.StepReport` after every step and
     returns the :class:`AdaptedModel`. Closing it between steps cancels the run.
     """
-    options, estimate = resolve_kernel(options, image)
     info = options.model.info
+    if not info.supports_scale(options.scale):
+        raise ValueError(
+            f"model {info.name!r} serves scale {options.scale[0]:g}x{options.scale[1]:g} "
+            f"only in steps of {info.describe_scales()}: super_resolve and stacks run them, "
+            "an adaptation (iter_adapt, dask arrays) needs a factor the model serves"
+        )
+    options, estimate = resolve_kernel(options, image)
     kernel = options.kernel
     height, width = image.shape
     if min(height, width) < kernel.shape[0]:
@@ -95,7 +101,7 @@ def super_resolve_image(
     Yields every adaptation step's report, numbered across the steps of a gradual run,
     and returns the result (the input's dtype unless ``apply`` says otherwise).
     """
-    stages = _stages(image, options)
+    stages = plan_stages(image, options)
     total = sum(stage.steps for stage in stages)
     done = 0
     for stage in stages[:-1]:
@@ -108,9 +114,10 @@ def super_resolve_image(
     return adapted.render(image, apply)
 
 
-def _stages(image: ImageData, options: AdaptOptions) -> tuple[AdaptOptions, ...]:
-    """The options of each step; ``kernel="estimate"`` of a gradual run is resolved
-    first, once, at the whole factor (the steps get it scaled)."""
+def plan_stages(image: ImageData, options: AdaptOptions) -> tuple[AdaptOptions, ...]:
+    """The options of each step for a 2-D ``image`` (:meth:`AdaptOptions.stages`);
+    ``kernel="estimate"`` of a gradual run is resolved first, once, at the whole factor
+    (the steps get it scaled)."""
     if options.estimate:
         planned = replace(options, kernel=None).stages(image.rgb, image.shape)
         if len(planned) > 1:
