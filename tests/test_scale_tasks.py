@@ -180,3 +180,20 @@ def test_scale_aware_training_starts_from_the_plain_weights_and_resumes(images, 
     straight = scale_tasks.run(longer, init, data_dir=images, out=tmp_path / "b")
     a, b = (napari_mzsr.load_model(p).state_dict for p in (resumed, straight))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_freeze_body_meta_learns_the_modules_only(images, init, tmp_path):
+    path = tmp_path / "frozen.toml"
+    text = RECIPE.format(architecture="scale-aware", iterations=2)
+    path.write_text(text.replace("plain_share = 0.2", "plain_share = 0.2\nfreeze_body = true"))
+    out = scale_tasks.run(load_recipe(path), init, data_dir=images, out=tmp_path / "run")
+    trained = napari_mzsr.load_model(out).state_dict
+    start = napari_mzsr.load_model(init).state_dict
+    assert all(torch.equal(trained[k], v) for k, v in start.items())
+    assert trained["adaptations.1.adapt.experts"].abs().max() > 0
+    plain = tmp_path / "plain.toml"
+    plain.write_text(
+        path.read_text().replace('architecture = "scale-aware"', 'architecture = "mzsr"')
+    )
+    with pytest.raises(RecipeError, match="freeze_body"):
+        scale_tasks.run(load_recipe(plain), init, data_dir=images, out=tmp_path / "run2")

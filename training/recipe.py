@@ -23,11 +23,13 @@ DEFAULTS: dict[str, Any] = {
     "architecture": "mzsr",
     # Scale-pair tasks (training.scale_tasks): asymmetric [sy, sx] pairs drawn beside the
     # symmetric `scales`; the layers followed by a scale-aware adaptation; the meta
-    # learning rate of those (fresh) modules; the share of tasks without blur.
+    # learning rate of those (fresh) modules; whether only they are meta-learned; the
+    # share of tasks without blur.
     "scale_tasks": {
         "pairs": [],
         "adaptation_layers": [2, 5],
         "module_lr": 1e-3,
+        "freeze_body": False,
         "plain_share": 0.0,
     },
     "degradation": "direct",
