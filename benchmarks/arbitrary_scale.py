@@ -66,6 +66,9 @@ BLUR_VARIANCE_AT_X2 = 1.3
 # these bicubic degradations its output grid is shifted (reported, not hidden).
 SINGLE_SCALE = {2.0: "bicubic-x2", 4.0: "direct-x4"}
 METHODS = ("Bicubic", "ZSSR", "multiscale MZSR", "scale-aware MZSR", "single-scale MZSR")
+# A control: the x2 model's weights, not trained over scales, meta-tested at any factor.
+X2_ANYWHERE = "bicubic-x2 weights at any scale"
+ALL_METHODS = (*METHODS, X2_ANYWHERE)
 TARGETS = "within 0.2 dB of single-scale at x2 and x4; >= 0.3 dB above multiscale at every non-integer and asymmetric setting; >= 1 dB above bicubic everywhere"  # noqa: E501
 
 
@@ -212,6 +215,10 @@ def method_runner(
     name = {"multiscale MZSR": "multiscale", "scale-aware MZSR": "arbitrary"}.get(method)
     if method == "single-scale MZSR":
         name = SINGLE_SCALE.get(setting.scale[0]) if setting.symmetric else None
+    if method == X2_ANYWHERE and "bicubic-x2" in models:
+        x2 = models["bicubic-x2"]
+        anywhere = replace(x2.info, scales=[1.0, 4.0], name=X2_ANYWHERE)
+        return _mzsr(MZSRModel(anywhere, x2.state_dict, x2.source), steps, device, adapt or {})
     if name is None or name not in models:
         return None
     return _mzsr(models[name], steps, device, adapt or {})
@@ -382,7 +389,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="HR image folders")
     parser.add_argument("--limit", type=int, help="first N images of each folder")
     parser.add_argument("--degradations", nargs="+", default=list(DEGRADATIONS))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=ALL_METHODS)
     parser.add_argument("--steps", type=int, default=10, help="MZSR adaptation steps")
     parser.add_argument(
         "--adapt-patch",

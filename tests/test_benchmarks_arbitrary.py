@@ -64,13 +64,14 @@ def test_settings_crops_and_kernels():
 def test_end_to_end_writes_results_and_margins(model_dir, hr_dir, tmp_path):
     argv = ["--data", str(hr_dir), "--degradations", "blur", "--steps", "1"]
     argv += ["--zssr-iters", "2", "--zssr-features", "4", "--model-dir", str(model_dir)]
-    argv += ["--out", str(tmp_path), "--name", "toy"]
+    argv += ["--out", str(tmp_path), "--name", "toy", "--methods", *arbitrary_scale.ALL_METHODS]
     md = arbitrary_scale.main(argv)
     data = json.loads((tmp_path / "toy.json").read_text())
     assert data["command"].startswith("python -m benchmarks.arbitrary_scale --data")
     cells = data["cells"][hr_dir.name]
     assert set(cells) == {s.name for s in arbitrary_scale.settings(["blur"])}
-    assert set(cells["blur x2"]) == set(arbitrary_scale.METHODS)
+    assert set(cells["blur x2"]) == set(arbitrary_scale.ALL_METHODS)
+    assert arbitrary_scale.X2_ANYWHERE in cells["blur 1.5x4"]
     assert "single-scale MZSR" not in cells["blur x2.5"]
     assert "single-scale MZSR" in cells["blur x4"]
     row = data["summary"][hr_dir.name]["blur 2x3.5"]
@@ -78,7 +79,7 @@ def test_end_to_end_writes_results_and_margins(model_dir, hr_dir, tmp_path):
     bic = np.mean([v["psnr"] for v in cells["blur 2x3.5"]["Bicubic"].values()])
     assert math.isclose(row["margins"]["vs_bicubic"], mean - bic)
     spreads = row["phase_spread"]
-    assert spreads["Bicubic"] > 0 and set(spreads) == set(arbitrary_scale.METHODS)
+    assert spreads["Bicubic"] > 0 and set(spreads) == set(arbitrary_scale.ALL_METHODS)
     text = md.read_text()
     assert "| blur 2x3.5 |" in text and "Targets:" in text
     assert not (tmp_path / "toy.partial.json").exists()
