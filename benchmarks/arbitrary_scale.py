@@ -22,8 +22,9 @@ position-aware component could help is measured by the PSNR of each phase class
 ``(j + 0.5) / s - 0.5`` along each axis): ``phase spread`` is the best class's PSNR
 minus the worst's, in the same run.
 
-Partial results are kept in ``<out>/<name>.partial.json`` and a re-run of the same
-command continues from them. Writes ``<name>.md`` and ``.json``.
+Every cell is kept in ``<out>/<name>.partial.json`` as it is computed, and a re-run
+of the same command computes only the cells missing there (e.g. the rows of a model
+added since); delete that file to start afresh. Writes ``<name>.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -465,7 +466,6 @@ def main(argv: list[str] | None = None) -> Path:
     md, _ = write_results(
         args.out, name, "Arbitrary-scale super-resolution (issue 18)", command, lines, payload
     )
-    partial.unlink(missing_ok=True)
     print(md)
     return md
 
