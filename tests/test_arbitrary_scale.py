@@ -282,3 +282,13 @@ def test_stacks_and_dask_arrays_take_factor_pairs(arb):
     eager = super_resolve(image, **args, output_dtype=np.float32, tile=20)
     assert lazy.shape == (100, 54)
     np.testing.assert_allclose(lazy.compute(), eager, atol=1e-3)
+
+
+def test_kernel_estimate_at_a_factor_pair(arb):
+    from napari_mzsr import iter_adapt
+    from napari_mzsr.pipeline.run import drive
+
+    image = _image((48, 40, 3))
+    adapted = drive(iter_adapt(image, scale=(2.5, 1.5), kernel="estimate", model=arb, steps=1))
+    assert adapted.kernel_estimate is not None and adapted.scale == (2.5, 1.5)
+    assert adapted.apply(image).shape == (120, 60, 3)
