@@ -15,7 +15,7 @@ from napari_mzsr.core.kernels import kernel_covariance
 from napari_mzsr.core.network import MZSRNet
 from napari_mzsr.core.scale_aware import ScaleAwareNet
 from napari_mzsr.io.model_file import ModelInfo, save_model
-from training import scale_tasks
+from training import checkpoint, scale_tasks
 from training.recipe import ROOT, RecipeError, load_recipe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -159,11 +159,29 @@ def test_toy_meta_training_over_pairs_exports_a_usable_model(images, init, tmp_p
     ]
     cpu = [r["cpu_s"] for r in records if "cpu_s" in r]
     assert len(cpu) == 3 and cpu == sorted(cpu) and cpu[0] > 0
+    assert info.training["cpu_s"] == round(cpu[-1], 1)
     network = model.network("cpu", (2.5, 1.5))
     assert isinstance(network, ScaleAwareNet) == (architecture == "scale-aware")
     lr_img = np.random.default_rng(1).integers(0, 256, (30, 26, 3), dtype=np.uint8)
     sr = napari_mzsr.super_resolve(lr_img, scale=(2.5, 1.5), kernel=1.0, steps=1, model=path)
     assert sr.shape == (75, 39, 3)
+
+
+def test_export_of_a_stopped_run_validates_its_last_step_and_counts_its_cpu(images, init, tmp_path):
+    scale_tasks.run(_recipe(tmp_path, iterations=2), init, data_dir=images, out=tmp_path / "run")
+    payload = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
+    measured = payload["validation"].pop()  # as if the run had stopped before validating
+    assert measured["step"] == 2 and payload["validation"][-1]["step"] == 0
+    stopped = checkpoint.save(tmp_path / "run" / "stopped.pt", payload)
+    path = scale_tasks.export(stopped, tmp_path / "exported.pt", data_dir=images)
+    training = napari_mzsr.load_model(path).info.training
+    assert training["iterations"] == 2
+    assert training["validation_history"][-1] == measured
+    assert training["validation_psnr"] == measured["val"]
+    records = [
+        json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    ]
+    assert training["cpu_s"] == round([r["cpu_s"] for r in records if "cpu_s" in r][-1], 1)
 
 
 def test_scale_aware_training_starts_from_the_plain_weights_and_resumes(images, init, tmp_path):

@@ -46,7 +46,7 @@ from napari_mzsr.core.resize import parse_scale
 from napari_mzsr.core.scale_aware import ScaleAwareNet, check_adaptation_layers
 from napari_mzsr.io.model_file import ModelInfo, load_model, save_model
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, validate
 from .export import model_info
 from .recipe import RecipeError, load_recipe
 from .session import Session, open_session, restore, run_loop
@@ -202,8 +202,12 @@ def scale_model_info(payload: dict[str, Any]) -> ModelInfo:
     info = model_info(payload)
     aware = recipe["architecture"] == "scale-aware"
     layers = list(recipe["scale_tasks"]["adaptation_layers"]) if aware else []
+    training = dict(info.training)
+    if "cpu_s" in payload:
+        training["cpu_s"] = round(float(payload["cpu_s"]), 1)
     return replace(
         info,
+        training=training,
         scales=served_scales(recipe),
         architecture=recipe["architecture"],
         adaptation_layers=layers,
@@ -273,7 +277,33 @@ def run(
         }
 
     payload = run_loop(session, net, optimizer, step, cfg["iterations"], resumed)
+    payload["cpu_s"] = clock["cpu"]
     return write(payload, session.out / f"{recipe['name']}.pt") if ctx.main else None
+
+
+def export(
+    checkpoint_path: str | Path,
+    path: str | Path,
+    data_dir: str | Path | None = None,
+    val_dir: str | Path | None = None,
+) -> Path:
+    """Write the theta_M file of a checkpoint (a run stopped before its ``iterations``):
+    with the training CPU seconds of its steps (from the run's ``log.jsonl`` beside it)
+    and the validation PSNR of these weights, computed now where the run's last
+    validation was at an earlier step (the validation set as in training: ``data_dir``
+    and ``val_dir`` as :func:`run`)."""
+    payload = checkpoint.load(checkpoint_path)
+    payload["cpu_s"] = _logged_cpu_seconds(Path(checkpoint_path).parent, payload["step"])
+    history = list(payload["validation"])
+    if history and history[-1]["step"] == payload["step"]:
+        return write(payload, path)
+    written = write(payload, path)
+    recipe = payload["recipe"]
+    session = open_session(recipe, "meta", data_dir, val_dir, Path(path).parent, "cpu")
+    net = load_model(written).network("cpu")
+    result = validate.evaluate(net, session.val_items, recipe, session.device, None)
+    payload["validation"] = [*history, {"step": payload["step"], "val": result}]
+    return write(payload, path)
 
 
 def _logged_cpu_seconds(folder: Path, step: int) -> float:
@@ -301,13 +331,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--export",
         metavar="CHECKPOINT",
-        help="only write the theta_M file of a checkpoint to --out",
+        help="only write the theta_M file of a checkpoint to --out (validated at its step; "
+        "--data/--val-data as in training)",
     )
     args = parser.parse_args(argv)
     if args.export:
         if not args.out:
             parser.error("--export needs --out FILE")
-        print(write(checkpoint.load(args.export), args.out))
+        print(export(args.export, args.out, args.data, args.val_data))
         return 0
     if not (args.recipe and args.init):
         parser.error("--recipe and --init are required (or --export CHECKPOINT --out FILE)")
