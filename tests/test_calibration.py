@@ -14,6 +14,7 @@ from napari_mzsr.core import calibration as cal
 from napari_mzsr.core.distortions import (
     Distortion,
     auxiliary_distortions,
+    fit_kernel,
     motion_kernel,
     synthetic_batch,
 )
@@ -25,7 +26,7 @@ from napari_mzsr.core.pair_checks import (
     native_grid,
     phase_correlation,
 )
-from napari_mzsr.kernels import gaussian_kernel
+from napari_mzsr.kernels import gaussian_kernel, kernel_covariance
 from napari_mzsr.model_file import load_model, save_model
 from napari_mzsr.resize import imresize
 
@@ -159,6 +160,21 @@ def test_distortions_make_lr_images_of_the_right_size_and_kind():
         Distortion("bad", gaussian_kernel(1.0), jpeg=0)
 
 
+def test_fit_kernel_recovers_the_blur_of_real_like_pairs():
+    truth = gaussian_kernel(4.0, 1.5, 0.6, size=11)
+    blur = Distortion("truth", truth, "point", noise=0.002)
+    rng = np.random.default_rng(5)
+    # Fine detail everywhere, so that every tap is seen.
+    textures = [np.clip(imresize(rng.random((80, 80, 3)), 2), 0, 1) for _ in range(2)]
+    pairs = [pair_from(t, blur, 2.5, seed=s) for s, t in enumerate(textures)]
+    pairs = [(0.9 * lr + 0.05, hr) for lr, hr in pairs]  # a tone change as well
+    fitted = fit_kernel(pairs, 2.5, size=11)
+    # The covariance (not each tap) is well determined by smooth scenes.
+    np.testing.assert_allclose(kernel_covariance(fitted.kernel), kernel_covariance(truth), atol=0.2)
+    assert abs(fitted.gain - 0.9) < 0.02 and abs(fitted.offset - 0.05) < 0.01
+    assert fitted.residual < 0.01
+
+
 # --- relations, DRTL and profiles -----------------------------------------------------
 
 
@@ -244,7 +260,9 @@ def test_profile_round_trip_keeps_weights_and_provenance(tiny, tmp_path):
     assert training["method"] == "drtl" and training["steps"] == 4
     assert [p["name"] for p in training["pairs"]] == ["a", "b"]
     assert all(p["misplacement"] < 1.0 for p in training["pairs"])
-    assert set(training["relation_weights"]) == {t.name for t in TOY_TASKS}
+    fitted = {"fitted/point", "fitted/point/noise"}
+    assert set(training["relation_weights"]) == {t.name for t in TOY_TASKS} | fitted
+    assert training["fitted_kernel"]["residual"] < 0.05
     assert math.isclose(sum(training["relation_weights"].values()), 1.0)
     assert set(training["held_out_psnr"]) == {"bicubic", "base", "profile"}
     assert training["base_model"]["name"] == "tiny"

@@ -49,7 +49,13 @@ from ..intensity import intensity_map
 from ..model_file import ModelInfo, MZSRModel, load_model
 from ..network import MZSRNet
 from ..resize import imresize_tensor
-from .distortions import Distortion, auxiliary_distortions, synthetic_batch
+from .distortions import (
+    Distortion,
+    FittedKernel,
+    auxiliary_distortions,
+    fit_kernel,
+    synthetic_batch,
+)
 from .pair_checks import PairRegistration, aligned_scores, check_pair
 
 METHODS = ("finetune", "drtl", "drtl-meta")
@@ -83,6 +89,10 @@ class CalibrationOptions:
     first_order : bool
         First-order meta-gradient (``drtl-meta``); False differentiates through the
         inner step.
+    fitted_kernel : bool
+        Add to the auxiliary tasks the blur kernel fitted to the target pairs
+        (:func:`~napari_mzsr.core.distortions.fit_kernel`, point subsampling), clean and
+        with noise of the fit's residual.
     holdout : float
         Fraction of each pair's rows (a band at the bottom) held back from training
         and used to measure the profile's PSNR.
@@ -99,6 +109,7 @@ class CalibrationOptions:
     relation_every: int = 50
     inner_lr: float = 1e-2
     first_order: bool = True
+    fitted_kernel: bool = True
     holdout: float = 0.1
     max_error: float = 1.0
 
@@ -123,10 +134,12 @@ class PreparedPair:
 
     ``x`` and ``y`` are (N, C, H, W) float32 tensors: the LR image upsampled to the HR
     grid and the HR image (N > 1 when a 1-channel model sees a colour pair: one item per
-    colour). Rows ``[0, train_rows)`` are used for training, the rest held back.
+    colour); ``lr`` (N, C, h, w) is the LR image. Rows ``[0, train_rows)`` are used for
+    training, the rest held back.
     """
 
     name: str
+    lr: torch.Tensor
     x: torch.Tensor
     y: torch.Tensor
     train_rows: int
@@ -225,10 +238,10 @@ def prepare_pairs(
         if lr_u.ndim != hr_u.ndim or lr_u.shape[2:] != hr_u.shape[2:]:
             raise ValueError(f"{name}: LR {lr_u.shape} and HR {hr_u.shape} differ in channels")
         registration = check_pair(lr_u, hr_u, scale, max_error=max_error, name=name)
-        y = _as_batch(hr_u, channels)
-        x = imresize_tensor(_as_batch(lr_u, channels), scale, output_shape=y.shape[-2:])
+        y, small = _as_batch(hr_u, channels), _as_batch(lr_u, channels)
+        x = imresize_tensor(small, scale, output_shape=y.shape[-2:]).clamp_(0, 1)
         train_rows = y.shape[-2] - round(holdout * y.shape[-2])
-        prepared.append(PreparedPair(name, x.clamp_(0, 1), y, train_rows, registration))
+        prepared.append(PreparedPair(name, small, x, y, train_rows, registration))
     return prepared
 
 
@@ -506,6 +519,18 @@ def held_out_scores(
     return float(np.mean(values)) if values else None
 
 
+def _fit_to_pairs(pairs: Sequence[PreparedPair], scale: float) -> FittedKernel:
+    """:func:`fit_kernel` on the training rows of the prepared pairs (the first item of
+    each: one colour image, or the first colour for a 1-channel model)."""
+    images = []
+    for pair in pairs:
+        # LR rows whose samples lie in the training rows of the HR image.
+        lr_rows = max(1, int(pair.train_rows / scale - 1))
+        lr = pair.lr[0].permute(1, 2, 0).numpy()[:lr_rows]
+        images.append((lr, pair.y[0].permute(1, 2, 0).numpy()[: pair.train_rows]))
+    return fit_kernel(images, scale)
+
+
 def iter_calibrate(
     pairs: Sequence[tuple[np.ndarray, np.ndarray]],
     scale: float,
@@ -565,6 +590,13 @@ def iter_calibrate(
         pairs, scale, channels, holdout=options.holdout, max_error=options.max_error, names=names
     )
     tasks = tuple(distortions) if distortions is not None else auxiliary_distortions(scale)
+    fitted = None
+    if method != "finetune" and options.fitted_kernel:
+        fitted = _fit_to_pairs(prepared, scale)
+        tasks += (
+            Distortion("fitted/point", fitted.kernel, "point"),
+            Distortion("fitted/point/noise", fitted.kernel, "point", noise=fitted.residual),
+        )
     if method != "finetune" and not tasks:
         raise ValueError(f"method {method!r} needs at least one auxiliary distortion")
     external = [_as_batch(_unit(im), channels) for im in auxiliary_images]
@@ -612,6 +644,14 @@ def iter_calibrate(
         "auxiliary": {
             "distortions": [d.name for d in tasks] if method != "finetune" else [],
             "external_images": len(external),
+        },
+        "fitted_kernel": None
+        if fitted is None
+        else {
+            "kernel": np.round(fitted.kernel, 6).tolist(),
+            "gain": fitted.gain,
+            "offset": fitted.offset,
+            "residual": fitted.residual,
         },
         "relation_weights": dict(zip([d.name for d in tasks], final_weights, strict=False)),
         "relation_history": relations,

@@ -1,8 +1,10 @@
 """Synthetic distortions: the auxiliary tasks of few-shot calibration (DRTL).
 
-A distortion turns HR images into LR ones: blur with a kernel (Gaussian or motion-like),
-subsample by the scale (``direct`` or MATLAB ``bicubic``, :mod:`napari_mzsr.degradation`),
-then add Gaussian noise and JPEG compression, both on the LR image as a camera would.
+A distortion turns HR images into LR ones: blur with a kernel (Gaussian, motion-like, or
+fitted to real pairs by :func:`fit_kernel`), subsample by the scale (``direct`` or MATLAB
+``bicubic``, :mod:`napari_mzsr.degradation`, or ``point``: MATLAB bicubic *without*
+antialiasing, i.e. reading the blurred image at the LR sample positions), then add
+Gaussian noise and JPEG compression, both on the LR image as a camera would.
 Each is one auxiliary task; :func:`auxiliary_distortions` is the default set, scaled to
 the factor so that it spans blurs from nearly none to about twice the paper's widest.
 """
@@ -17,11 +19,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..degradation import degrade_tensor
+from ..degradation import blur_tensor, degrade_tensor
 from ..kernels import gaussian_kernel, validate_kernel
-from ..resize import imresize_tensor
+from ..resize import imresize, imresize_tensor
 
-SUBSAMPLING = ("direct", "bicubic")
+SUBSAMPLING = ("direct", "bicubic", "point")
+# LR pixels drawn per pair for the kernel fit, and the ridge weight (per pixel).
+FIT_SAMPLES = 30_000
+FIT_RIDGE = 1e-3
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,7 +39,7 @@ class Distortion:
         Short label, e.g. ``"gauss2.9/bicubic/noise2"``.
     kernel : ndarray of float64, shape (k, k)
         Blur in the project's convention (centred, applied by correlation, sums to 1).
-    subsampling : {"direct", "bicubic"}
+    subsampling : {"direct", "bicubic", "point"}
         How the blurred image is subsampled.
     noise : float
         Standard deviation of white Gaussian noise added to the LR image, in units of
@@ -75,7 +80,11 @@ class Distortion:
         Tensor, shape (N, C, ceil(H / scale), ceil(W / scale)), float32 in [0, 1]
         """
         kernel = torch.from_numpy(self.kernel).to(hr)
-        lr = degrade_tensor(hr, kernel, scale, self.subsampling).clamp(0, 1)
+        if self.subsampling == "point":
+            lr = imresize_tensor(blur_tensor(hr, kernel), 1.0 / scale, antialias=False)
+        else:
+            lr = degrade_tensor(hr, kernel, scale, self.subsampling)
+        lr = lr.clamp(0, 1)
         if self.noise:
             noise = rng.standard_normal(tuple(lr.shape)).astype(np.float32) * self.noise
             lr = (lr + torch.from_numpy(noise).to(lr.device)).clamp(0, 1)
@@ -138,6 +147,96 @@ def motion_kernel(length: float, angle: float, *, size: int | None = None) -> np
     return validate_kernel(kernel)
 
 
+@dataclass(frozen=True, eq=False)
+class FittedKernel:
+    """A blur kernel fitted to real pairs by :func:`fit_kernel`.
+
+    Attributes
+    ----------
+    kernel : ndarray of float64, shape (k, k)
+        Non-negative, sums to 1, in the project's convention.
+    gain, offset : float
+        Luma gain (the raw kernel's sum) and offset of the fit.
+    residual : float
+        Root-mean-square misfit on the LR luma, in units of the [0, 1] range: noise,
+        misregistration and whatever the model lacks.
+    """
+
+    kernel: np.ndarray = field(repr=False)
+    gain: float
+    offset: float
+    residual: float
+
+
+def fit_kernel(
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    scale: float,
+    *,
+    size: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> FittedKernel:
+    """Least-squares blur kernel that maps the HR images of real pairs onto their LR ones.
+
+    Model, on the luma: ``LR = gain * point(k * HR) + offset``, where ``point`` reads an
+    image at the LR sample positions (MATLAB bicubic without antialiasing) and ``k`` is
+    a free ``size x size`` kernel on the HR grid, so that optics, sensor integration and
+    processing are all one kernel. Linear in ``k``: each tap contributes the point
+    sampling of the shifted HR image. ``FIT_SAMPLES`` random LR pixels per pair (away
+    from the borders) and a small ridge keep it to seconds; negative taps are cut and
+    the kernel renormalised.
+
+    Parameters
+    ----------
+    pairs : list of (lr, hr)
+        Registered pairs, float in [0, 1], (h, w[, C]) and (H, W[, C]).
+    scale : float
+        Magnification from LR to HR.
+    size : int, optional
+        Odd kernel side (default ``2 * ceil(2 * scale) + 1``).
+    rng : numpy.random.Generator, optional
+        Source of the sampled pixels (default seed 0).
+
+    Returns
+    -------
+    FittedKernel
+    """
+    from .pair_checks import to_luma
+
+    size = size or 2 * math.ceil(2 * scale) + 1
+    if size % 2 == 0:
+        raise ValueError(f"kernel size must be odd, got {size}")
+    rng = rng or np.random.default_rng(0)
+    half = size // 2
+    design, target = [], []
+    for lr, hr in pairs:
+        small, large = to_luma(lr), to_luma(hr)
+        padded = np.pad(large, half, mode="reflect")
+        taps = [
+            imresize(padded[dy : dy + large.shape[0], dx : dx + large.shape[1]], 1.0 / scale,
+                     output_shape=small.shape, antialias=False)
+            for dy in range(size)
+            for dx in range(size)
+        ]  # fmt: skip
+        border = half // 2 + 2
+        inner = (slice(border, small.shape[0] - border), slice(border, small.shape[1] - border))
+        basis = np.stack([t[inner] for t in taps], axis=-1).reshape(-1, size * size)
+        values = small[inner].reshape(-1)
+        pick = rng.choice(values.size, min(FIT_SAMPLES, values.size), replace=False)
+        design.append(basis[pick])
+        target.append(values[pick])
+    a = np.concatenate(design)
+    a = np.concatenate([a, np.ones((a.shape[0], 1))], axis=1)
+    y = np.concatenate(target)
+    ridge = FIT_RIDGE * a.shape[0] * np.r_[np.ones(size * size), 0.0]
+    solution = np.linalg.solve(a.T @ a + np.diag(ridge), a.T @ y)
+    raw = solution[:-1].reshape(size, size)
+    residual = float(np.sqrt(np.mean((a @ solution - y) ** 2)))
+    kernel = np.clip(raw, 0, None)
+    if kernel.sum() <= 0:
+        raise ValueError("the fitted kernel has no positive mass: are the pairs registered?")
+    return FittedKernel(kernel / kernel.sum(), float(raw.sum()), float(solution[-1]), residual)
+
+
 def auxiliary_distortions(scale: float) -> tuple[Distortion, ...]:
     """The default auxiliary tasks for factor ``scale``: 16 distortions.
 
@@ -156,7 +255,7 @@ def auxiliary_distortions(scale: float) -> tuple[Distortion, ...]:
     tasks = [
         Distortion(f"gauss-{name}/{sub}", kernel, sub)
         for name, kernel in gauss.items()
-        for sub in SUBSAMPLING
+        for sub in ("direct", "bicubic")
     ]
     tasks += [
         Distortion("aniso-0/bicubic", gaussian_kernel(2.5 * s, 0.5 * s, 0.0, size=size)),
