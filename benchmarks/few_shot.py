@@ -42,7 +42,12 @@ import torch
 
 from napari_mzsr.atomic import atomic_path
 from napari_mzsr.core import calibration
-from napari_mzsr.core.pair_checks import aligned_scores, interpolation_period, native_grid
+from napari_mzsr.core.pair_checks import (
+    aligned_scores,
+    interpolation_period,
+    measure_pair,
+    native_grid,
+)
 from napari_mzsr.kernel_estimation import estimate_kernel
 from napari_mzsr.meta_test import adapt
 from napari_mzsr.model_file import MZSRModel, load_model
@@ -122,7 +127,20 @@ def load_pairs(
     def pairs(entries: Sequence[tuple[str, Path, Path]]) -> list[Pair]:
         return [Pair(k, native(raw[k][0]), raw[k][1]) for k, _, _ in entries]
 
-    return pairs(support), pairs(test), scale, how
+    support_pairs, test_pairs = pairs(support), pairs(test)
+    how["pairs"] = {}
+    for pair in [*support_pairs, *test_pairs]:
+        reg = measure_pair(pair.lr, pair.hr, scale)
+        how["pairs"][pair.key] = {
+            "period": [round(p, 4) for p in interpolation_period(raw[pair.key][0])]
+            if stored_upsampled
+            else None,
+            "shift": [round(v, 3) for v in reg.shift],
+            "ratio": round(reg.ratio, 4),
+            "misplacement": round(reg.error, 3),
+            "correlation": round(reg.correlation, 4),
+        }
+    return support_pairs, test_pairs, scale, how
 
 
 def network_input(lr: np.ndarray, shape: tuple[int, int], scale: float) -> torch.Tensor:
@@ -341,15 +359,57 @@ def main(argv: list[str] | None = None) -> Path:
                 fmt(seconds, 0),
             ]
         )
+    scored = f"the central {args.crop} px" if args.crop else "the whole"
     markdown = [
         f"Support pairs: {', '.join(p.key for p in support)} of `{args.support}`; "
         f"test pairs: {', '.join(p.key for p in test)} of `{args.test}`.",
         f"Scale {scale:.4f} ({how['method']}); starting theta_M `{args.model}`; "
-        f"{args.steps} updates per calibration (lr {args.lr:g}); scored on the central "
-        f"{args.crop or 'whole'} px of each test HR image, Y, best integer shift within 1 px, "
+        f"{args.steps} updates per calibration (lr {args.lr:g}); scored on "
+        f"{scored} of each test HR image, Y, best integer shift within 1 px, "
         f"shave {math.ceil(scale)}.",
         "",
         *markdown_table(header, rows),
+        "",
+        "Final relation weights (top 3) and held-back PSNR (bottom rows of the support "
+        "pairs: bicubic / start / profile):",
+        "",
+        *markdown_table(
+            ["calibration", "top auxiliary tasks", "held-back PSNR (dB)"],
+            [
+                [
+                    label,
+                    ", ".join(
+                        f"{task} {w:.2f}"
+                        for task, w in sorted(c["relation_weights"].items(), key=lambda t: -t[1])[
+                            :3
+                        ]
+                    )
+                    or "—",
+                    " / ".join(
+                        fmt(c["held_out_psnr"].get(k)) for k in ("bicubic", "base", "profile")
+                    ),
+                ]
+                for label, c in calibrations.items()
+            ],
+        ),
+        "",
+        "Pairs as measured (the LR image on its native grid against the HR image: "
+        "`napari_mzsr.core.pair_checks.measure_pair`; period: interpolation grid of the "
+        "stored LR image, rows x columns):",
+        "",
+        *markdown_table(
+            ["pair", "period", "shift (HR px)", "ratio", "misplacement (px)"],
+            [
+                [
+                    key,
+                    "x".join(f"{p:.3f}" for p in m["period"]) if m["period"] else "—",
+                    f"({m['shift'][0]:+.2f}, {m['shift'][1]:+.2f})",
+                    f"{m['ratio']:.3f}",
+                    f"{m['misplacement']:.2f}",
+                ]
+                for key, m in how["pairs"].items()
+            ],
+        ),
         "",
         f"Machine: {machine['cpu']}, {machine['torch_threads']} torch thread(s), "
         f"load {machine.get('load_average_1min', '?')} (1 min) at the end.",
