@@ -347,7 +347,7 @@ def measure_relations(
         mean = grads.mean(dim=0)
         grads, target = grads - mean, target - mean
     sims = torch.nn.functional.cosine_similarity(grads, target[None], dim=1)
-    return sims.double().numpy()
+    return sims.double().cpu().numpy()
 
 
 def relation_weights(relations: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -545,8 +545,8 @@ def held_out_scores(
         x = pair.x[..., start:, :]
         out = x if net is None else predict(net, x)
         for n in range(out.shape[0]):
-            sr = out[n, :, CONTEXT:].permute(1, 2, 0).numpy()
-            hr = pair.y[n, :, start + CONTEXT :].permute(1, 2, 0).numpy()
+            sr = out[n, :, CONTEXT:].permute(1, 2, 0).cpu().numpy()
+            hr = pair.y[n, :, start + CONTEXT :].permute(1, 2, 0).cpu().numpy()
             if sr.shape[-1] == 1:
                 sr, hr = sr[..., 0], hr[..., 0]
             values.append(aligned_scores(sr, hr, shave=shave).psnr)
@@ -560,8 +560,8 @@ def _fit_to_pairs(pairs: Sequence[PreparedPair], scale: float) -> FittedKernel:
     for pair in pairs:
         # LR rows whose samples lie in the training rows of the HR image.
         lr_rows = max(1, int(pair.train_rows / scale - 1))
-        lr = pair.lr[0].permute(1, 2, 0).numpy()[:lr_rows]
-        images.append((lr, pair.y[0].permute(1, 2, 0).numpy()[: pair.train_rows]))
+        lr = pair.lr[0].permute(1, 2, 0).cpu().numpy()[:lr_rows]
+        images.append((lr, pair.y[0].permute(1, 2, 0).cpu().numpy()[: pair.train_rows]))
     return fit_kernel(images, scale)
 
 
@@ -577,6 +577,7 @@ def iter_calibrate(
     names: Sequence[str] | None = None,
     name: str = "profile",
     seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> Generator[CalibrationStep, None, Calibration]:
     """Calibrate theta_M to real pairs, yielding after every update and returning a
     :class:`Calibration` (``StopIteration.value``).
@@ -604,6 +605,8 @@ def iter_calibrate(
         Name of the profile.
     seed : int
         Seed of the patch positions, task draws and noise (and of torch).
+    device : torch.device or str
+        Where the network and the pairs live (the profile's weights come back on CPU).
 
     Returns
     -------
@@ -633,11 +636,14 @@ def iter_calibrate(
         )
     if method != "finetune" and not tasks:
         raise ValueError(f"method {method!r} needs at least one auxiliary distortion")
-    external = [_as_batch(_unit(im), channels) for im in auxiliary_images]
+    device = torch.device(device)
+    for pair in prepared:
+        pair.lr, pair.x, pair.y = pair.lr.to(device), pair.x.to(device), pair.y.to(device)
+    external = [_as_batch(_unit(im), channels).to(device) for im in auxiliary_images]
     source = AuxiliarySource([p.y[..., : p.train_rows, :] for p in prepared] + external)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = base.network()
+    net = base.network(device)
     relations: list[dict[str, Any]] = []
     start = time.perf_counter()
     before = held_out_scores(net, prepared, scale)
@@ -704,7 +710,7 @@ def iter_calibrate(
         layers=info.layers,
         training=provenance,
     )
-    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in net.state_dict().items()}
     return Calibration(MZSRModel(profile_info, state, ""), relations, held_out, seconds)
 
 
