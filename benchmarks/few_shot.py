@@ -40,18 +40,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mzsr.atomic import atomic_path
 from napari_mzsr.core import calibration
+from napari_mzsr.core.adaptation import adapt
+from napari_mzsr.core.kernel_estimation import estimate_kernel
 from napari_mzsr.core.pair_checks import (
     aligned_scores,
     interpolation_period,
     measure_pair,
     native_grid,
 )
-from napari_mzsr.kernel_estimation import estimate_kernel
-from napari_mzsr.meta_test import adapt
-from napari_mzsr.model_file import MZSRModel, load_model
-from napari_mzsr.resize import imresize_tensor
+from napari_mzsr.core.resize import imresize_tensor
+from napari_mzsr.core.schedules import rate_at
+from napari_mzsr.core.tensors import to_batch
+from napari_mzsr.io.atomic import atomic_path
+from napari_mzsr.io.model_file import MZSRModel, load_model
 
 from .lr_inputs import IMAGE_SUFFIXES, read_image
 from .machine import add_threads_option, apply_threads, machine_description
@@ -175,9 +177,19 @@ def zero_shot(
     """``model`` adapted to ``lr`` by the MZSR meta-test, kernel estimated from ``lr``."""
     estimate = estimate_kernel(lr, scale, degradation)
     net = model.network()
-    x = torch.from_numpy(lr.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    x = to_batch(lr.astype(np.float32) / 255, model.info.channels)
     kernel = torch.from_numpy(estimate.kernel).float()
-    for _ in adapt(net, x, kernel, scale, steps, model.info.lr_at, degradation):
+    schedule = model.info.lr_schedule
+    run = adapt(
+        net,
+        lambda step: x,
+        kernel,
+        scale,
+        steps=steps,
+        learning_rate=lambda step: rate_at(schedule, step),
+        degradation=degradation,
+    )
+    for _ in run:
         pass
     return net
 
@@ -332,7 +344,7 @@ def main(argv: list[str] | None = None) -> Path:
         columns[label] = score(label, refined, test, scale, args.crop, keep)
         keep.pop(label, None)
         if args.save_profile is not None:
-            from napari_mzsr.model_file import save_model
+            from napari_mzsr.io.model_file import save_model
 
             save_model(args.save_profile, profile.state_dict, profile.info, overwrite=True)
 

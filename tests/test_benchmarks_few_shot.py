@@ -11,9 +11,9 @@ from PIL import Image
 from tiny_models import save_tiny_model
 
 from benchmarks import few_shot
-from napari_mzsr.degradation import degrade
-from napari_mzsr.kernels import gaussian_kernel
-from napari_mzsr.resize import imresize
+from napari_mzsr.core.degradation import degrade
+from napari_mzsr.core.kernels import gaussian_kernel
+from napari_mzsr.core.resize import imresize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SCALE = 2.5
@@ -75,6 +75,6 @@ def test_benchmark_writes_results_and_figure(pair_dir, tmp_path):
     figure = Image.open(out / "few_shot_toy_cpu.png")
     # bicubic, zero-shot, fine-tune 2-shot, DRTL 2-shot, HR: five 128 px tiles.
     assert figure.size == (5 * 128 + 4 * 4, 128)
-    from napari_mzsr.model_file import load_model
+    from napari_mzsr.io.model_file import load_model
 
     assert load_model(tmp_path / "camera.pt").info.training["method"] == "drtl"

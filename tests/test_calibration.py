@@ -18,6 +18,7 @@ from napari_mzsr.core.distortions import (
     motion_kernel,
     synthetic_batch,
 )
+from napari_mzsr.core.kernels import gaussian_kernel, kernel_covariance
 from napari_mzsr.core.pair_checks import (
     aligned_scores,
     check_pair,
@@ -26,9 +27,8 @@ from napari_mzsr.core.pair_checks import (
     native_grid,
     phase_correlation,
 )
-from napari_mzsr.kernels import gaussian_kernel, kernel_covariance
-from napari_mzsr.model_file import load_model, save_model
-from napari_mzsr.resize import imresize
+from napari_mzsr.core.resize import imresize
+from napari_mzsr.io.model_file import load_model, save_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -267,7 +267,7 @@ def test_profile_round_trip_keeps_weights_and_provenance(tiny, tmp_path):
     assert set(training["held_out_psnr"]) == {"bicubic", "base", "profile"}
     assert training["base_model"]["name"] == "tiny"
     # A profile is a theta_M like any other: the zero-shot meta-test adapts it further.
-    from napari_mzsr.api import super_resolve
+    from napari_mzsr import super_resolve
 
     sr = super_resolve(pairs[0][0], scale=2.0, steps=1, model=loaded, device="cpu")
     assert sr.shape == pairs[0][1].shape

@@ -1,7 +1,7 @@
 """Few-shot calibration of theta_M to a real camera from a handful of (LR, HR) pairs.
 
 The result, a *camera profile*, is a theta_M file like the shipped ones (same network,
-:class:`napari_mzsr.model_file.ModelInfo` with the calibration's provenance in
+:class:`napari_mzsr.io.model_file.ModelInfo` with the calibration's provenance in
 ``training``) that can be applied directly or adapted further zero-shot.
 
 Methods (all start from a theta_M, by default the shipped ``direct-x2``, and take
@@ -45,10 +45,7 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from ..intensity import intensity_map
-from ..model_file import ModelInfo, MZSRModel, load_model
-from ..network import MZSRNet
-from ..resize import imresize_tensor
+from ..io.model_file import ModelInfo, MZSRModel, load_model
 from .distortions import (
     Distortion,
     FittedKernel,
@@ -56,7 +53,10 @@ from .distortions import (
     fit_kernel,
     synthetic_batch,
 )
+from .intensity import intensity_map
+from .network import MZSRNet
 from .pair_checks import PairRegistration, aligned_scores, check_pair
+from .resize import imresize_tensor
 
 METHODS = ("finetune", "drtl", "drtl-meta")
 # Context of the 8-layer network (one pixel per 3x3 layer) plus the bicubic taps.

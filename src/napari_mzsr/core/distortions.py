@@ -2,7 +2,7 @@
 
 A distortion turns HR images into LR ones: blur with a kernel (Gaussian, motion-like, or
 fitted to real pairs by :func:`fit_kernel`), subsample by the scale (``direct`` or MATLAB
-``bicubic``, :mod:`napari_mzsr.degradation`, or ``point``: MATLAB bicubic *without*
+``bicubic``, :mod:`napari_mzsr.core.degradation`, or ``point``: MATLAB bicubic *without*
 antialiasing, i.e. reading the blurred image at the LR sample positions), then add
 Gaussian noise and JPEG compression, both on the LR image as a camera would.
 Each is one auxiliary task; :func:`auxiliary_distortions` is the default set, scaled to
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..degradation import blur_tensor, degrade_tensor
-from ..kernels import gaussian_kernel, validate_kernel
-from ..resize import imresize, imresize_tensor
+from .degradation import blur_tensor, degrade_tensor
+from .kernels import gaussian_kernel, validate_kernel
+from .resize import imresize, imresize_tensor
 
 SUBSAMPLING = ("direct", "bicubic", "point")
 # LR pixels drawn per pair for the kernel fit, and the ridge weight (per pixel).

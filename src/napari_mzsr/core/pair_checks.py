@@ -1,7 +1,7 @@
 """Checks and measurements of real (LR, HR) pairs: registration, scale and scores.
 
 A pair is registered at ``scale`` when the HR image equals the LR image magnified by
-``scale`` with MATLAB's sample positions (:mod:`napari_mzsr.resize`): HR pixel ``i``
+``scale`` with MATLAB's sample positions (:mod:`napari_mzsr.core.resize`): HR pixel ``i``
 lies at LR position ``(i + 0.5) / scale - 0.5``. :func:`measure_pair` compares the HR
 image, downscaled onto the LR grid, with the LR image in a 3 x 3 grid of tiles; each
 tile's shift (phase correlation) is fitted by one translation and one isotropic
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..metrics import psnr, ssim
-from ..resize import imresize, output_size
+from .metrics import psnr, ssim
+from .resize import imresize, output_size
 
 # BT.601 luma weights (full range): the checks only need relative intensities.
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -155,7 +155,7 @@ def measure_pair(lr: np.ndarray, hr: np.ndarray, scale: float) -> PairRegistrati
 
     Examples
     --------
-    >>> from napari_mzsr.resize import imresize
+    >>> from napari_mzsr.core.resize import imresize
     >>> hr = imresize(np.random.default_rng(0).random((24, 24)), 8)
     >>> reg = measure_pair(imresize(hr, 1 / 2), hr, 2.0)
     >>> abs(reg.ratio - 2.0) < 0.01 and reg.error < 0.3
@@ -299,7 +299,7 @@ def interpolation_period(image: np.ndarray) -> tuple[float, float]:
 
     Examples
     --------
-    >>> from napari_mzsr.resize import imresize
+    >>> from napari_mzsr.core.resize import imresize
     >>> coarse = np.random.default_rng(0).random((100, 120))
     >>> [round(p, 2) for p in interpolation_period(imresize(coarse, 2.5))]
     [2.5, 2.5]
@@ -319,7 +319,7 @@ def interpolation_period(image: np.ndarray) -> tuple[float, float]:
         lo, mid, hi = np.log(power[k - 1 : k + 2] + 1e-300)
         curvature = lo - 2 * mid + hi
         offset = 0.5 * (lo - hi) / curvature if curvature < 0 else 0.0
-        periods.append(1.0 / ((k + offset) / n))
+        periods.append(float(n / (k + offset)))
     return periods[0], periods[1]
 
 
