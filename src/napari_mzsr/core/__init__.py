@@ -1,0 +1,1 @@
+"""Algorithms on numpy arrays and torch tensors: no Qt, no napari, no files."""
