@@ -149,7 +149,7 @@ def test_axial_sigma_specs():
     assert np.isclose(axial_sigma({"fwhm": 4.71}), sigma_from_fwhm(4.71))
     assert np.isclose(sigma_from_fwhm(2 * np.sqrt(2 * np.log(2))), 1.0)
     for bad in (-1.0, {"sigma": 1, "fwhm": 2}, "wide", {"fwhm": "x"}, float("nan")):
-        with pytest.raises(ValueError, match="kernel|sigma"):
+        with pytest.raises(ValueError, match=r"kernel|sigma"):
             axial_sigma(bad)
 
 
