@@ -106,7 +106,15 @@ def measure(out: np.ndarray, truth: np.ndarray, shave: int) -> dict[str, float |
         # Output slice j of the cropped volume is slice j + shave of the whole one.
         picks = [j for j in range(o8.shape[0]) if (j + shave) % factor == p]
         phase.append(psnr(flat(o8[picks]), flat(t8[picks])))
+    # Slice-to-slice change by phase, against the truth's: a step artefact between output
+    # slices shows as one phase changing much more (or less) than the truth does.
+    steps = []
+    for p in range(factor):
+        picks = [j for j in range(o.shape[0] - 1) if (j + shave) % factor == p]
+        change = np.mean(np.abs(o[picks + np.int64(1)] - o[picks])) if picks else np.nan
+        steps.append(float(change / np.mean(np.abs(t[picks + np.int64(1)] - t[picks]))))
     return {
+        "step_ratio_by_phase": steps,
         "psnr_xz": float(np.mean([v[0] for v in xz])),
         "ssim_xz": float(np.mean([v[1] for v in xz])),
         "psnr_yz": float(np.mean([v[0] for v in yz])),
@@ -136,17 +144,18 @@ def run_mzsr(lr: np.ndarray, factor: int, kernel: object, args: argparse.Namespa
 
 def xz_figure(planes: Sequence[np.ndarray], labels: Sequence[str], path: Path) -> None:
     """The planes stacked vertically, each labelled, upscaled 2x (nearest)."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
+    font = ImageFont.load_default(size=12)
     rows = []
     for plane, label in zip(planes, labels, strict=True):
         u8 = np.rint(np.clip(plane / max(float(planes[-1].max()), 1e-6), 0, 1) * 255)
         img = Image.fromarray(u8.astype(np.uint8)).resize(
             (plane.shape[1] * 2, plane.shape[0] * 2), Image.NEAREST
         )
-        canvas = Image.new("L", (img.width, img.height + 14), 0)
-        canvas.paste(img, (0, 14))
-        ImageDraw.Draw(canvas).text((2, 1), label, fill=255)
+        canvas = Image.new("L", (img.width, img.height + 16), 0)
+        canvas.paste(img, (0, 16))
+        ImageDraw.Draw(canvas).text((3, 1), label, fill=255, font=font)
         rows.append(np.asarray(canvas))
     from napari_mzsr.atomic import atomic_path
 
@@ -339,6 +348,22 @@ def _markdown(
                  fmt(max(phases) - min(phases))]
             )  # fmt: skip
     lines += markdown_table(["factor", "method", "PSNR by phase", "spread"], phase_rows)
+    lines += [
+        "",
+        "Step artefacts: mean |slice j+1 - slice j| by phase j mod f, divided by the same for "
+        "the truth (1 everywhere: changes between slices as in the truth; a step shows as one "
+        "phase far from the others):",
+        "",
+    ]
+    step_rows = []
+    for factor, res in results.items():
+        for m in ("linear", "cubic", "mzsr_true"):
+            ratios = res["methods"][m]["step_ratio_by_phase"]
+            step_rows.append(
+                [f"x{factor}", LABELS[m], " / ".join(fmt(r) for r in ratios),
+                 fmt(max(ratios) / min(ratios) if min(ratios) > 0 else float("inf"))]
+            )  # fmt: skip
+    lines += markdown_table(["factor", "method", "ratio by phase", "max / min"], step_rows)
     if timing_result:
         t = timing_result
         lines += [
