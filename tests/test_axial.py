@@ -201,6 +201,13 @@ def test_blocks_join_exactly_and_input_is_untouched(axial_model):
     np.testing.assert_array_equal(volume, before)
 
 
+def test_tiles_within_planes_join_exactly(axial_model):
+    volume = _smooth_volume((9, 30, 34), seed=2)
+    adapted = _adapted(volume, axial_model)
+    whole = _run(iter_apply_axial(adapted, volume))
+    np.testing.assert_allclose(_run(iter_apply_axial(adapted, volume, tile=8)), whole, atol=1e-6)
+
+
 def test_gradual_stages_join_exactly_in_blocks(axial_model):
     volume = _smooth_volume((4, 30, 29))
     options = _options(axial_model, max_step=2.0)
@@ -260,6 +267,9 @@ def test_bad_arguments_are_refused(axial_model):
             super_resolve_axial(volume, factor, **_options(axial_model))
     with pytest.raises(ValueError, match="one channel"):
         super_resolve_axial(volume[0], 2, **_options(axial_model))
+    for max_step in (1.0, "2", float("nan")):
+        with pytest.raises(ValueError, match="max_step"):
+            super_resolve_axial(volume, 2, **_options(axial_model, max_step=max_step))
     with pytest.raises(ValueError, match="optimizer"):
         super_resolve_axial(volume, 2, **_options(axial_model, optimizer="lbfgs"))
 

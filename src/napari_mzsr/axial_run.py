@@ -268,6 +268,14 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
+def _check_max_step(max_step: object) -> float:
+    if isinstance(max_step, bool) or not isinstance(max_step, (int, float, np.integer)):
+        raise ValueError(f"max_step must be a number > 1, got {max_step!r}")
+    if not (math.isfinite(max_step) and max_step > 1):
+        raise ValueError(f"max_step must be a number > 1, got {max_step!r}")
+    return float(max_step)
+
+
 def _check_volume(volume: object) -> tuple[int, int, int]:
     shape = tuple(int(n) for n in np.shape(volume))
     dtype = np.dtype(volume.dtype)
@@ -332,8 +340,7 @@ def iter_adapt_axial(
     adapt_patches = _check_int("adapt_patches", adapt_patches, 1)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    if isinstance(max_step, bool) or not isinstance(max_step, (int, float)) or not max_step > 1:
-        raise ValueError(f"max_step must be a number > 1, got {max_step!r}")
+    max_step = _check_max_step(max_step)
     sigma = axial_sigma(kernel)
     mzsr = load_model(model)
     info = mzsr.info
@@ -513,14 +520,13 @@ def iter_super_resolve_axial(
     """Generator form of :func:`super_resolve_axial`: yields an :class:`AxialProgress`
     after every adaptation step and every block, returns the result
     (``StopIteration.value``). Closing it between yields cancels the run; nothing is
-    computed after. ``out``: write the result there (a writable array of the output
-    shape, e.g. a zarr array) instead of a new numpy array."""
+    computed after. Parameters as in :func:`super_resolve_axial`."""
     views, axis = _channels(volume, channel_axis)
     for view in views:
         _check_volume(view)
     shape = tuple(int(n) for n in np.shape(views[0]))
     z_factor = check_z_factor(z_factor, *Z_FACTOR_RANGE)
-    n_stages = len(plan_gradual_steps(z_factor, max_step)) if max_step > 1 else 1
+    n_stages = len(plan_gradual_steps(z_factor, _check_max_step(max_step)))
     n_blocks = len(plan_blocks(shape[1:], _check_int("block", block, 1), 0))
     per_channel = n_stages * _check_int("steps", steps, 0) + n_blocks
     total = per_channel * len(views)
@@ -604,7 +610,19 @@ def super_resolve_axial(
     seed: int = 0,
     progress: Callable[[AxialProgress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
-    **options: object,
+    channel_axis: int | None = None,
+    optimizer: str = "adam",
+    lr: float | None = None,
+    adapt_patch: int = DEFAULT_PATCH,
+    adapt_patches: int = DEFAULT_PATCHES,
+    max_step: float = DEFAULT_MAX_STEP,
+    normalization: str | IntensityMap = "dtype",
+    percentiles: tuple[float, float] = (0.1, 99.9),
+    output_dtype: np.dtype | str | None = None,
+    precision: str = "auto",
+    block: int = DEFAULT_BLOCK,
+    tile: int | None = None,
+    out: object | None = None,
 ) -> object:
     """Make an anisotropic Z stack isotropic: super-resolve its Z axis by ``z_factor``.
 
@@ -633,13 +651,36 @@ def super_resolve_axial(
         Called after every adaptation step and every block.
     cancel : callable() -> bool, optional
         Checked after each of those; True raises :class:`~napari_mzsr.meta_test.Cancelled`.
-    **options
-        Keyword options of :func:`iter_super_resolve_axial`: ``channel_axis`` (each
-        channel adapted on its own, with its own kernel estimate and intensity map),
-        ``optimizer`` ("adam" or "sgd"), ``lr``, ``adapt_patch``, ``adapt_patches``,
-        ``max_step`` (largest factor of one gradual stage), ``normalization``,
-        ``percentiles``, ``output_dtype``, ``precision``, ``block`` (lateral side of the
-        blocks read at a time), ``tile`` (tile side within a plane), ``out``.
+    channel_axis : int, optional
+        Axis of a 4-D ``volume`` holding channels; each is adapted on its own, with its
+        own kernel estimate and intensity map, and the axis is kept in the result.
+    optimizer : {"adam", "sgd"}
+        Adaptation optimizer (see :func:`napari_mzsr.core.axial.adapt_axial`).
+    lr : float, optional
+        Learning rate; default :data:`DEFAULT_LR` for Adam, the model's step schedule
+        for SGD.
+    adapt_patch, adapt_patches : int
+        Side and number of the XY patches each step fits (half of them transposed).
+    max_step : float
+        Largest factor of one adaptation stage; larger factors run in gradual stages
+        (:func:`~napari_mzsr.core.gradual.plan_gradual_steps`).
+    normalization : {"dtype", "percentile", "minmax"} or IntensityMap
+        How intensities map to [0, 1] (:mod:`napari_mzsr.intensity`); fitted on the
+        whole stack if it is a numpy array, else on :data:`INTENSITY_SLICES` XY slices.
+    percentiles : (float, float)
+        Low/high percentiles for ``"percentile"``.
+    output_dtype : dtype, optional
+        Default: the input's; integers are rounded and clipped.
+    precision : {"auto", "float32", "bfloat16"}
+        As in :func:`napari_mzsr.api.super_resolve`.
+    block : int
+        Lateral side of the blocks read and super-resolved at a time.
+    tile : int, optional
+        Tile side within a plane; default: whole planes while they fit the memory
+        budget of :data:`napari_mzsr.tiling.CPU_TILE_BYTES`.
+    out : writable array, optional
+        Where to write the result (the output shape; e.g. a zarr array), instead of a
+        new numpy array.
 
     Returns
     -------
@@ -647,10 +688,20 @@ def super_resolve_axial(
         (the channel axis kept where it was). Output slice ``j`` lies at input slice
         ``j / z_factor`` for an integer factor (input slice ``i`` is output slice
         ``i * z_factor``), at ``(j + 0.5) / z_factor - 0.5`` otherwise.
+
+    Raises
+    ------
+    ValueError
+        Bad volume, factor, kernel or option (before any work).
+    Cancelled
+        ``cancel()`` returned True.
     """
     run = iter_super_resolve_axial(
         volume, z_factor, kernel=kernel, steps=steps, model=model, device=device, seed=seed,
-        **options,
+        channel_axis=channel_axis, optimizer=optimizer, lr=lr, adapt_patch=adapt_patch,
+        adapt_patches=adapt_patches, max_step=max_step, normalization=normalization,
+        percentiles=percentiles, output_dtype=output_dtype, precision=precision,
+        block=block, tile=tile, out=out,
     )  # fmt: skip
     try:
         while True:
