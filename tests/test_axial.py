@@ -171,6 +171,13 @@ def test_axial_kernel_estimate_within_20_percent(sigma, factor):
     assert abs(estimate.sigma / sigma - 1) < 0.2, estimate
 
 
+def test_axial_kernel_estimate_of_a_dask_stack_equals_numpy():
+    da = pytest.importorskip("dask.array")
+    stack = degrade_axial(_isotropic_field((64, 48, 40), seed=1), 2.0, 4)
+    lazy = da.from_array(stack, chunks=(4, 16, 16))
+    assert estimate_axial_sigma(lazy, 4) == estimate_axial_sigma(stack, 4)
+
+
 def test_axial_kernel_estimate_refuses_small_or_constant_stacks():
     with pytest.raises(ValueError, match="too small"):
         estimate_axial_sigma(np.zeros((4, 64, 64)), 4)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
+from ..image_checks import is_dask
 from ..kernel_estimation import _bicubic_response
 from .axial import FWHM_PER_SIGMA, axial_method, check_z_factor
 
@@ -51,6 +52,9 @@ START_SIGMAS = (0.5, 1.5, 3.0, 6.0)
 # Fine Z frequency grid of the window leakage model, per Welch bin.
 OVERSAMPLE = 4
 MAX_PLANES = 48
+# Planes are read through this central square of the lateral extent (a lazy stack is
+# never read whole): 1024 pixels give thousands of Welch windows.
+ESTIMATE_SIDE = 1024
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,8 @@ def estimate_axial_sigma(
     volume : array-like, shape (Z, Y, X)
         One channel, any real dtype and range (the fit does not depend on it); numpy,
         dask or any array that supports numpy indexing. Only ``planes`` XZ and as many
-        YZ planes are read. Never modified.
+        YZ planes through the central :data:`ESTIMATE_SIDE` pixels are read. Never
+        modified.
     z_factor : float
         Ratio of the Z step to the lateral pixel size (> 1).
     window : int
@@ -136,9 +141,7 @@ def estimate_axial_sigma(
             f"volume of shape {shape} is too small to estimate the axial blur: it needs "
             f"at least {MIN_SLICES} slices and {MIN_SIDE} pixels on each lateral side"
         )
-    sides = [np.asarray(volume[:, int(y), :]) for y in side_plane_positions(shape[1], planes)]
-    sides += [np.asarray(volume[:, :, int(x)]) for x in side_plane_positions(shape[2], planes)]
-    stack = [np.asarray(p, dtype=np.float64) for p in sides]
+    stack = [np.asarray(p, dtype=np.float64) for p in _read_planes(volume, shape, planes)]
     if not all(np.all(np.isfinite(p)) for p in stack):
         raise ValueError("volume contains NaN or infinite values")
     spread = max(float(np.ptp(p)) for p in stack)
@@ -148,6 +151,23 @@ def estimate_axial_sigma(
     power, counts = _side_spectrum([p / spread for p in stack], wz, wl)
     sigma, residual = _fit(power, counts, wz, wl, z_factor, max_sigma)
     return AxialKernelEstimate(sigma, residual, len(stack))
+
+
+def _read_planes(volume: object, shape: tuple[int, ...], count: int) -> list[np.ndarray]:
+    """``count`` XZ and ``count`` YZ planes through the central :data:`ESTIMATE_SIDE`
+    pixels square (all Z); a dask array is read in one computation, each chunk once."""
+    rows, cols = (
+        slice(max(0, (n - ESTIMATE_SIDE) // 2), max(0, (n - ESTIMATE_SIDE) // 2) + ESTIMATE_SIDE)
+        for n in shape[1:]
+    )
+    ys = rows.start + side_plane_positions(min(shape[1], ESTIMATE_SIDE), count)
+    xs = cols.start + side_plane_positions(min(shape[2], ESTIMATE_SIDE), count)
+    planes = [volume[:, int(y), cols] for y in ys] + [volume[:, rows, int(x)] for x in xs]
+    if is_dask(volume):
+        import dask
+
+        planes = list(dask.compute(*planes))
+    return [np.asarray(p) for p in planes]
 
 
 def _side_spectrum(planes: list[np.ndarray], wz: int, wl: int) -> tuple[np.ndarray, np.ndarray]:
