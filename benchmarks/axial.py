@@ -214,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default="direct-x2-gray")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-timing", action="store_true")
+    parser.add_argument(
+        "--timing-only", action="store_true", help="only the 64 x 256 x 256 timing (no table)"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="axial_cpu")
     add_threads_option(parser)
@@ -225,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     truth_full = load_volume(args.volume, shape, args.seed)
     results: dict[str, dict[str, object]] = {}
     figure = None
-    for factor in args.factors:
+    for factor in [] if args.timing_only else args.factors:
         truth = truth_full[: truth_full.shape[0] // factor * factor]
         sigma = args.sigma_per_factor * factor
         lr = degrade_axial(truth, sigma, factor).astype(np.float32)

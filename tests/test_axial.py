@@ -25,8 +25,10 @@ from napari_mzsr.core.axial import (
     axial_step,
     degrade_axial,
     degrade_axial_tensor,
+    output_voxel_geometry,
     patch_plan,
     sigma_from_fwhm,
+    z_factor_from_scale,
 )
 from napari_mzsr.core.axial_estimation import estimate_axial_sigma
 from napari_mzsr.core.gradual import plan_gradual_steps
@@ -105,6 +107,21 @@ def test_output_length_and_positions():
     assert axial_output_length(100, 2.9) == 290  # no float round-down to 289
     np.testing.assert_allclose(axial_positions(9, 4)[::4], [0, 1, 2])  # slice i at i f
     np.testing.assert_allclose(axial_positions(5, 2.5), (np.arange(5) + 0.5) / 2.5 - 0.5)
+
+
+def test_factor_from_voxel_size_and_output_geometry_overlays_the_input():
+    assert z_factor_from_scale((2.0, 0.8, 0.2, 0.2)) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="square"):
+        z_factor_from_scale((1.0, 0.2, 0.3))
+    with pytest.raises(ValueError, match="positive"):
+        z_factor_from_scale((0.0, 0.2, 0.2))
+    # Output slice j lies at world translate + scale * j = input world of its position.
+    for factor in (4, 2.5):
+        scale, translate = output_voxel_geometry((0.8, 0.2, 0.2), (5.0, 1.0, 2.0), factor)
+        world_out = translate[0] + scale[0] * np.arange(7)
+        world_in = 5.0 + 0.8 * axial_positions(7, factor)
+        np.testing.assert_allclose(world_out, world_in)
+        assert scale[1:] == (0.2, 0.2) and translate[1:] == (1.0, 2.0)
 
 
 def test_planes_are_placed_where_they_belong():
