@@ -19,10 +19,12 @@ from napari_mzsr.axial_run import (
     super_resolve_axial_dask,
 )
 from napari_mzsr.core.axial import (
+    axial_kernel,
     axial_output_length,
     axial_positions,
     axial_son,
     axial_step,
+    column_kernel,
     degrade_axial,
     degrade_axial_tensor,
     output_voxel_geometry,
@@ -32,9 +34,10 @@ from napari_mzsr.core.axial import (
 )
 from napari_mzsr.core.axial_estimation import estimate_axial_sigma
 from napari_mzsr.core.gradual import plan_gradual_steps
-from napari_mzsr.meta_test import Cancelled
+from napari_mzsr.degradation import degrade_tensor
+from napari_mzsr.meta_test import Cancelled, make_son
 from napari_mzsr.network import MZSRNet
-from napari_mzsr.resize import imresize, imresize_tensor
+from napari_mzsr.resize import imresize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -72,7 +75,7 @@ def _isotropic_field(shape, seed=0) -> np.ndarray:
 
 
 def test_direct_degradation_keeps_every_factor_th_slice_and_matches_scipy():
-    volume = np.random.default_rng(0).random((23, 5, 4))
+    volume = np.random.default_rng(0).random((23, 64, 70))  # more lines than one chunk
     ramp = np.broadcast_to(np.arange(23.0)[:, None, None], (23, 2, 2))
     # Without blur, the kept slices are 0, f, 2f, ...: input slice i is output slice i f.
     np.testing.assert_array_equal(degrade_axial(ramp, 0.0, 3)[:, 0, 0], np.arange(0, 23, 3))
@@ -93,11 +96,23 @@ def test_non_integer_degradation_is_blur_then_matlab_bicubic():
     assert degrade_axial(image, 1.5, 2.5).shape == (12, 7)
 
 
-def test_son_is_the_degraded_patch_resized_back():
+def test_son_is_the_meta_tests_son_with_a_column_kernel():
+    """The axial son is make_son with the axial Gaussian down one column and the scale
+    pair (f, 1): direct [0::f] rows for integers, MATLAB bicubic otherwise."""
     targets = torch.rand(3, 1, 24, 10, dtype=torch.float64)
-    son = axial_son(targets, 0.0, 4)
-    expected = imresize_tensor(targets[..., ::4, :], (4.0, 1.0), output_shape=(24, 10))
-    torch.testing.assert_close(son, expected)
+    for sigma, factor in [(0.0, 4), (1.7, 3), (1.2, 2.5)]:
+        kernel = torch.from_numpy(column_kernel(axial_kernel(sigma)))
+        method = "direct" if factor == int(factor) else "bicubic"
+        expected = make_son(targets, kernel, (factor, 1.0), method)
+        torch.testing.assert_close(axial_son(targets, sigma, factor), expected)
+        torch.testing.assert_close(
+            degrade_axial_tensor(targets, sigma, factor),
+            degrade_tensor(targets, kernel, (factor, 1.0), method),
+        )
+    # A kernel wider than the image still mirrors like scipy's "reflect".
+    thin = torch.rand(1, 1, 5, 3, dtype=torch.float64)
+    expected = ndimage.gaussian_filter1d(thin[0, 0].numpy(), 3.0, axis=0, mode="reflect")
+    np.testing.assert_allclose(degrade_axial_tensor(thin, 3.0, 1)[0, 0].numpy(), expected)
 
 
 def test_output_length_and_positions():

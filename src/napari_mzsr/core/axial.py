@@ -13,8 +13,9 @@ array: correlate with a centred 1-D Gaussian of standard deviation ``sigma`` (in
 of the high-resolution axis, that is in lateral pixels; symmetric borders, truncated at
 ``int(4 sigma + 0.5)`` as :func:`scipy.ndimage.gaussian_filter1d`), then
 
-- integer ``z_factor`` (``"direct"``): keep rows ``[0::z_factor]``, bit-exact with
-  :func:`napari_mzsr.degradation.degrade_tensor` (``"direct"``) and a column kernel;
+- integer ``z_factor`` (``"direct"``): keep rows ``[0::z_factor]``, as
+  :func:`napari_mzsr.degradation.degrade_tensor` (``"direct"``) with a column kernel
+  (equal up to float rounding: the blur is computed as a 1-D convolution);
 - any other factor (``"bicubic"``): the MATLAB bicubic downscale by ``1 / z_factor``
   (:func:`napari_mzsr.resize.imresize_tensor`), as ZSSR and ArbSR do.
 
@@ -34,19 +35,21 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from ..degradation import degrade_tensor
 from ..kernels import MAX_KERNEL_SIZE
-from ..meta_test import StepReport, adapt_on_patches, infer, make_son
+from ..meta_test import StepReport, adapt_on_patches, infer
+from ..resize import imresize_tensor
 from ..tiling import infer_tiled
 
 # Kernel radius in sigmas, as scipy.ndimage.gaussian_filter1d (truncate=4.0).
 TRUNCATE = 4.0
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+# degrade_axial blurs this many lines of the array at a time.
+_LINES_PER_CHUNK = 4096
 # Factors within this distance of an integer count as that integer ("direct").
 _INTEGER_TOLERANCE = 1e-9
 
@@ -171,8 +174,27 @@ def degrade_axial_tensor(x: torch.Tensor, sigma: float, z_factor: float) -> torc
     -------
     Tensor, shape (N, C, ceil(H / z_factor), W), same dtype and device
     """
-    kernel = torch.from_numpy(column_kernel(axial_kernel(sigma))).to(x.dtype)
-    return degrade_tensor(x, kernel, (z_factor, 1.0), axial_method(z_factor))
+    blurred = blur_axial_tensor(x, sigma)
+    if axial_method(z_factor) == "bicubic":
+        return imresize_tensor(blurred, (1.0 / z_factor, 1.0))
+    return blurred[..., :: round(z_factor), :]
+
+
+def blur_axial_tensor(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Correlate every column of ``x`` (N, C, H, W) with :func:`axial_kernel`, symmetric
+    borders: :func:`napari_mzsr.degradation.blur_tensor` with :func:`column_kernel`,
+    computed as a 1-D convolution (a k x k one costs k times more and, in float64,
+    an im2col buffer of k^2 values per pixel)."""
+    kernel = axial_kernel(sigma)
+    pad = kernel.size // 2
+    if pad == 0:
+        return x.clone()
+    # Half-sample symmetric indices (d c b a | a b c d | d c b a), for any pad.
+    index = np.pad(np.arange(x.shape[-2]), pad, mode="symmetric")
+    padded = x.index_select(-2, torch.from_numpy(index).to(x.device))
+    n, c = x.shape[:2]
+    weight = torch.from_numpy(kernel).to(x).reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
+    return torch.nn.functional.conv2d(padded, weight, groups=c).reshape(n, c, *x.shape[-2:])
 
 
 def degrade_axial(array: np.ndarray, sigma: float, z_factor: float, *, axis: int = 0) -> np.ndarray:
@@ -206,10 +228,14 @@ def degrade_axial(array: np.ndarray, sigma: float, z_factor: float, *, axis: int
     if arr.ndim < 1:
         raise ValueError("degrade_axial expects an array with at least one axis")
     moved = np.moveaxis(np.asarray(arr, dtype=np.float64), axis, -1)
-    lines = torch.from_numpy(np.ascontiguousarray(moved.reshape(-1, moved.shape[-1])))
-    # Each line along `axis` becomes one column of a (1, 1, n, lines) image.
-    out = degrade_axial_tensor(lines.T[None, None], sigma, z_factor)[0, 0].T
-    out = out.contiguous().numpy().reshape(*moved.shape[:-1], -1)
+    lines = moved.reshape(-1, moved.shape[-1])
+    # Each line along `axis` becomes one column of a (1, 1, n, lines) image, a chunk of
+    # lines at a time to bound the convolution's workspace.
+    chunks = []
+    for start in range(0, lines.shape[0], _LINES_PER_CHUNK):
+        chunk = torch.from_numpy(np.ascontiguousarray(lines[start : start + _LINES_PER_CHUNK].T))
+        chunks.append(degrade_axial_tensor(chunk[None, None], sigma, z_factor)[0, 0].T.numpy())
+    out = np.concatenate(chunks).reshape(*moved.shape[:-1], -1)
     return np.moveaxis(out, -1, axis)
 
 
@@ -224,8 +250,8 @@ def axial_son(targets: torch.Tensor, sigma: float, z_factor: float) -> torch.Ten
     (h, w) with MATLAB's bicubic, exactly as the meta-test's
     :func:`napari_mzsr.meta_test.make_son` does with a column kernel and the scale pair
     ``(z_factor, 1)``."""
-    kernel = torch.from_numpy(column_kernel(axial_kernel(sigma))).to(targets)
-    return make_son(targets, kernel, (z_factor, 1.0), axial_method(z_factor))
+    son = degrade_axial_tensor(targets, sigma, z_factor).clamp(0, 1)
+    return imresize_tensor(son, (z_factor, 1.0), output_shape=targets.shape[-2:])
 
 
 def patch_plan(
@@ -455,3 +481,49 @@ def axial_step(
 
 def _net_channels(net: torch.nn.Module) -> int:
     return int(getattr(net, "channels", 1))
+
+
+# --- voxel geometry ---------------------------------------------------------------------
+
+
+def z_factor_from_scale(scale: Sequence[float]) -> float:
+    """``z_factor`` of a stack from its voxel size ``(..., dz, dy, dx)`` (e.g. a napari
+    layer's ``scale`` or a file's voxel size): ``dz / dy``, for square lateral pixels.
+
+    Examples
+    --------
+    >>> z_factor_from_scale((0.8, 0.2, 0.2))
+    4.0
+    """
+    if len(scale) < 3:
+        raise ValueError(f"scale needs (dz, dy, dx), got {tuple(scale)!r}")
+    dz, dy, dx = (float(s) for s in scale[-3:])
+    if not all(math.isfinite(s) and s > 0 for s in (dz, dy, dx)):
+        raise ValueError(f"voxel sizes must be finite and positive, got {(dz, dy, dx)!r}")
+    if not math.isclose(dy, dx, rel_tol=1e-3):
+        raise ValueError(f"lateral pixels must be square for an isotropic Z, got dy={dy}, dx={dx}")
+    return dz / dy
+
+
+def output_voxel_geometry(
+    scale: Sequence[float], translate: Sequence[float], z_factor: float
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """World scale and translate of the output, so that it overlays the input.
+
+    ``scale`` and ``translate`` end with the input's (z, y, x) entries (napari layer
+    convention: world = translate + scale * index). The output's Z step is
+    ``dz / z_factor``; its first slice lies at input position 0 ("direct") or
+    ``0.5 / z_factor - 0.5`` ("bicubic") (:func:`axial_positions`).
+
+    Examples
+    --------
+    >>> output_voxel_geometry((0.8, 0.2, 0.2), (5.0, 0.0, 0.0), 4)
+    ((0.2, 0.2, 0.2), (5.0, 0.0, 0.0))
+    """
+    scale, translate = [float(s) for s in scale], [float(t) for t in translate]
+    if len(scale) < 3 or len(translate) != len(scale):
+        raise ValueError("scale and translate need the same length, at least 3 (z, y, x)")
+    dz = scale[-3]
+    scale[-3] = dz / z_factor
+    translate[-3] += dz * float(axial_positions(1, z_factor)[0])
+    return tuple(scale), tuple(translate)
