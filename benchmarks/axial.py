@@ -134,6 +134,7 @@ def run_mzsr(lr: np.ndarray, factor: int, kernel: object, args: argparse.Namespa
         model=args.model,
         device=args.device,
         seed=args.seed,
+        optimizer=args.optimizer,
         lr=args.lr,
         adapt_patch=args.patch,
         adapt_patches=args.patches,
@@ -182,7 +183,8 @@ def timing(args: argparse.Namespace, truth: np.ndarray) -> dict[str, object]:
 
     super_resolve_axial(
         lr, 4, kernel=args.sigma_per_factor * 4, steps=args.steps, model=args.model,
-        device=args.device, seed=args.seed, lr=args.lr, adapt_patch=args.patch,
+        device=args.device, seed=args.seed, optimizer=args.optimizer, lr=args.lr,
+        adapt_patch=args.patch,
         adapt_patches=args.patches, max_step=args.max_step, precision="float32",
         progress=progress,
     )  # fmt: skip
@@ -207,7 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--factors", type=int, nargs="+", default=[3, 4, 6])
     parser.add_argument("--sigma-per-factor", type=float, default=0.5)
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=DEFAULT_LR)
+    parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    parser.add_argument(
+        "--lr", type=float, help=f"default: {DEFAULT_LR} for Adam, the model's schedule for SGD"
+    )
+    parser.add_argument(
+        "--methods", nargs="+", choices=METHODS, default=list(METHODS), help="rows to run"
+    )
     parser.add_argument("--patch", type=int, default=DEFAULT_PATCH)
     parser.add_argument("--patches", type=int, default=DEFAULT_PATCHES)
     parser.add_argument("--max-step", type=float, default=6.0)
@@ -227,7 +235,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     shape = tuple(int(s) for s in args.shape.split("x"))
     truth_full = load_volume(args.volume, shape, args.seed)
     results: dict[str, dict[str, object]] = {}
-    figure = None
+    figure: tuple[int, list[np.ndarray]] | None = None
+    timing_result = None
+    command = command_line("benchmarks.axial", argv)
+
+    def report() -> None:
+        # Written after every factor too, so that a killed run leaves what it measured.
+        md = _markdown(args, results, timing_result, torch.device(args.device))
+        png = args.out / f"{args.name}_xz.png"
+        if figure is not None:
+            factor, planes = figure
+            labels = [
+                f"cubic along Z, x{factor}",
+                f"MZSR axial, x{factor}, true sigma",
+                "ground truth (isotropic)",
+            ]
+            xz_figure(planes, labels, png)
+            md += ["", f"![XZ plane at x{factor}]({png.name})"]
+        payload = {
+            "machine": machine_description(torch.device(args.device)),
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "factors": results,
+            "timing_64x256x256": timing_result,
+        }
+        title = "MZSR axial (isotropic Z) on a synthetic stack"
+        write_results(args.out, args.name, title, command, md, payload)
+
     for factor in [] if args.timing_only else args.factors:
         truth = truth_full[: truth_full.shape[0] // factor * factor]
         sigma = args.sigma_per_factor * factor
@@ -236,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         estimate = estimate_axial_sigma(lr, factor)
         estimate_seconds = time.perf_counter() - t0
         outputs, seconds = {}, {}
-        for method in METHODS:
+        methods = [m for m in METHODS if m in args.methods or m == "cubic"]
+        for method in methods:
             t0 = time.perf_counter()
             if method == "linear":
                 outputs[method] = interpolate_z(lr, factor, truth.shape[0], 1)
@@ -247,8 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 outputs[method] = run_mzsr(lr, factor, kernel, args)
             seconds[method] = time.perf_counter() - t0
             print(f"x{factor} {method}: {seconds[method]:.1f} s", flush=True)
-        scores = {m: measure(outputs[m], truth, factor) for m in METHODS}
-        for m in METHODS:
+        scores = {m: measure(outputs[m], truth, factor) for m in methods}
+        for m in methods:
             scores[m]["seconds"] = seconds[m]
         results[str(factor)] = {
             "sigma": sigma,
@@ -259,33 +293,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "output_shape": list(truth.shape),
             "methods": scores,
         }
-        print(factor, {m: round(scores[m]["psnr_volume"], 2) for m in METHODS}, flush=True)
-        if factor == 4 or figure is None:
+        print(factor, {m: round(scores[m]["psnr_volume"], 2) for m in methods}, flush=True)
+        if "mzsr_true" in outputs and (factor == 4 or figure is None):
             y = truth.shape[1] // 2
             figure = (factor, [outputs["cubic"][:, y], outputs["mzsr_true"][:, y], truth[:, y]])
-    timing_result = None if args.no_timing else timing(args, truth_full)
-
-    command = command_line("benchmarks.axial", argv)
-    md = _markdown(args, results, timing_result, torch.device(args.device))
-    png = args.out / f"{args.name}_xz.png"
-    if figure is not None:
-        factor, planes = figure
-        labels = [
-            f"cubic along Z, x{factor}",
-            f"MZSR axial, x{factor}, true sigma",
-            "ground truth (isotropic)",
-        ]
-        xz_figure(planes, labels, png)
-        md += ["", f"![XZ plane at x{factor}]({png.name})"]
-    payload = {
-        "machine": machine_description(torch.device(args.device)),
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "factors": results,
-        "timing_64x256x256": timing_result,
-    }
-    write_results(
-        args.out, args.name, "MZSR axial (isotropic Z) on a synthetic stack", command, md, payload
-    )
+        report()
+    if not args.no_timing:
+        timing_result = timing(args, truth_full)
+    report()
     return 0
 
 
@@ -309,8 +324,10 @@ def _markdown(
             f"{args.seed})"
         )
         + f". Degradation: axial Gaussian sigma = {args.sigma_per_factor} x factor "
-        "(lateral pixels, on top of the PSF), then `[0::f]` along Z. MZSR axial: "
-        f"`{args.model}`, Adam lr {args.lr}, {args.steps} steps of {args.patches} "
+        "(lateral pixels, on top of the PSF), then `[0::f]` along Z. MZSR axial "
+        f"(gradual stages up to x{args.max_step:g}): "
+        f"`{args.model}`, {args.optimizer} lr {args.lr or 'default'}, {args.steps} steps of "
+        f"{args.patches} "
         f"patches of {args.patch} px, both lateral axes as Z; XZ and YZ planes averaged.",
         "PSNR/SSIM: uint8, shave f on every border; planes: mean over all XZ (YZ) planes; "
         "volume: PSNR of all voxels, 3-D SSIM (Gaussian window sigma 1.5).",
@@ -322,7 +339,7 @@ def _markdown(
     for factor, res in results.items():
         methods = res["methods"]
         cubic = methods["cubic"]["psnr_volume"]
-        for m in METHODS:
+        for m in [m for m in METHODS if m in methods]:
             s = methods[m]
             rows.append(
                 [f"x{factor}", LABELS[m], fmt(s["psnr_xz"]), fmt(s["psnr_yz"]),
@@ -344,7 +361,7 @@ def _markdown(
     lines += ["", "Volume PSNR by output slice phase (j mod f; j = 0: slices of the input):", ""]
     phase_rows = []
     for factor, res in results.items():
-        for m in ("cubic", "mzsr_true"):
+        for m in [m for m in ("cubic", "mzsr_true") if m in res["methods"]]:
             phases = res["methods"][m]["psnr_by_phase"]
             phase_rows.append(
                 [f"x{factor}", LABELS[m], " / ".join(fmt(p) for p in phases),
@@ -360,7 +377,7 @@ def _markdown(
     ]
     step_rows = []
     for factor, res in results.items():
-        for m in ("linear", "cubic", "mzsr_true"):
+        for m in [m for m in ("linear", "cubic", "mzsr_true") if m in res["methods"]]:
             ratios = res["methods"][m]["step_ratio_by_phase"]
             step_rows.append(
                 [f"x{factor}", LABELS[m], " / ".join(fmt(r) for r in ratios),
