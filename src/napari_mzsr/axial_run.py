@@ -318,7 +318,7 @@ def iter_adapt_axial(
     device: str | torch.device = "auto",
     seed: int = 0,
     optimizer: str = "adam",
-    lr: float | None = None,
+    lr: float | Callable[[int], float] | None = None,
     adapt_patch: int = DEFAULT_PATCH,
     adapt_patches: int = DEFAULT_PATCHES,
     max_step: float = DEFAULT_MAX_STEP,
@@ -352,6 +352,8 @@ def iter_adapt_axial(
     factors = plan_gradual_steps(z_factor, max_step)
     if lr is None:
         lr_at = DEFAULT_LR if optimizer == "adam" else info.lr_at
+    elif callable(lr):
+        lr_at = lr
     else:
         lr_at = float(lr)
     dev = resolve_device(device)
@@ -505,7 +507,7 @@ def iter_super_resolve_axial(
     seed: int = 0,
     channel_axis: int | None = None,
     optimizer: str = "adam",
-    lr: float | None = None,
+    lr: float | Callable[[int], float] | None = None,
     adapt_patch: int = DEFAULT_PATCH,
     adapt_patches: int = DEFAULT_PATCHES,
     max_step: float = DEFAULT_MAX_STEP,
@@ -612,7 +614,7 @@ def super_resolve_axial(
     cancel: Callable[[], bool] | None = None,
     channel_axis: int | None = None,
     optimizer: str = "adam",
-    lr: float | None = None,
+    lr: float | Callable[[int], float] | None = None,
     adapt_patch: int = DEFAULT_PATCH,
     adapt_patches: int = DEFAULT_PATCHES,
     max_step: float = DEFAULT_MAX_STEP,
@@ -656,9 +658,9 @@ def super_resolve_axial(
         own kernel estimate and intensity map, and the axis is kept in the result.
     optimizer : {"adam", "sgd"}
         Adaptation optimizer (see :func:`napari_mzsr.core.axial.adapt_axial`).
-    lr : float, optional
-        Learning rate; default :data:`DEFAULT_LR` for Adam, the model's step schedule
-        for SGD.
+    lr : float or callable(step) -> float, optional
+        Learning rate, or one per 0-based step; default :data:`DEFAULT_LR` for Adam,
+        the model's step schedule for SGD.
     adapt_patch, adapt_patches : int
         Side and number of the XY patches each step fits (half of them transposed).
     max_step : float
