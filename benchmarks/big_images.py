@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mzsr.api import AUTO_PATCHES, iter_adapt
-from napari_mzsr.devices import resolve_device, resolve_precision
-from napari_mzsr.model_file import default_model, load_model
-from napari_mzsr.tiling import auto_tile, plan_tiles, tile_margin
+from napari_mzsr.core.devices import resolve_device, resolve_precision
+from napari_mzsr.core.tiling import auto_tile, plan_tiles, tile_margin
+from napari_mzsr.io.model_file import load_model
+from napari_mzsr.pipeline.options import AUTO_PATCHES, choose_model
+from napari_mzsr.pipeline.run import drive, iter_adapt
 
 from .machine import add_threads_option, apply_threads, machine_description, synchronize
 from .report import command_line, fmt, markdown_table, write_results
@@ -60,20 +61,16 @@ def _rss_mib() -> float:
 def _adapt(image, steps, model, device, precision, patch, patches):
     run = iter_adapt(
         image,
-        SCALE,
-        KERNEL,
-        steps,
-        model,
-        device,
+        scale=SCALE,
+        kernel=KERNEL,
+        steps=steps,
+        model=model,
+        device=device,
         precision=precision,
         adapt_patch=patch,
         adapt_patches=patches,
     )
-    try:
-        while True:
-            next(run)
-    except StopIteration as done:
-        return done.value
+    return drive(run)
 
 
 def measure(
@@ -206,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
     args = parser.parse_args(argv)
     apply_threads(args)
     if args.model is None:
-        args.model = default_model(SCALE, rgb=False)
+        args.model = choose_model((SCALE, SCALE), rgb=False)
 
     device = resolve_device(args.device)
     if args.worker:

@@ -8,7 +8,7 @@ estimated, its covariance compared with the true one (relative Frobenius error),
 MZSR(n) is run with the estimated kernel, the true kernel and the fixed default kernel
 (isotropic variance 2.0, the API's default).
 
-Estimators: ``spectral`` (the package's :func:`~napari_mzsr.kernel_estimation.estimate_kernel`)
+Estimators: ``spectral`` (the package's :func:`~napari_mzsr.core.kernel_estimation.estimate_kernel`)
 and, for comparison, ``theta-loss``: a search of the Gaussian family for the kernel whose
 son theta_M adapts to best (the L1 loss on held-out crops after a few adaptation steps;
 isotropic grid, then anisotropy around the best variance).
@@ -35,13 +35,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mzsr.api import super_resolve
-from napari_mzsr.devices import resolve_device
-from napari_mzsr.kernel_estimation import estimate_kernel
-from napari_mzsr.kernels import PRESETS, gaussian_kernel, kernel_covariance
-from napari_mzsr.meta_test import make_son
-from napari_mzsr.metrics import psnr
-from napari_mzsr.model_file import MZSRModel, schedule_lr
+from napari_mzsr.core.adaptation import adapt, make_son, son_loss
+from napari_mzsr.core.devices import resolve_device
+from napari_mzsr.core.kernel_estimation import estimate_kernel
+from napari_mzsr.core.kernels import PRESETS, gaussian_kernel, kernel_covariance
+from napari_mzsr.core.metrics import psnr
+from napari_mzsr.core.schedules import rate_at
+from napari_mzsr.core.tensors import to_batch
+from napari_mzsr.io.model_file import MZSRModel
+from napari_mzsr.pipeline.run import super_resolve
 
 from .lr_inputs import Setting, add_image_set_options, crop_to_multiple, load_hr_images, make_lr
 from .machine import add_threads_option, apply_threads, machine_description
@@ -95,9 +97,7 @@ class ThetaLossSearch:
     def __call__(self, lr: np.ndarray, setting: Setting, model: MZSRModel | None) -> np.ndarray:
         if model is None:
             raise ValueError(f"theta-loss needs theta_M {setting.model!r}")
-        x = torch.from_numpy(lr.astype(np.float32) / 255.0)
-        x = x.permute(2, 0, 1)[None] if x.ndim == 3 else x[None, None]
-        x = x.expand(1, model.info.channels, *x.shape[-2:])
+        x = to_batch(lr / 255.0, model.info.channels)
         rng = np.random.default_rng(0)
         size = min(self.crop, *x.shape[-2:]) // 2 * 2
         corners = [
@@ -112,17 +112,20 @@ class ThetaLossSearch:
 
         def score(params: tuple[float, float, float]) -> float:
             kernel = torch.from_numpy(gaussian_kernel(*params, size=KERNEL_SIZE)).float()
-            son = make_son(batch, kernel, setting.scale, setting.method)
             net = model.network("cpu")
-            weights = list(net.parameters())
-            for step in range(self.steps):
-                loss = (net(son[:half]) - batch[:half]).abs().mean()
-                grads = torch.autograd.grad(loss, weights)
-                with torch.no_grad():
-                    rate = schedule_lr(model.info.lr_schedule, step)
-                    torch._foreach_add_(weights, grads, alpha=-rate)
-            with torch.no_grad():
-                return float((net(son[half:]) - batch[half:]).abs().mean())
+            schedule = model.info.lr_schedule
+            for _ in adapt(
+                net,
+                lambda step: batch[:half],
+                kernel,
+                setting.scale,
+                steps=self.steps,
+                learning_rate=lambda step: rate_at(schedule, step),
+                degradation=setting.method,
+            ):
+                pass
+            son = make_son(batch[half:], kernel, setting.scale, setting.method)
+            return float(son_loss(net, son, batch[half:], None))
 
         scores = {(v, v, 0.0): score((v, v, 0.0)) for v in self.grid}
         v = min(scores, key=scores.get)[0]
@@ -174,7 +177,7 @@ def _sr_psnr(
     if model is None or steps is None:
         return None
     sr = super_resolve(
-        lr, SCALE, kernel, steps, model, device, seed=seed,
+        lr, scale=SCALE, kernel=kernel, steps=steps, model=model, device=device, seed=seed,
         precision="float32", output_dtype=np.uint8,
     )  # fmt: skip
     return psnr(sr, hr, setting.shave)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_mzsr.degradation import degrade
-from napari_mzsr.kernels import PRESETS
+from napari_mzsr.core.degradation import degrade
+from napari_mzsr.core.kernels import PRESETS
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from napari_mzsr import iter_adapt
-from napari_mzsr.devices import resolve_device, resolve_precision
-from napari_mzsr.model_file import ModelInfo, save_model
-from napari_mzsr.network import MZSRNet
+from napari_mzsr.core.devices import resolve_device, resolve_precision
+from napari_mzsr.core.network import MZSRNet
+from napari_mzsr.io.model_file import ModelInfo, save_model
 
 from .machine import add_threads_option, apply_threads, machine_description, synchronize
 from .report import command_line, fmt, markdown_table, write_results
@@ -30,7 +30,9 @@ def time_run(image, steps, model, device, precision) -> tuple[float, float]:
     """Seconds spent adapting and inferring (one run)."""
     synchronize(device)
     start = time.perf_counter()
-    run = iter_adapt(image, 2, 2.0, steps, model, device, precision=precision)
+    run = iter_adapt(
+        image, scale=2, kernel=2.0, steps=steps, model=model, device=device, precision=precision
+    )
     try:
         while True:
             next(run)

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mzsr.api import super_resolve
-from napari_mzsr.kernels import ESTIMATE
-from napari_mzsr.model_file import MZSRModel
-from napari_mzsr.resize import imresize
+from napari_mzsr.core.kernels import ESTIMATE
+from napari_mzsr.core.resize import imresize
+from napari_mzsr.io.model_file import MZSRModel
+from napari_mzsr.pipeline.run import super_resolve
 
 from .lr_inputs import Setting
 from .zssr import ZSSRConfig, zssr_super_resolve
@@ -94,7 +94,7 @@ def bicubic(lr: np.ndarray, setting: Setting, ctx: RunContext) -> tuple[np.ndarr
 def mzsr_method(steps: int, estimate: bool = False, **refinements: Any) -> Method:
     """MZSR with ``steps`` adaptation steps and the setting's theta_M, with the true
     kernel or, with ``estimate``, the kernel estimated from the LR image; ``refinements``
-    (``ensemble``, ``back_projection``) go to :func:`~napari_mzsr.api.super_resolve`."""
+    (``ensemble``, ``back_projection``) go to :func:`~napari_mzsr.pipeline.run.super_resolve`."""
 
     def run(lr: np.ndarray, setting: Setting, ctx: RunContext) -> tuple[np.ndarray, dict]:
         model = ctx.models.get(setting.model)
@@ -102,11 +102,11 @@ def mzsr_method(steps: int, estimate: bool = False, **refinements: Any) -> Metho
             raise MethodUnavailable(f"no theta_M {setting.model!r}")
         sr = super_resolve(
             lr,
-            setting.scale,
-            ESTIMATE if estimate else setting.kernel,
-            steps,
-            model,
-            ctx.device,
+            scale=setting.scale,
+            kernel=ESTIMATE if estimate else setting.kernel,
+            steps=steps,
+            model=model,
+            device=ctx.device,
             seed=ctx.seed,
             precision=ctx.precision,
             output_dtype=np.uint8,

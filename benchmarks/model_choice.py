@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from napari_mzsr.model_file import MZSRModel, load_model
+from napari_mzsr.io.model_file import MZSRModel, load_model
 
 
 def add_models_option(parser: argparse.ArgumentParser) -> None:

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_mzsr.devices import resolve_device
-from napari_mzsr.metrics import psnr, ssim
+from napari_mzsr.core.devices import resolve_device
+from napari_mzsr.core.metrics import psnr, ssim
 
 from .lr_inputs import (
     SETTINGS,

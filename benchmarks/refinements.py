@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mzsr.api import AdaptedModel, iter_adapt
-from napari_mzsr.devices import resolve_device
-from napari_mzsr.meta_test import infer
-from napari_mzsr.metrics import psnr
-from napari_mzsr.model_file import MZSRModel
-from napari_mzsr.refinement import TRANSFORMS, dihedral, self_ensemble
+from napari_mzsr.core.adaptation import infer
+from napari_mzsr.core.devices import resolve_device
+from napari_mzsr.core.metrics import psnr
+from napari_mzsr.core.refinement import TRANSFORMS, dihedral, self_ensemble
+from napari_mzsr.io.model_file import MZSRModel
+from napari_mzsr.pipeline.run import AdaptedModel, iter_adapt
 
 from .lr_inputs import (
     SETTINGS,
@@ -61,7 +61,16 @@ SHARED_DATA = Path("../shared/data/bench/Set5")
 
 def adapt(lr: np.ndarray, kernel: np.ndarray, setting: Setting, model: MZSRModel, steps: int,
           device: torch.device, seed: int) -> AdaptedModel:  # fmt: skip
-    run = iter_adapt(lr, setting.scale, kernel, steps, model, device, seed, precision="float32")
+    run = iter_adapt(
+        lr,
+        scale=setting.scale,
+        kernel=kernel,
+        steps=steps,
+        model=model,
+        device=device,
+        seed=seed,
+        precision="float32",
+    )
     try:
         while True:
             next(run)
@@ -122,9 +131,9 @@ def variants(
         return _uint8(sr, grey)
 
     out: dict[str, Callable[[], np.ndarray]] = {
-        "plain": lambda: adapted.apply(lr, np.uint8),
-        "SE mean": lambda: adapted.apply(lr, np.uint8, ensemble="mean"),
-        "SE median": lambda: adapted.apply(lr, np.uint8, ensemble="median"),
+        "plain": lambda: adapted.apply(lr, output_dtype=np.uint8),
+        "SE mean": lambda: adapted.apply(lr, output_dtype=np.uint8, ensemble="mean"),
+        "SE median": lambda: adapted.apply(lr, output_dtype=np.uint8, ensemble="median"),
         "SE all 8": all_eight,
     }
     if per_transform is not None:
@@ -140,11 +149,11 @@ def variants(
 
         out["SE all 8, adapted each"] = adapted_each
     for k in bp_iters:
-        out[f"BP {k}"] = lambda k=k: adapted.apply(lr, np.uint8, back_projection=k)
+        out[f"BP {k}"] = lambda k=k: adapted.apply(lr, output_dtype=np.uint8, back_projection=k)
     if bp_iters:
         k = max(bp_iters)
         out[f"SE mean + BP {k}"] = lambda: adapted.apply(
-            lr, np.uint8, ensemble="mean", back_projection=k
+            lr, output_dtype=np.uint8, ensemble="mean", back_projection=k
         )
     return {name: run for name, run in out.items() if name not in skip}
 

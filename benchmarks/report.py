@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from napari_mzsr.atomic import atomic_path
+from napari_mzsr.io.atomic import atomic_path
 
 
 def json_safe(value: Any) -> Any:

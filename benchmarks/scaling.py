@@ -31,12 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mzsr.api import AUTO_PATCH, AUTO_PATCHES, AUTO_WHOLE_IMAGE_PIXELS, super_resolve
-from napari_mzsr.devices import resolve_device
-from napari_mzsr.kernels import preset_kernel
-from napari_mzsr.model_file import ModelInfo, save_model
-from napari_mzsr.network import MZSRNet
-from napari_mzsr.resize import imresize
+from napari_mzsr.core.devices import resolve_device
+from napari_mzsr.core.kernels import preset_kernel
+from napari_mzsr.core.network import MZSRNet
+from napari_mzsr.core.resize import imresize
+from napari_mzsr.io.model_file import ModelInfo, save_model
+from napari_mzsr.pipeline.options import AUTO_PATCH, AUTO_PATCHES, AUTO_WHOLE_IMAGE_PIXELS
+from napari_mzsr.pipeline.run import super_resolve
 
 from .machine import add_threads_option, apply_threads, machine_description, synchronize
 from .report import command_line, fmt, markdown_table, write_results
@@ -62,7 +63,9 @@ def _rss_mib() -> float:
 def _mzsr(image, steps, model, device, precision) -> float:
     synchronize(device)
     start = time.perf_counter()
-    super_resolve(image, 2, KERNEL, steps, model, device, precision=precision)
+    super_resolve(
+        image, scale=2, kernel=KERNEL, steps=steps, model=model, device=device, precision=precision
+    )
     synchronize(device)
     return time.perf_counter() - start
 

@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_mzsr.devices import resolve_device
-from napari_mzsr.meta_test import adapt, infer
-from napari_mzsr.metrics import psnr
-from napari_mzsr.model_file import MZSRModel, load_model, lr_schedule_from, schedule_lr
+from napari_mzsr.core.adaptation import adapt, infer
+from napari_mzsr.core.devices import resolve_device
+from napari_mzsr.core.metrics import psnr
+from napari_mzsr.core.schedules import learning_rate_schedule, rate_at
+from napari_mzsr.core.tensors import from_batch, to_batch
+from napari_mzsr.io.model_file import MZSRModel, load_model
 
 from .lr_inputs import (
     SETTINGS,
@@ -36,18 +38,8 @@ from .machine import add_threads_option, apply_threads, machine_description
 from .report import command_line, fmt, markdown_table, write_results
 
 
-def _to_batch(image: np.ndarray, channels: int, device: torch.device) -> torch.Tensor:
-    t = torch.from_numpy(image.astype(np.float32) / 255.0)
-    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
-    if t.shape[1] != channels:
-        # Grey images go through an RGB model as three equal channels, as in the API.
-        t = t.expand(1, channels, *t.shape[-2:])
-    return t.contiguous().to(device)
-
-
 def _to_uint8(out: torch.Tensor, grey: bool) -> np.ndarray:
-    arr = out[0].mean(dim=0) if grey else out[0].permute(1, 2, 0)
-    return np.rint(arr.cpu().numpy() * 255.0).astype(np.uint8)
+    return np.rint(from_batch(out, rgb=not grey) * 255.0).astype(np.uint8)
 
 
 def adaptation_outputs(
@@ -64,18 +56,18 @@ def adaptation_outputs(
     """
     schedule = model.info.lr_schedule if lr_schedule is None else lr_schedule
     net = model.network(device)
-    x = _to_batch(lr, model.info.channels, device)
+    x = to_batch(lr / 255.0, model.info.channels).to(device)
     kernel = torch.from_numpy(setting.kernel).float().to(device)
     grey = lr.ndim == 2
     yield _to_uint8(infer(net, x, setting.scale), grey)
     for _ in adapt(
         net,
-        x,
+        lambda step: x,
         kernel,
         setting.scale,
-        steps,
-        lambda step: schedule_lr(schedule, step),
-        model.info.degradation,
+        steps=steps,
+        learning_rate=lambda step: rate_at(schedule, step),
+        degradation=model.info.degradation,
     ):
         yield _to_uint8(infer(net, x, setting.scale), grey)
 
@@ -142,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     setting = SETTINGS[args.setting]
     set_name = args.set_name or args.data.resolve().name
     hr_images = load_hr_images(args.data, args.limit)
-    schedule = None if args.lr is None else lr_schedule_from(args.lr)
+    schedule = None if args.lr is None else learning_rate_schedule(args.lr)
     weights = {"theta_M (meta-transfer)": load_model(args.model or setting.model)}
     if args.pretrained:
         weights["pretrained only"] = load_model(args.pretrained)

@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_mzsr.degradation import degrade_tensor
-from napari_mzsr.meta_test import make_son
-from napari_mzsr.network import MZSRNet
-from napari_mzsr.resize import imresize_tensor
+from napari_mzsr.core.adaptation import make_son
+from napari_mzsr.core.degradation import degrade_tensor
+from napari_mzsr.core.network import MZSRNet
+from napari_mzsr.core.resize import imresize_tensor
 
 from .machine import synchronize
 

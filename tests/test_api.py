@@ -12,6 +12,7 @@ from napari_mzsr import (
     psnr,
     super_resolve,
 )
+from napari_mzsr.core.schedules import rate_at
 
 
 def test_one_step_matches_algorithm_2_written_out(tiny_model, rgb_image):
@@ -31,11 +32,18 @@ def test_one_step_matches_algorithm_2_written_out(tiny_model, rgb_image):
     grads = torch.autograd.grad(loss, list(net.parameters()))
     with torch.no_grad():
         for p, g in zip(net.parameters(), grads, strict=True):
-            p -= model.info.lr_at(0) * g
+            p -= rate_at(model.info.lr_schedule, 0) * g
         expected = net(chw(imresize(lr, 2))).clamp(0, 1)[0].permute(1, 2, 0).numpy()
 
     out = super_resolve(
-        rgb_image, 2, kernel, 1, tiny_model, "cpu", precision="float32", output_dtype="float64"
+        rgb_image,
+        scale=2,
+        kernel=kernel,
+        steps=1,
+        model=tiny_model,
+        device="cpu",
+        precision="float32",
+        output_dtype="float64",
     )
     np.testing.assert_allclose(out, expected * 255, atol=2e-3)
 
@@ -43,7 +51,13 @@ def test_one_step_matches_algorithm_2_written_out(tiny_model, rgb_image):
 def test_self_supervised_loss_decreases(tiny_model, rgb_image):
     losses = []
     super_resolve(
-        rgb_image, 2, 1.0, 8, tiny_model, "cpu", progress=lambda s, loss: losses.append((s, loss))
+        rgb_image,
+        scale=2,
+        kernel=1.0,
+        steps=8,
+        model=tiny_model,
+        device="cpu",
+        progress=lambda s, loss: losses.append((s, loss)),
     )
     assert [s for s, _ in losses] == list(range(1, 9))
     assert losses[-1][1] < losses[0][1]
@@ -54,11 +68,11 @@ def test_cancel_stops_within_one_step(tiny_model, rgb_image):
     with pytest.raises(Cancelled, match="after 2 of 10"):
         super_resolve(
             rgb_image,
-            2,
-            1.0,
-            10,
-            tiny_model,
-            "cpu",
+            scale=2,
+            kernel=1.0,
+            steps=10,
+            model=tiny_model,
+            device="cpu",
             progress=lambda s, loss: seen.append(s),
             cancel=lambda: len(seen) >= 2,
         )
@@ -66,7 +80,7 @@ def test_cancel_stops_within_one_step(tiny_model, rgb_image):
 
 
 def test_generator_close_runs_nothing_more(tiny_model, rgb_image):
-    run = iter_adapt(rgb_image, 2, 1.0, 10, tiny_model, "cpu")
+    run = iter_adapt(rgb_image, scale=2, kernel=1.0, steps=10, model=tiny_model, device="cpu")
     first = next(run)
     assert first.step == 0 and first.steps == 10 and first.loss > 0
     run.close()
@@ -77,8 +91,12 @@ def test_generator_close_runs_nothing_more(tiny_model, rgb_image):
 def test_input_untouched_and_reproducible(tiny_model, rgb_image):
     before = rgb_image.copy()
     rgb_image.setflags(write=False)  # any in-place write would raise
-    a = super_resolve(rgb_image, 2, 1.0, 3, tiny_model, "cpu", seed=3)
-    b = super_resolve(rgb_image, 2, 1.0, 3, tiny_model, "cpu", seed=3)
+    a = super_resolve(
+        rgb_image, scale=2, kernel=1.0, steps=3, model=tiny_model, device="cpu", seed=3
+    )
+    b = super_resolve(
+        rgb_image, scale=2, kernel=1.0, steps=3, model=tiny_model, device="cpu", seed=3
+    )
     np.testing.assert_array_equal(rgb_image, before)
     np.testing.assert_array_equal(a, b)
 
@@ -107,27 +125,37 @@ def test_shapes_and_dtypes(tiny_model, tiny_gray_model, shape, dtype):
     else:
         img = np.clip(base, 0, 1).astype(dtype)
     for model in (tiny_model, tiny_gray_model):
-        out = super_resolve(img, 2, 1.0, 1, model, "cpu")
+        out = super_resolve(img, scale=2, kernel=1.0, steps=1, model=model, device="cpu")
         assert out.shape == (80, 88, *shape[2:])
         assert out.dtype == dtype
     if len(shape) == 3 and shape[2] == 4:
         # Alpha is resized bicubically, not passed through the network.
         expected = np.rint(np.clip(imresize(img[..., 3] / 255.0, 2), 0, 1) * 255)
         np.testing.assert_allclose(out[..., 3], expected, atol=1)
-    as_float = super_resolve(img, 2, 1.0, 1, tiny_model, "cpu", output_dtype="float32")
+    as_float = super_resolve(
+        img, scale=2, kernel=1.0, steps=1, model=tiny_model, device="cpu", output_dtype="float32"
+    )
     assert as_float.dtype == np.float32
 
 
 def test_percentile_normalisation_for_dim_uint16(tiny_gray_model):
     rng = np.random.default_rng(0)
     img = (100 + np.clip(imresize(rng.random((12, 12)), 4), 0, 1) * 900).astype(np.uint16)
-    out = super_resolve(img, 2, 1.0, 2, tiny_gray_model, "cpu", normalization="percentile")
+    out = super_resolve(
+        img,
+        scale=2,
+        kernel=1.0,
+        steps=2,
+        model=tiny_gray_model,
+        device="cpu",
+        normalization="percentile",
+    )
     assert out.dtype == np.uint16
     assert 50 < out.mean() < 1100 and out.max() < 2000
 
 
 def test_adapted_model_applies_to_other_slices(tiny_model, rgb_image):
-    run = iter_adapt(rgb_image, 2, 1.0, 2, tiny_model, "cpu")
+    run = iter_adapt(rgb_image, scale=2, kernel=1.0, steps=2, model=tiny_model, device="cpu")
     reports = []
     try:
         while True:
@@ -136,7 +164,9 @@ def test_adapted_model_applies_to_other_slices(tiny_model, rgb_image):
         adapted = done.value
     assert len(reports) == 2
     same = adapted.apply(rgb_image)
-    np.testing.assert_array_equal(same, super_resolve(rgb_image, 2, 1.0, 2, tiny_model, "cpu"))
+    np.testing.assert_array_equal(
+        same, super_resolve(rgb_image, scale=2, kernel=1.0, steps=2, model=tiny_model, device="cpu")
+    )
     assert adapted.apply(rgb_image[::-1]).shape == same.shape
 
 
@@ -150,7 +180,7 @@ def test_adapted_model_applies_to_other_slices(tiny_model, rgb_image):
         (np.zeros((40, 40), bool), {}, ValueError, "boolean"),
         (np.zeros((40, 40), complex), {}, ValueError, "complex"),
         (np.zeros((2, 40, 40, 3)), {}, ValueError, "expected a 2D"),
-        (np.full((40, 40), 3.0), {}, ValueError, "outside"),
+        (np.full((40, 40), 3.0), {"normalization": "dtype"}, ValueError, "outside"),
         (np.zeros((40, 40), np.uint8), {"steps": -1}, ValueError, "steps"),
         (np.zeros((40, 40), np.uint8), {"scale": 3}, ValueError, "supports scale 2"),
         (np.zeros((40, 40), np.uint8), {"kernel": np.ones((4, 4))}, ValueError, "odd"),

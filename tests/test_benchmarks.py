@@ -26,7 +26,7 @@ from benchmarks.methods import METHODS, RunContext
 from benchmarks.report import json_safe, write_results
 from benchmarks.zssr import LearningRatePolicy, ZSSRConfig, zssr_super_resolve
 from napari_mzsr import degrade, super_resolve
-from napari_mzsr.model_file import load_model
+from napari_mzsr.io.model_file import load_model
 
 MODELS = {
     "direct-x2": (2.0, "direct"),
@@ -201,7 +201,15 @@ def test_steps_curve_matches_api_and_writes_plot(tmp_path, hr_dir, model_dir):
     outputs = list(steps_curve.adaptation_outputs(lr, setting, model, 3, torch.device("cpu")))
     assert len(outputs) == 4
     for steps in (0, 3):
-        direct = super_resolve(lr, 2, setting.kernel, steps, model, "cpu", precision="float32")
+        direct = super_resolve(
+            lr,
+            scale=2,
+            kernel=setting.kernel,
+            steps=steps,
+            model=model,
+            device="cpu",
+            precision="float32",
+        )
         assert np.abs(outputs[steps].astype(int) - direct).max() <= 1
 
     argv = ["--data", str(hr_dir), "--limit", "1", "--steps", "2", "--device", "cpu"]

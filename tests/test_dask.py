@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from tiny_models import save_tiny_model
 
-from napari_mzsr import dask_arrays, gaussian_kernel, imresize, super_resolve
+from napari_mzsr import gaussian_kernel, imresize, super_resolve
+from napari_mzsr.pipeline import lazy as dask_arrays
 
 da = pytest.importorskip("dask.array")
 

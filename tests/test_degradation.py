@@ -6,7 +6,7 @@ from scipy import ndimage
 from scipy.io import loadmat
 
 from napari_mzsr import degrade, gaussian_kernel, imresize
-from napari_mzsr.degradation import blur_tensor, degrade_tensor, subsample_indices
+from napari_mzsr.core.degradation import blur_tensor, degrade_tensor, subsample_indices
 
 
 def test_conformance_with_official_lr_inputs(data_dir, set5):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_mzsr import degrade, gaussian_kernel
-from napari_mzsr.kernel_estimation import MIN_IMAGE_SIDE, KernelEstimate, estimate_kernel
-from napari_mzsr.kernels import as_kernel, kernel_covariance
+from napari_mzsr.core.kernel_estimation import MIN_IMAGE_SIDE, KernelEstimate, estimate_kernel
+from napari_mzsr.core.kernels import as_kernel, kernel_covariance
 
 
 def _power_law_image(size: int = 512, slope: float = 2.0, seed: int = 0) -> np.ndarray:

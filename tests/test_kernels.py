@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from napari_mzsr.kernels import (
+from napari_mzsr.core.kernels import (
     PRESETS,
     as_kernel,
     center_kernel,

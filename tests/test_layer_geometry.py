@@ -1,9 +1,9 @@
-"""Placement and naming of result layers (napari_mzsr.layer_geometry). No GUI."""
+"""Placement and naming of result layers (napari_mzsr.plugin.geometry). No GUI."""
 
 import numpy as np
 import pytest
 
-from napari_mzsr.layer_geometry import output_name, output_scale_translate
+from napari_mzsr.plugin.geometry import output_name, output_scale_translate
 
 
 def _centres(scale, translate, n):

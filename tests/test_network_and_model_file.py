@@ -1,11 +1,13 @@
+import json
 import pickle
 
 import pytest
 import torch
 
 from napari_mzsr import ModelFileError, ModelInfo, load_model, save_model
-from napari_mzsr.model_file import shipped_models
-from napari_mzsr.network import MZSRNet
+from napari_mzsr.core.network import MZSRNet
+from napari_mzsr.core.schedules import rate_at
+from napari_mzsr.io.model_file import VERSION, shipped_models
 
 
 def test_parameter_count_matches_paper():
@@ -39,8 +41,8 @@ def test_roundtrip_keeps_weights_and_metadata(tmp_path):
     path = save_model(tmp_path / "m.pt", net, info)
     model = load_model(path)
     assert model.info == info
-    assert model.info.lr_at(0) == 2e-2 and model.info.lr_at(3) == 1e-2
-    assert model.info.lr_at(9) == 5e-3
+    assert rate_at(model.info.lr_schedule, 0) == 2e-2 and rate_at(model.info.lr_schedule, 3) == 1e-2
+    assert rate_at(model.info.lr_schedule, 9) == 5e-3
     for key, value in net.state_dict().items():
         torch.testing.assert_close(model.state_dict[key], value)
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
@@ -99,8 +101,9 @@ def test_mismatched_files_are_refused(tmp_path):
     info = _info()
     payload = {
         "format": "napari-mzsr-theta",
-        "version": 1,
-        "metadata": __import__("json").dumps(info.__dict__),
+        "version": VERSION,
+        # Shapes are checked before the checksum, so any checksum will do here.
+        "metadata": json.dumps({**info.__dict__, "checksum": "0" * 64}),
         "state_dict": MZSRNet(1, features=8).state_dict(),
     }
     torch.save(payload, path)
@@ -119,7 +122,7 @@ def test_mismatched_files_are_refused(tmp_path):
         load_model(path)
     bad = MZSRNet(3, features=8).state_dict()
     bad["body.0.bias"][0] = float("nan")
-    payload.update(version=1, state_dict=bad)
+    payload.update(version=VERSION, state_dict=bad)
     torch.save(payload, path)
     with pytest.raises(ModelFileError, match="NaN"):
         load_model(path)
@@ -144,3 +147,16 @@ def test_shipped_models_are_loadable():
     for name in shipped_models():
         model = load_model(name)
         assert model.info.name == name
+
+
+def test_initial_weights_are_scaled_by_fan_in():
+    """Variance scaling by fan-in (the original's init): std sqrt(1 / fan_in) per layer,
+    which for the first layer (fan-in 27, fan-out 576) is far from fan-out scaling."""
+    net = MZSRNet(3, generator=torch.Generator().manual_seed(0))
+    convs = [m for m in net.body if isinstance(m, torch.nn.Conv2d)]
+    for conv in convs:
+        fan_in = conv.in_channels * 9
+        std = float(conv.weight.std())
+        assert std == pytest.approx((1 / fan_in) ** 0.5, rel=0.15), conv
+        assert float(conv.weight.abs().max()) <= 2 * (1 / fan_in) ** 0.5 / 0.8796 + 1e-6
+        assert torch.all(conv.bias == 0)

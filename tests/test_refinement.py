@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from napari_mzsr import degrade, gaussian_kernel, imresize, super_resolve
-from napari_mzsr.api import _drive, iter_adapt
-from napari_mzsr.cli import build_parser, main, parse_kernel
-from napari_mzsr.degradation import degrade_tensor
-from napari_mzsr.kernel_estimation import KernelEstimate
-from napari_mzsr.refinement import (
+from napari_mzsr.cli.arguments import parse_kernel
+from napari_mzsr.cli.main import build_parser, main
+from napari_mzsr.core.degradation import degrade_tensor
+from napari_mzsr.core.kernel_estimation import KernelEstimate
+from napari_mzsr.core.refinement import (
     TRANSFORMS,
     back_project,
     dihedral,
@@ -19,8 +19,9 @@ from napari_mzsr.refinement import (
     self_ensemble,
     undo_dihedral,
 )
-from napari_mzsr.resize import imresize_tensor
-from napari_mzsr.stacks import iter_super_resolve_stack
+from napari_mzsr.core.resize import imresize_tensor
+from napari_mzsr.pipeline.run import drive, iter_adapt
+from napari_mzsr.pipeline.stacks import iter_super_resolve_stack
 
 
 def _texture(shape=(40, 40, 3), seed=0) -> np.ndarray:
@@ -132,7 +133,9 @@ def test_back_projection_runs_on_the_whole_image_across_tiles(tiny_model):
 
 def test_api_refuses_bad_options(tiny_model):
     image = _texture()
-    adapted = _drive(iter_adapt(image, 2, 2.0, 1, tiny_model, "cpu"), None, None)
+    adapted = drive(
+        iter_adapt(image, scale=2, kernel=2.0, steps=1, model=tiny_model, device="cpu"), None, None
+    )
     with pytest.raises(ValueError, match="ensemble"):
         adapted.apply(image, ensemble="max")
     with pytest.raises(ValueError, match="back_projection"):
@@ -144,17 +147,24 @@ def test_api_refuses_bad_options(tiny_model):
 def test_estimate_through_the_api(tiny_model):
     hr = _texture((96, 96, 3), seed=2).astype(np.float64) / 255
     lr = np.rint(np.clip(degrade(hr, gaussian_kernel(2.0), 2), 0, 1) * 255).astype(np.uint8)
-    adapted = _drive(iter_adapt(lr, 2, "estimate", 1, tiny_model, "cpu"), None, None)
+    adapted = drive(
+        iter_adapt(lr, scale=2, kernel="estimate", steps=1, model=tiny_model, device="cpu"),
+        None,
+        None,
+    )
     assert isinstance(adapted.kernel_estimate, KernelEstimate)
     np.testing.assert_array_equal(adapted.kernel, adapted.kernel_estimate.kernel)
-    out = super_resolve(lr, 2, "estimate", 1, tiny_model, "cpu")
-    same = super_resolve(lr, 2, adapted.kernel, 1, tiny_model, "cpu")
+    out = super_resolve(lr, scale=2, kernel="estimate", steps=1, model=tiny_model, device="cpu")
+    same = super_resolve(
+        lr, scale=2, kernel=adapted.kernel, steps=1, model=tiny_model, device="cpu"
+    )
     np.testing.assert_array_equal(out, same)
 
 
 def test_estimate_through_the_stack_runner(tiny_gray_model):
     stack = np.stack([_texture((40, 40), seed=s) for s in range(2)])
-    run = iter_super_resolve_stack(stack, 2, "estimate", 1, tiny_gray_model, "cpu",
+    run = iter_super_resolve_stack(stack, scale=2, kernel="estimate", steps=1,
+                                   model=tiny_gray_model, device="cpu",
                                    mode="per_slice", ensemble="mean")  # fmt: skip
     result = _drive_stack(run)
     assert result.shape == (2, 80, 80)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from napari_mzsr import imresize, psnr
-from napari_mzsr.resize import imresize_tensor, parse_scale
+from napari_mzsr.core.resize import imresize_tensor, parse_scale
 
 
 def test_identity_at_scale_one():
@@ -96,7 +96,7 @@ def test_bicubic_column_of_the_paper(set5, preset, paper_db):
     paper's "Bicubic" PSNR on Set5 (REFERENCE section 4): checks resize, degradation and
     the metric protocol together."""
     from napari_mzsr import degrade
-    from napari_mzsr.kernels import PRESETS
+    from napari_mzsr.core.kernels import PRESETS
 
     values = []
     for hr8 in set5.values():

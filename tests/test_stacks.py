@@ -1,9 +1,9 @@
-"""N-D stack handling (napari_mzsr.stacks): shapes, modes, progress, cancel. No GUI."""
+"""N-D stack handling (napari_mzsr.pipeline.stacks): shapes, modes, progress, cancel. No GUI."""
 
 import numpy as np
 import pytest
 
-from napari_mzsr.stacks import (
+from napari_mzsr.pipeline.stacks import (
     StackProgress,
     default_index,
     iter_super_resolve_stack,
@@ -30,9 +30,13 @@ def _drain(run):
 
 
 def _single(image, tiny_model, steps=2, rgb=None):
-    from napari_mzsr.api import iter_super_resolve
+    from napari_mzsr.pipeline.run import iter_super_resolve
 
-    _, result = _drain(iter_super_resolve(image, 2, 2.0, steps, tiny_model, rgb=rgb, **RUN))
+    _, result = _drain(
+        iter_super_resolve(
+            image, scale=2, kernel=2.0, steps=steps, model=tiny_model, rgb=rgb, **RUN
+        )
+    )
     return result
 
 
@@ -54,7 +58,9 @@ def test_default_index_is_the_middle_slice():
 
 def test_single_image_matches_the_api(tiny_model):
     image = _images(1)[0]
-    reports, result = _drain(iter_super_resolve_stack(image, 2, 2.0, 2, tiny_model, **RUN))
+    reports, result = _drain(
+        iter_super_resolve_stack(image, scale=2, kernel=2.0, steps=2, model=tiny_model, **RUN)
+    )
     np.testing.assert_array_equal(result, _single(image, tiny_model))
     assert [r.phase for r in reports] == ["adapt", "adapt", "apply"]
     assert [r.done for r in reports] == [1, 2, 3]
@@ -63,7 +69,9 @@ def test_single_image_matches_the_api(tiny_model):
 
 def test_once_adapts_on_the_chosen_slice_and_applies_to_all(tiny_model):
     stack = _images(3)
-    run = iter_super_resolve_stack(stack, 2, 2.0, 2, tiny_model, mode="once", index=(1,), **RUN)
+    run = iter_super_resolve_stack(
+        stack, scale=2, kernel=2.0, steps=2, model=tiny_model, mode="once", index=(1,), **RUN
+    )
     reports, result = _drain(run)
     assert result.shape == (3, 2 * SIZE, 2 * SIZE)
     assert result.dtype == np.uint8
@@ -78,7 +86,9 @@ def test_once_adapts_on_the_chosen_slice_and_applies_to_all(tiny_model):
 
 def test_per_slice_adapts_on_every_slice(tiny_model):
     stack = _images(2)
-    run = iter_super_resolve_stack(stack, 2, 2.0, 2, tiny_model, mode="per_slice", **RUN)
+    run = iter_super_resolve_stack(
+        stack, scale=2, kernel=2.0, steps=2, model=tiny_model, mode="per_slice", **RUN
+    )
     reports, result = _drain(run)
     for i in range(2):
         np.testing.assert_array_equal(result[i], _single(stack[i], tiny_model))
@@ -89,13 +99,19 @@ def test_per_slice_adapts_on_every_slice(tiny_model):
 
 def test_every_slice_axis_is_kept(tiny_model):
     data = _images(6).reshape(2, 3, SIZE, SIZE)  # e.g. (T, C, Y, X)
-    _, result = _drain(iter_super_resolve_stack(data, 2, 2.0, 1, tiny_model, **RUN))
+    _, result = _drain(
+        iter_super_resolve_stack(data, scale=2, kernel=2.0, steps=1, model=tiny_model, **RUN)
+    )
     assert result.shape == (2, 3, 2 * SIZE, 2 * SIZE)
 
 
 def test_rgb_stack_stays_rgb(tiny_model):
     data = _images(2, rgb=True)
-    _, result = _drain(iter_super_resolve_stack(data, 2, 2.0, 1, tiny_model, rgb=True, **RUN))
+    _, result = _drain(
+        iter_super_resolve_stack(
+            data, scale=2, kernel=2.0, steps=1, model=tiny_model, rgb=True, **RUN
+        )
+    )
     assert result.shape == (2, 2 * SIZE, 2 * SIZE, 3)
     assert result.dtype == np.uint8
 
@@ -103,7 +119,7 @@ def test_rgb_stack_stays_rgb(tiny_model):
 def test_current_only_processes_one_slice(tiny_model):
     data = _images(4).reshape(2, 2, SIZE, SIZE)
     run = iter_super_resolve_stack(
-        data, 2, 2.0, 2, tiny_model, index=(1, 0), current_only=True, **RUN
+        data, scale=2, kernel=2.0, steps=2, model=tiny_model, index=(1, 0), current_only=True, **RUN
     )
     reports, result = _drain(run)
     assert result.shape == (1, 1, 2 * SIZE, 2 * SIZE)
@@ -113,29 +129,43 @@ def test_current_only_processes_one_slice(tiny_model):
 
 def test_float_output(tiny_model):
     _, result = _drain(
-        iter_super_resolve_stack(_images(2), 2, 2.0, 1, tiny_model, output_dtype="float32", **RUN)
+        iter_super_resolve_stack(
+            _images(2),
+            scale=2,
+            kernel=2.0,
+            steps=1,
+            model=tiny_model,
+            output_dtype="float32",
+            **RUN,
+        )
     )
     assert result.dtype == np.float32
     assert 0 <= result.min() and result.max() <= 255  # the input's units
 
 
 def test_one_intensity_map_for_the_whole_stack(tiny_model):
-    from napari_mzsr.intensity import intensity_map
+    from napari_mzsr.core.intensity import intensity_map
 
     stack = _images(2).astype(np.uint16) * 4
     stack[1] //= 2  # a dimmer slice
     imap = intensity_map(stack, "minmax")
     _, fitted = _drain(
-        iter_super_resolve_stack(stack, 2, 2.0, 1, tiny_model, normalization="minmax", **RUN)
+        iter_super_resolve_stack(
+            stack, scale=2, kernel=2.0, steps=1, model=tiny_model, normalization="minmax", **RUN
+        )
     )
     _, given = _drain(
-        iter_super_resolve_stack(stack, 2, 2.0, 1, tiny_model, normalization=imap, **RUN)
+        iter_super_resolve_stack(
+            stack, scale=2, kernel=2.0, steps=1, model=tiny_model, normalization=imap, **RUN
+        )
     )
     np.testing.assert_array_equal(fitted, given)
 
 
 def test_closing_cancels_between_steps(tiny_model):
-    run = iter_super_resolve_stack(_images(3), 2, 2.0, 50, tiny_model, mode="per_slice", **RUN)
+    run = iter_super_resolve_stack(
+        _images(3), scale=2, kernel=2.0, steps=50, model=tiny_model, mode="per_slice", **RUN
+    )
     first = next(run)
     assert isinstance(first, StackProgress) and first.done == 1
     run.close()

@@ -1,4 +1,4 @@
-"""Tiled inference (napari_mzsr.tiling): exact seams, the margin it needs, out-of-memory
+"""Tiled inference (napari_mzsr.core.tiling): exact seams, the margin it needs, out-of-memory
 retries, and its use by the public API."""
 
 from __future__ import annotations
@@ -8,13 +8,12 @@ import pytest
 import torch
 
 from napari_mzsr import imresize, super_resolve
-from napari_mzsr.meta_test import infer
-from napari_mzsr.network import MZSRNet
-from napari_mzsr.tiling import (
+from napari_mzsr.core.adaptation import infer
+from napari_mzsr.core.network import MZSRNet
+from napari_mzsr.core.tiling import (
     auto_tile,
     for_each_tile,
     grid_step,
-    infer_tiled,
     plan_tiles,
     region_output_shape,
     tile_margin,
@@ -48,7 +47,7 @@ def _tiles_with_margin(net, x, scale, margin, tile):
 @pytest.mark.parametrize("tile", [16, 30])
 def test_tiled_equals_untiled(net, lr_tensor, scale, tile):
     whole = infer(net, lr_tensor, scale)
-    tiled = infer_tiled(net, lr_tensor, scale, tile=tile)
+    tiled = _tiles_with_margin(net, lr_tensor, scale, tile_margin(scale), tile)
     assert len(plan_tiles((53, 67), scale, tile, tile_margin(scale))) > 4
     assert tiled.shape == whole.shape
     torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
@@ -121,7 +120,7 @@ def test_out_of_memory_halves_the_tile(net, lr_tensor, monkeypatch):
 def test_out_of_memory_on_the_smallest_tile_is_raised(net, lr_tensor, monkeypatch):
     _oom_above(monkeypatch, 1, [])
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        infer_tiled(net, lr_tensor, 2, tile=64)
+        _tiles_with_margin(net, lr_tensor, 2, tile_margin(2), 64)
 
 
 def _smooth_gray(shape, seed=0) -> np.ndarray:
@@ -142,7 +141,7 @@ def test_api_retries_out_of_memory_and_matches(tiny_gray_model, monkeypatch):
 
 def test_api_default_tile_follows_free_memory(tiny_gray_model, monkeypatch):
     """With little memory free, super_resolve splits even a small image."""
-    import napari_mzsr.tiling as tiling
+    import napari_mzsr.core.tiling as tiling
 
     image = _smooth_gray((96, 90))
     kw = dict(scale=2, kernel=1.0, steps=0, model=tiny_gray_model, device="cpu")

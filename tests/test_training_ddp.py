@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import napari_mzsr
-from napari_mzsr.network import MZSRNet
+from napari_mzsr.core.network import MZSRNet
 from training import checkpoint
 from training.recipe import ROOT
 

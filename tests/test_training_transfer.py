@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_mzsr.network import MZSRNet
+from napari_mzsr.core.network import MZSRNet
 from training.transfer import convert_channels
 
 

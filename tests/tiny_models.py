@@ -19,8 +19,8 @@ def save_tiny_model(
     """Save an 8-layer MZSR net of ``features`` filters, seeded with 0, as a theta_M file."""
     import torch
 
-    from napari_mzsr.model_file import ModelInfo, save_model
-    from napari_mzsr.network import MZSRNet
+    from napari_mzsr.core.network import MZSRNet
+    from napari_mzsr.io.model_file import ModelInfo, save_model
 
     net = MZSRNet(channels, features=features, generator=torch.Generator().manual_seed(0))
     schedule = [list(point) for point in lr_schedule]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mzsr.atomic import atomic_path
+from napari_mzsr.io.atomic import atomic_path
 
 
 def rng_state(data_rng: np.random.Generator) -> dict[str, Any]:

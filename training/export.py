@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from napari_mzsr.model_file import ModelInfo, save_model
+from napari_mzsr.io.model_file import ModelInfo, save_model
 
 from . import checkpoint
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
-from napari_mzsr.model_file import load_model
+from napari_mzsr.io.model_file import load_model
 
 from . import distributed, export
 from .session import Session, open_session, restore, run_loop

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from napari_mzsr.model_file import load_model
-from napari_mzsr.network import MZSRNet
+from napari_mzsr.core.network import MZSRNet
+from napari_mzsr.io.model_file import load_model
 
 from . import distributed, export
 from .session import open_session, restore, run_loop

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from napari_mzsr.devices import resolve_device, resolve_precision
+from napari_mzsr.core.devices import resolve_device, resolve_precision
 
 from . import checkpoint, data, distributed, validate
 from .recipe import ROOT, resolve_data

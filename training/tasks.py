@@ -14,9 +14,9 @@ import math
 import numpy as np
 import torch
 
-from napari_mzsr.degradation import degrade_tensor
-from napari_mzsr.kernels import gaussian_kernel
-from napari_mzsr.resize import imresize_tensor
+from napari_mzsr.core.degradation import degrade_tensor
+from napari_mzsr.core.kernels import gaussian_kernel
+from napari_mzsr.core.resize import imresize_tensor
 
 
 def kernel_size(scale: float) -> int:

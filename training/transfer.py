@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from napari_mzsr.model_file import load_model
+from napari_mzsr.io.model_file import load_model
 
 
 def convert_channels(state: dict[str, torch.Tensor], channels: int) -> dict[str, torch.Tensor]:
-    """Adapt a state dict of :class:`~napari_mzsr.network.MZSRNet` to ``channels``.
+    """Adapt a state dict of :class:`~napari_mzsr.core.network.MZSRNet` to ``channels``.
 
     3 -> 1: the first layer sums its colour filters and the last layer averages its
     colour outputs, so that the result on a gray image equals the mean of the

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_mzsr.degradation import degrade_tensor
-from napari_mzsr.kernels import gaussian_kernel
-from napari_mzsr.meta_test import adapt, infer
-from napari_mzsr.metrics import psnr
-from napari_mzsr.model_file import schedule_lr
+from napari_mzsr.core.adaptation import adapt, infer
+from napari_mzsr.core.degradation import degrade_tensor
+from napari_mzsr.core.kernels import gaussian_kernel
+from napari_mzsr.core.metrics import psnr
+from napari_mzsr.core.schedules import rate_at
 
 
 @dataclass
@@ -76,13 +76,13 @@ def evaluate(
         for count in counts:
             for _ in adapt(
                 adapted,
-                lr_image,
+                lambda step, image=lr_image: image,
                 item.kernel.to(device),
                 item.scale,
-                count - done,
-                lambda step, done=done: schedule_lr(schedule, done + step),
-                recipe["degradation"],
-                autocast_dtype,
+                steps=count - done,
+                learning_rate=lambda step, done=done: rate_at(schedule, done + step),
+                degradation=recipe["degradation"],
+                autocast_dtype=autocast_dtype,
             ):
                 pass
             done = count

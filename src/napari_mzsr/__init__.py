@@ -1,7 +1,8 @@
 """napari-mzsr: zero-shot super-resolution (MZSR) for napari and scripts.
 
 The public API is imported lazily so that napari can read the plugin manifest without
-importing torch.
+importing torch. Layout: ``core`` (the numerics), ``pipeline`` (options, images,
+stacks, dask), ``io`` (model and image files), ``plugin`` (napari), ``cli``.
 """
 
 from importlib import import_module
@@ -10,35 +11,48 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _API = {
-    "gaussian_kernel": "kernels",
-    "load_kernel": "kernels",
-    "preset_kernel": "kernels",
-    "PRESETS": "kernels",
-    "estimate_kernel": "kernel_estimation",
-    "KernelEstimate": "kernel_estimation",
-    "imresize": "resize",
-    "degrade": "degradation",
-    "load_model": "model_file",
-    "save_model": "model_file",
-    "ModelInfo": "model_file",
-    "ModelFileError": "model_file",
-    "super_resolve": "api",
-    "iter_super_resolve": "api",
-    "iter_adapt": "api",
-    "AdaptedModel": "api",
-    "super_resolve_dask": "dask_arrays",
-    "Cancelled": "meta_test",
-    "psnr": "metrics",
-    "ssim": "metrics",
+    "gaussian_kernel": "core.kernels",
+    "load_kernel": "core.kernels",
+    "preset_kernel": "core.kernels",
+    "PRESETS": "core.kernels",
+    "estimate_kernel": "core.kernel_estimation",
+    "KernelEstimate": "core.kernel_estimation",
+    "imresize": "core.resize",
+    "degrade": "core.degradation",
+    "psnr": "core.metrics",
+    "ssim": "core.metrics",
+    "Cancelled": "core.adaptation",
+    "StepReport": "core.adaptation",
+    "IntensityMap": "core.intensity",
+    "load_model": "io.model_file",
+    "save_model": "io.model_file",
+    "ModelInfo": "io.model_file",
+    "ModelFileError": "io.model_file",
+    "AdaptOptions": "pipeline.options",
+    "ApplyOptions": "pipeline.options",
+    "AdaptedModel": "pipeline.adapted",
+    "super_resolve": "pipeline.run",
+    "iter_super_resolve": "pipeline.run",
+    "iter_adapt": "pipeline.run",
+    "super_resolve_stack": "pipeline.stacks",
+    "iter_super_resolve_stack": "pipeline.stacks",
+    "StackProgress": "pipeline.stacks",
+    "super_resolve_dask": "pipeline.lazy",
+    "result_placement": "plugin.geometry",
 }
 
 __all__ = [
     "PRESETS",
+    "AdaptOptions",
     "AdaptedModel",
+    "ApplyOptions",
     "Cancelled",
+    "IntensityMap",
     "KernelEstimate",
     "ModelFileError",
     "ModelInfo",
+    "StackProgress",
+    "StepReport",
     "__version__",
     "degrade",
     "estimate_kernel",
@@ -46,26 +60,34 @@ __all__ = [
     "imresize",
     "iter_adapt",
     "iter_super_resolve",
+    "iter_super_resolve_stack",
     "load_kernel",
     "load_model",
     "preset_kernel",
     "psnr",
+    "result_placement",
     "save_model",
     "ssim",
     "super_resolve",
     "super_resolve_dask",
+    "super_resolve_stack",
 ]
 
 if TYPE_CHECKING:
-    from .api import AdaptedModel, iter_adapt, iter_super_resolve, super_resolve
-    from .dask_arrays import super_resolve_dask
-    from .degradation import degrade
-    from .kernel_estimation import KernelEstimate, estimate_kernel
-    from .kernels import PRESETS, gaussian_kernel, load_kernel, preset_kernel
-    from .meta_test import Cancelled
-    from .metrics import psnr, ssim
-    from .model_file import ModelFileError, ModelInfo, load_model, save_model
-    from .resize import imresize
+    from .core.adaptation import Cancelled, StepReport
+    from .core.degradation import degrade
+    from .core.intensity import IntensityMap
+    from .core.kernel_estimation import KernelEstimate, estimate_kernel
+    from .core.kernels import PRESETS, gaussian_kernel, load_kernel, preset_kernel
+    from .core.metrics import psnr, ssim
+    from .core.resize import imresize
+    from .io.model_file import ModelFileError, ModelInfo, load_model, save_model
+    from .pipeline.adapted import AdaptedModel
+    from .pipeline.lazy import super_resolve_dask
+    from .pipeline.options import AdaptOptions, ApplyOptions
+    from .pipeline.run import iter_adapt, iter_super_resolve, super_resolve
+    from .pipeline.stacks import StackProgress, iter_super_resolve_stack, super_resolve_stack
+    from .plugin.geometry import result_placement
 
 
 def __getattr__(name: str):

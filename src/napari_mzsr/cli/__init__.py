@@ -1,0 +1,1 @@
+"""The ``napari-mzsr`` command line."""

@@ -1,0 +1,108 @@
+"""The command line's arguments: parsing them, and turning them into checked options."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+
+def parse_kernel(spec: str) -> object:
+    """Kernel option: ``iso:VAR``, ``aniso:L1,L2,THETA``, a preset name, a file, or
+    ``estimate`` (fitted to the image)."""
+    from ..core.kernels import ESTIMATE, PRESETS
+
+    accepted = (
+        f"is not iso:VAR, aniso:L1,L2,THETA, a preset ({', '.join(PRESETS)}), an existing "
+        f"file or {ESTIMATE}"
+    )
+    if spec == ESTIMATE:
+        return ESTIMATE
+    try:
+        if spec.startswith("iso:"):
+            return float(spec[4:])
+        if spec.startswith("aniso:"):
+            values = [float(v) for v in spec[6:].split(",")]
+            if len(values) == 3:
+                return tuple(values)
+    except ValueError:
+        pass
+    if spec in PRESETS or Path(spec).is_file():
+        return spec
+    raise argparse.ArgumentTypeError(f"kernel {spec!r} {accepted}")
+
+
+def parse_scale(spec: str) -> tuple[float, float]:
+    """Scale option: one factor (``2.5``) or two for Y and X (``2x3`` or ``2,3``)."""
+    parts = re.split(r"[x,]", spec.strip().lower())
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(
+            f"scale {spec!r} is not a factor (2.5) or a pair for Y and X (2x3 or 2,3)"
+        )
+    return (values[0], values[-1])
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``run`` that become :class:`~napari_mzsr.AdaptOptions` and
+    :class:`~napari_mzsr.ApplyOptions`."""
+    parser.add_argument(
+        "--scale", type=parse_scale, default=(2.0, 2.0), help="factor, or SYxSX (default 2)"
+    )
+    parser.add_argument(
+        "--kernel",
+        type=parse_kernel,
+        default="iso:2.0",
+        help="iso:VAR | aniso:L1,L2,THETA | preset | FILE | estimate (a Gaussian fitted "
+        "to the image; default iso:2.0)",
+    )
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--model", help="shipped name or theta_M file (default: by scale/channels)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--normalization",
+        choices=("auto", "dtype", "percentile", "minmax"),
+        default="auto",
+        help="intensity mapping (default auto: uint8 and [0, 1] floats as they are, other "
+        "data by their 0.1/99.9 percentiles)",
+    )
+    parser.add_argument(
+        "--ensemble",
+        choices=("mean", "median"),
+        help="geometric self-ensemble over the flips/rotations that keep the kernel",
+    )
+    parser.add_argument(
+        "--back-projection",
+        type=int,
+        default=0,
+        metavar="N",
+        help="iterations of back-projection with the kernel after inference (default 0)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def options_from_args(args: argparse.Namespace):
+    """Checked :class:`~napari_mzsr.AdaptOptions` and :class:`~napari_mzsr.ApplyOptions`
+    from the parsed arguments (imports torch).
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        A bad value; the message names the option.
+    """
+    from ..pipeline.options import AdaptOptions, ApplyOptions
+
+    adapt = AdaptOptions(
+        scale=args.scale,
+        kernel=args.kernel,
+        steps=args.steps,
+        model=args.model,
+        device=args.device,
+        seed=args.seed,
+        normalization=args.normalization,
+    )
+    apply = ApplyOptions(ensemble=args.ensemble, back_projection=args.back_projection)
+    return adapt, apply
