@@ -9,7 +9,7 @@ degraded along Z with a wider axial Gaussian (sigma ``--sigma-per-factor * f`` l
 pixels on top of the PSF) and direct subsampling ``[0::f]``
 (:func:`napari_mzsr.core.axial.degrade_axial`). Rows: linear and cubic (B-spline)
 interpolation along Z at the output positions (input slice ``i`` at output ``i * f``),
-MZSR axial (:func:`napari_mzsr.axial_run.super_resolve_axial`) with the true and with the
+MZSR axial (:func:`napari_mzsr.pipeline.axial.super_resolve_axial`) with the true and with the
 estimated axial sigma. Metrics (paper protocol: uint8 rounding, shave ``f`` on every
 border): PSNR and SSIM averaged over all XZ and all YZ planes, PSNR and 3-D SSIM of the
 volume, and the PSNR of the output slices by their phase ``j mod f`` (equal phases: no
@@ -32,10 +32,15 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from napari_mzsr.axial_run import DEFAULT_LR, DEFAULT_PATCH, DEFAULT_PATCHES, super_resolve_axial
 from napari_mzsr.core.axial import axial_positions, degrade_axial
 from napari_mzsr.core.axial_estimation import estimate_axial_sigma
-from napari_mzsr.metrics import psnr, ssim
+from napari_mzsr.core.metrics import psnr, ssim
+from napari_mzsr.pipeline.axial import (
+    DEFAULT_LR,
+    DEFAULT_PATCH,
+    DEFAULT_PATCHES,
+    super_resolve_axial,
+)
 
 from .axial_phantom import render_phantom
 from .machine import add_threads_option, apply_threads, machine_description
@@ -158,7 +163,7 @@ def xz_figure(planes: Sequence[np.ndarray], labels: Sequence[str], path: Path) -
         canvas.paste(img, (0, 16))
         ImageDraw.Draw(canvas).text((3, 1), label, fill=255, font=font)
         rows.append(np.asarray(canvas))
-    from napari_mzsr.atomic import atomic_path
+    from napari_mzsr.io.atomic import atomic_path
 
     with atomic_path(path, overwrite=True) as tmp:
         Image.fromarray(np.concatenate(rows, axis=0)).save(tmp, format="PNG")

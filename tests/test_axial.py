@@ -9,15 +9,7 @@ import torch
 from scipy import ndimage
 from tiny_models import save_tiny_model
 
-from napari_mzsr.axial_run import (
-    axial_sigma,
-    iter_adapt_axial,
-    iter_apply_axial,
-    iter_super_resolve_axial,
-    stage_kernels,
-    super_resolve_axial,
-    super_resolve_axial_dask,
-)
+from napari_mzsr.core.adaptation import Cancelled, make_son
 from napari_mzsr.core.axial import (
     axial_kernel,
     axial_output_length,
@@ -33,11 +25,19 @@ from napari_mzsr.core.axial import (
     z_factor_from_scale,
 )
 from napari_mzsr.core.axial_estimation import estimate_axial_sigma
+from napari_mzsr.core.degradation import degrade_tensor
 from napari_mzsr.core.gradual import plan_gradual_steps
-from napari_mzsr.degradation import degrade_tensor
-from napari_mzsr.meta_test import Cancelled, make_son
-from napari_mzsr.network import MZSRNet
-from napari_mzsr.resize import imresize
+from napari_mzsr.core.network import MZSRNet
+from napari_mzsr.core.resize import imresize
+from napari_mzsr.pipeline.axial import (
+    axial_sigma,
+    iter_adapt_axial,
+    iter_apply_axial,
+    iter_super_resolve_axial,
+    stage_kernels,
+    super_resolve_axial,
+    super_resolve_axial_dask,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

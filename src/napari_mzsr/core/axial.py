@@ -14,10 +14,10 @@ of the high-resolution axis, that is in lateral pixels; symmetric borders, trunc
 ``int(4 sigma + 0.5)`` as :func:`scipy.ndimage.gaussian_filter1d`), then
 
 - integer ``z_factor`` (``"direct"``): keep rows ``[0::z_factor]``, as
-  :func:`napari_mzsr.degradation.degrade_tensor` (``"direct"``) with a column kernel
+  :func:`napari_mzsr.core.degradation.degrade_tensor` (``"direct"``) with a column kernel
   (equal up to float rounding: the blur is computed as a 1-D convolution);
 - any other factor (``"bicubic"``): the MATLAB bicubic downscale by ``1 / z_factor``
-  (:func:`napari_mzsr.resize.imresize_tensor`), as ZSSR and ArbSR do.
+  (:func:`napari_mzsr.core.resize.imresize_tensor`), as ZSSR and ArbSR do.
 
 Geometry (:func:`axial_positions`): with ``"direct"`` input slice ``i`` lies at output
 slice ``i * z_factor``, so output slice ``j`` lies at input position ``j / z_factor``;
@@ -33,17 +33,16 @@ restoration, specific to that axis.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from ..kernels import MAX_KERNEL_SIZE
-from ..meta_test import StepReport, adapt_on_patches, infer
-from ..resize import imresize_tensor
-from ..tiling import infer_tiled
+from .adaptation import StepReport, adapt, autocast, infer, prepare, prepare_net
+from .kernels import MAX_KERNEL_SIZE
+from .resize import imresize_tensor
+from .tiling import Tile, for_each_tile, region_output_shape, tile_margin
 
 # Kernel radius in sigmas, as scipy.ndimage.gaussian_filter1d (truncate=4.0).
 TRUNCATE = 4.0
@@ -182,7 +181,7 @@ def degrade_axial_tensor(x: torch.Tensor, sigma: float, z_factor: float) -> torc
 
 def blur_axial_tensor(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Correlate every column of ``x`` (N, C, H, W) with :func:`axial_kernel`, symmetric
-    borders: :func:`napari_mzsr.degradation.blur_tensor` with :func:`column_kernel`,
+    borders: :func:`napari_mzsr.core.degradation.blur_tensor` with :func:`column_kernel`,
     computed as a 1-D convolution (a k x k one costs k times more and, in float64,
     an im2col buffer of k^2 values per pixel)."""
     kernel = axial_kernel(sigma)
@@ -248,7 +247,7 @@ def axial_son(targets: torch.Tensor, sigma: float, z_factor: float) -> torch.Ten
     """The network's training input for ``targets`` (N, C, h, w) in [0, 1]: degraded
     along h (:func:`degrade_axial_tensor`), clipped to [0, 1] and resized back to
     (h, w) with MATLAB's bicubic, exactly as the meta-test's
-    :func:`napari_mzsr.meta_test.make_son` does with a column kernel and the scale pair
+    :func:`napari_mzsr.core.adaptation.make_son` does with a column kernel and the scale pair
     ``(z_factor, 1)``."""
     son = degrade_axial_tensor(targets, sigma, z_factor).clamp(0, 1)
     return imresize_tensor(son, (z_factor, 1.0), output_shape=targets.shape[-2:])
@@ -293,11 +292,6 @@ def patch_plan(
     return np.stack([which, rows, cols, flip], axis=-1).astype(np.int64)
 
 
-def _channels_last(x: torch.Tensor) -> torch.Tensor:
-    # oneDNN's convolutions are faster in channels-last layout on CPU.
-    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
-
-
 def adapt_axial(
     net: torch.nn.Module,
     batches: Iterable[torch.Tensor],
@@ -329,7 +323,8 @@ def adapt_axial(
         ``"adam"`` (as ZSSR; the default: on the phantom of ``benchmarks/axial.py`` it
         gained 3.5 dB over cubic interpolation in 100 steps where plain SGD at the
         model's rate gained nothing); ``"sgd"`` is the MZSR meta-test itself
-        (:func:`napari_mzsr.meta_test.adapt_on_patches`).
+        (:func:`napari_mzsr.core.adaptation.adapt` on patches: a step that raises the
+        son loss is undone).
     lr : float or callable(step) -> float
         Learning rate (Adam's, or SGD's step schedule).
     autocast_dtype : torch.dtype or None
@@ -337,7 +332,7 @@ def adapt_axial(
 
     Yields
     ------
-    napari_mzsr.meta_test.StepReport
+    napari_mzsr.core.adaptation.StepReport
         After each update; stop iterating to cancel.
     """
     if optimizer not in OPTIMIZERS:
@@ -346,40 +341,35 @@ def adapt_axial(
     if optimizer == "sgd":
         kernel = torch.from_numpy(column_kernel(axial_kernel(sigma))).float()
         kernel = kernel.to(next(net.parameters()).device)
-        yield from adapt_on_patches(
+        pending = iter(batches)
+        yield from adapt(
             net,
-            batches,
+            lambda _step: next(pending),
             kernel,
             (z_factor, 1.0),
-            steps,
-            lr_at,
-            axial_method(z_factor),
-            autocast_dtype,
+            steps=steps,
+            learning_rate=lr_at,
+            degradation=axial_method(z_factor),
+            autocast_dtype=autocast_dtype,
+            whole_image=False,
         )
         return
     device = next(net.parameters()).device
-    if device.type == "cpu":
-        net.to(memory_format=torch.channels_last)
+    prepare_net(net)
     params = [p for p in net.parameters() if p.requires_grad]
     adam = torch.optim.Adam(params, lr=lr_at(0))
     net.train()
     for step, targets in zip(range(steps), batches, strict=False):
         for group in adam.param_groups:
             group["lr"] = lr_at(step)
-        son_up = _channels_last(axial_son(targets, sigma, z_factor))
-        with _autocast(device, autocast_dtype):
+        son_up = prepare(axial_son(targets, sigma, z_factor))
+        with autocast(device, autocast_dtype):
             out = net(son_up)
-        loss = (out.float() - _channels_last(targets)).abs().mean()
+        loss = (out.float() - prepare(targets)).abs().mean()
         adam.zero_grad(set_to_none=True)
         loss.backward()
         adam.step()
         yield StepReport(step, steps, lr_at(step), loss.detach())
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 # --- inference --------------------------------------------------------------------------
@@ -406,8 +396,8 @@ def infer_planes(
         Output slices (at most ``ceil(Z * z_factor)``): the first ``length_out`` of
         MATLAB's ``ceil(Z * z_factor)``, whose positions follow ``z_factor``.
     tile : int, optional
-        Tile side in input pixels (:func:`napari_mzsr.tiling.infer_tiled`): the same
-        result up to float rounding; None runs the planes whole.
+        Tile side in input pixels (:mod:`napari_mzsr.core.tiling`): the same result
+        up to float rounding; None runs the planes whole.
 
     Returns
     -------
@@ -416,10 +406,31 @@ def infer_planes(
     if tile is None:
         out = infer(net, planes, (z_factor, 1.0), autocast_dtype)
     else:
-        out = infer_tiled(net, planes, (z_factor, 1.0), autocast_dtype, tile=tile)
+        out = _infer_tiled(net, planes, (z_factor, 1.0), autocast_dtype, tile)
     if length_out > out.shape[-2]:
         raise ValueError(f"length_out {length_out} exceeds the {out.shape[-2]} slices inferred")
     return out[..., :length_out, :]
+
+
+def _infer_tiled(
+    net: torch.nn.Module,
+    image: torch.Tensor,
+    scale: tuple[float, float],
+    autocast_dtype: torch.dtype | None,
+    tile: int,
+) -> torch.Tensor:
+    """:func:`~napari_mzsr.core.adaptation.infer` in tiles of ``tile`` input pixels,
+    each read with the margin its output depends on: the same result up to rounding."""
+    shape = (image.shape[-2], image.shape[-1])
+    margin = tile_margin(scale, net.layers)
+    out = image.new_empty((*image.shape[:-2], *region_output_shape(shape, scale)))
+
+    def process(t: Tile) -> None:
+        sr = infer(net, image[..., t.window[0], t.window[1]], scale, autocast_dtype)
+        out[..., t.target[0], t.target[1]] = sr[..., t.crop[0], t.crop[1]]
+
+    for_each_tile(process, shape, scale, margin, tile)
+    return out
 
 
 def axial_step(

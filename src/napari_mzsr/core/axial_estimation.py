@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from ..image_checks import is_dask
-from ..kernel_estimation import _bicubic_response
 from .axial import FWHM_PER_SIGMA, axial_method, check_z_factor
+from .checks import is_dask
+from .kernel_estimation import _bicubic_response
 
 MIN_SLICES = 8
 MIN_SIDE = 32

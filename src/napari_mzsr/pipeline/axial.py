@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .core.axial import (
+from ..core.adaptation import Cancelled
+from ..core.axial import (
     OPTIMIZERS,
     adapt_axial,
     axial_output_length,
@@ -39,14 +40,14 @@ from .core.axial import (
     patch_plan,
     sigma_from_fwhm,
 )
-from .core.axial_estimation import AxialKernelEstimate, estimate_axial_sigma
-from .core.gradual import plan_gradual_steps
-from .devices import resolve_device, resolve_precision
-from .image_checks import is_dask
-from .intensity import IntensityMap, intensity_map
-from .meta_test import Cancelled
-from .model_file import ModelInfo, MZSRModel, load_model
-from .tiling import CPU_TILE_BYTES, bytes_per_output_pixel
+from ..core.axial_estimation import AxialKernelEstimate, estimate_axial_sigma
+from ..core.checks import is_dask
+from ..core.devices import resolve_device, resolve_precision
+from ..core.gradual import plan_gradual_steps
+from ..core.intensity import IntensityMap, intensity_map
+from ..core.schedules import rate_at
+from ..core.tiling import CPU_TILE_BYTES, bytes_per_output_pixel
+from ..io.model_file import ModelInfo, MZSRModel, load_model
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -189,7 +190,7 @@ class AdaptedAxial:
 
 def _plane_budget(info: ModelInfo, length: int, width: int) -> tuple[int, int | None]:
     """Planes per network call and the tile side within a plane (None: whole planes)
-    that keep one call within :data:`~napari_mzsr.tiling.CPU_TILE_BYTES`."""
+    that keep one call within :data:`~napari_mzsr.core.tiling.CPU_TILE_BYTES`."""
     per_plane = length * width * bytes_per_output_pixel(info.features, info.channels)
     if per_plane <= CPU_TILE_BYTES:
         return max(1, CPU_TILE_BYTES // per_plane), None
@@ -351,7 +352,7 @@ def iter_adapt_axial(
         sigma = estimate.sigma
     factors = plan_gradual_steps(z_factor, max_step)
     if lr is None:
-        lr_at = DEFAULT_LR if optimizer == "adam" else info.lr_at
+        lr_at = DEFAULT_LR if optimizer == "adam" else lambda step: rate_at(info.lr_schedule, step)
     elif callable(lr):
         lr_at = lr
     else:
@@ -652,7 +653,7 @@ def super_resolve_axial(
     progress : callable(AxialProgress), optional
         Called after every adaptation step and every block.
     cancel : callable() -> bool, optional
-        Checked after each of those; True raises :class:`~napari_mzsr.meta_test.Cancelled`.
+        Checked after each of those; True raises :class:`~napari_mzsr.core.adaptation.Cancelled`.
     channel_axis : int, optional
         Axis of a 4-D ``volume`` holding channels; each is adapted on its own, with its
         own kernel estimate and intensity map, and the axis is kept in the result.
@@ -667,19 +668,19 @@ def super_resolve_axial(
         Largest factor of one adaptation stage; larger factors run in gradual stages
         (:func:`~napari_mzsr.core.gradual.plan_gradual_steps`).
     normalization : {"dtype", "percentile", "minmax"} or IntensityMap
-        How intensities map to [0, 1] (:mod:`napari_mzsr.intensity`); fitted on the
+        How intensities map to [0, 1] (:mod:`napari_mzsr.core.intensity`); fitted on the
         whole stack if it is a numpy array, else on :data:`INTENSITY_SLICES` XY slices.
     percentiles : (float, float)
         Low/high percentiles for ``"percentile"``.
     output_dtype : dtype, optional
         Default: the input's; integers are rounded and clipped.
     precision : {"auto", "float32", "bfloat16"}
-        As in :func:`napari_mzsr.api.super_resolve`.
+        As in :func:`napari_mzsr.super_resolve`.
     block : int
         Lateral side of the blocks read and super-resolved at a time.
     tile : int, optional
         Tile side within a plane; default: whole planes while they fit the memory
-        budget of :data:`napari_mzsr.tiling.CPU_TILE_BYTES`.
+        budget of :data:`napari_mzsr.core.tiling.CPU_TILE_BYTES`.
     out : writable array, optional
         Where to write the result (the output shape; e.g. a zarr array), instead of a
         new numpy array.
