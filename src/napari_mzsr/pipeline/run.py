@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..core.adaptation import Cancelled, StepReport, adapt, patch_corner
+from ..core.devices import limit_cpu_threads
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
 from ..core.schedules import rate_at
 from ..core.tensors import to_batch
@@ -49,6 +50,8 @@ def adapt_image(
         )
     patch = options.patch_size((height, width))
     device = options.device
+    if device.type == "cpu":
+        limit_cpu_threads()
     torch.manual_seed(options.seed)
     net = options.model.network(device)
     kt = torch.from_numpy(kernel).float().to(device)
