@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -190,6 +191,7 @@ def train_zssr(
     scale: float,
     method: str,
     config: ZSSRConfig = ZSSRConfig(),
+    on_iteration: Callable[[ZSSRNet, ZSSRStats], None] | None = None,
 ) -> tuple[ZSSRNet, ZSSRStats]:
     """Train a ZSSR network on ``lr_image`` (1, C, h, w) float32 in [0, 1].
 
@@ -205,6 +207,10 @@ def train_zssr(
         Subsampling of the degradation.
     config : ZSSRConfig
         Hyper-parameters; ``max_iters`` caps the run.
+    on_iteration : callable(net, stats), optional
+        Called after every iteration, outside the timed parts: a run of ``k``
+        iterations is the first ``k`` of a longer one, so it can read the network
+        after any count.
 
     Returns
     -------
@@ -245,6 +251,8 @@ def train_zssr(
         for group in optimizer.param_groups:
             group["lr"] = policy.update(iteration)
         stats.iterations = iteration + 1
+        if on_iteration is not None:
+            on_iteration(net, stats)
         if policy.done:
             break
     stats.final_lr = policy.lr
