@@ -255,9 +255,11 @@ def super_resolve(
         Crop adaptation: each step fits ``adapt_patches`` random patches of
         ``adapt_patch`` pixels (clipped to the image), placed by a generator seeded with
         ``seed``, instead of the whole image. ``None`` always adapts on the whole image.
-        ``"auto"``: the whole image up to 512 x 512 pixels, patches of 128 pixels beyond.
+        ``"auto"``: 2 patches of 96 pixels per step whatever the image size, or the
+        whole image where that costs no more (up to 23,040 pixels; see
+        :meth:`~napari_mzsr.pipeline.options.AdaptOptions.patch_size`).
     adapt_patches : int
-        Patches per step of crop adaptation (default 4).
+        Patches per step of crop adaptation (default 2).
     tile : int, optional
         Inference tile side in input pixels (see :meth:`AdaptedModel.apply`); default:
         from the device's free memory. Tiles join exactly; the result does not depend
