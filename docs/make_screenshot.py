@@ -1,18 +1,23 @@
-"""Make docs/screenshot.png: the MZSR widget docked next to a result on the cells sample.
+"""Make docs/screenshot.png: the MZSR widget after a run on the fluorescence sample, with
+its model list open and the tooltip of a model showing.
 
-Opens napari, loads the "blurred and downscaled" DNA channel of the fluorescence sample
-and the original, super-resolves the former with the widget (exactly as a user would:
-options set, Run clicked) and saves a screenshot of the whole window with the three
-layers side by side.
+Opens napari, loads the "blurred and downscaled" DNA channel of the cells sample and the
+original, super-resolves the former with the widget (exactly as a user would: options
+set, Run clicked), lays input, result and original side by side, opens the model list,
+shows the tooltip of the model that ran and saves a picture of the screen (popups and
+tooltips are windows of their own, so the screen is grabbed, not the main window). The
+widget's remembered choices are kept in a temporary folder: the picture does not depend
+on, nor change, the user's settings.
 
 Run it headless under Xvfb::
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshot.py MODEL.pt
+    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshot.py direct-x2-gray
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,26 +27,45 @@ WIDGET = "MZSR super-resolution"
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="theta_M file (.pt) or name of a shipped model")
+    parser.add_argument(
+        "model", nargs="?", default="auto", help="'auto', a shipped model name or a .pt file"
+    )
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("screenshot.png"))
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--size", type=int, nargs=2, default=(1500, 900), metavar=("W", "H"))
+    parser.add_argument("--size", type=int, nargs=2, default=(1560, 960), metavar=("W", "H"))
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the run")
     return parser.parse_args()
 
 
+def settle(app, seconds: float = 1.0) -> None:
+    """Let Qt and the canvas repaint."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
 def main() -> None:
     args = parse_args()
+    from qtpy.QtCore import QSettings
+
+    # Before the widget exists: its remembered choices go to a throwaway folder.
+    QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, tempfile.mkdtemp())
+
     import napari
     from napari._qt.dialogs.qt_notification import NapariQtNotification
-    from qtpy.QtWidgets import QApplication
+    from qtpy.QtCore import QPoint
+    from qtpy.QtWidgets import QApplication, QToolTip
 
     from napari_mzsr.io.model_file import shipped_models
+    from napari_mzsr.plugin.jobs import AUTO
     from napari_mzsr.plugin.widget import FROM_FILE
 
     viewer = napari.Viewer(title="napari-mzsr")
-    viewer.window.resize(*args.size)
+    window = viewer.window._qt_window
+    window.resize(*args.size)
+    window.move(0, 0)
     viewer.open_sample(PLUGIN, "cells")
     original = viewer.layers["cells DNA"]
     for name in ("cells PH3", "cells body"):
@@ -54,7 +78,9 @@ def main() -> None:
 
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
     widget._image.value = low
-    if args.model in shipped_models():
+    if args.model == "auto":
+        widget._model.value = AUTO
+    elif args.model in shipped_models():
         widget._model.value = args.model
     else:
         widget._model.value = FROM_FILE
@@ -79,13 +105,33 @@ def main() -> None:
     viewer.grid.shape = (1, 3)
     viewer.reset_view()
     # Keep napari's own toasts (e.g. a Qt backend deprecation notice) out of the picture.
-    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+    for toast in window.findChildren(NapariQtNotification):
         toast.close()
-    for _ in range(20):  # let the canvas and the dock widget repaint
-        app.processEvents()
-        time.sleep(0.05)
-    viewer.screenshot(str(args.output), canvas_only=False)
-    print(f"wrote {args.output}")
+    settle(app)
+
+    # The model list, open, with the tooltip of the model that ran.
+    combo = widget._model.native
+    combo.showPopup()
+    settle(app, 0.5)
+    view = combo.view()
+    ran = viewer.layers[1].metadata["mzsr"]["model"]
+    row = combo.findData(ran)
+    if row < 0:
+        row = next(i for i in range(combo.count()) if combo.itemText(i).startswith(f"{ran}:"))
+    view.setCurrentIndex(view.model().index(row, 0))
+    # Below the three images, so that it hides none of them.
+    canvas = viewer.window._qt_viewer.canvas.native
+    corner = canvas.mapToGlobal(QPoint(40, int(canvas.height() * 0.72)))
+    QToolTip.showText(
+        corner,
+        combo.itemData(row, 3),  # Qt.ToolTipRole
+        view,
+    )
+    settle(app, 0.5)
+    screen = app.primaryScreen().grabWindow(0)
+    screen.copy(0, 0, *args.size).save(str(args.output))
+    print(f"wrote {args.output}: {widget._status.value}")
+    combo.hidePopup()
     viewer.close()
 
 

@@ -18,8 +18,10 @@ VENV="${MZSR_VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PY="$VENV/bin/python"
 "$PY" -m pip install -q --upgrade pip
-# Pinned here (not in pyproject.toml): the CPU build of exactly this version is what
-# CI machines carry; an unpinned torch would pull a multi-GB CUDA build.
+# Pinned here (not in pyproject.toml): this project's CI machines carry a CPU build of
+# exactly this version, which pip takes; an unpinned torch would pull a newer multi-GB
+# CUDA build there. On an ordinary Linux machine this pin is PyPI's CUDA build too; add
+# --index-url https://download.pytorch.org/whl/cpu for the CPU one (see the README).
 "$PY" -m pip install -q torch==2.13.0
 "$PY" -m pip install -q -e ".[testing]"
 

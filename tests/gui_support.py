@@ -22,3 +22,14 @@ def click_run(qtbot, widget) -> None:
     """Click the widget's Run button and wait until its worker has finished."""
     widget._run_button.native.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+
+
+@pytest.fixture(autouse=True)
+def fresh_choices(tmp_path_factory):
+    """Every test starts with no remembered widget choices, in a folder of its own (the
+    user's own settings file is never touched). Autouse in the modules that import it."""
+    from qtpy.QtCore import QSettings
+
+    folder = tmp_path_factory.mktemp("qsettings")
+    QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(folder))
+    yield folder

@@ -196,6 +196,10 @@ def test_option_parsing_and_names(tmp_path):
         parse_kernel("gauss")
     assert output_path(tmp_path / "x.ome.tif", tmp_path, 2).name == "x_x2_mzsr.ome.tif"
     assert output_path(tmp_path / "x.png", tmp_path, 2.5).name == "x_x2.5_mzsr.png"
+    assert output_path(tmp_path / "x.jpg", tmp_path, 2).name == "x_x2_mzsr.png"
+    assert output_path(tmp_path / "x.ome.zarr", tmp_path, (2, 3)).name == "x_x2x3_mzsr.ome.zarr"
+    assert output_path(tmp_path / "x.ome.tif", tmp_path, 2, "ome-zarr").name == "x_x2_mzsr.ome.zarr"
+    assert output_path(tmp_path / "x.ome.tif", tmp_path, 2, "tiff").name == "x_x2_mzsr.ome.tif"
     (tmp_path / "a.tif").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("")
     files, missing = expand_inputs([str(tmp_path), str(tmp_path / "*.tif"), "nope.tif"])
@@ -228,3 +232,209 @@ def test_demo_writes_result_and_picture_and_refuses_overwrite(tmp_path, tiny_mod
     before = (tmp_path / "landsat_before_after.png").stat().st_mtime_ns
     assert main(args) == 1
     assert (tmp_path / "landsat_before_after.png").stat().st_mtime_ns == before
+
+
+def _ngff_zarr(path, data, scale, translation, axes="czyx", units="micrometer"):
+    """An OME-Zarr (NGFF 0.4) image written with zarr alone, as other tools write it."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    group.create_array("0", data=data, chunks=(1,) * (data.ndim - 2) + (16, 16))
+    kinds = {"t": "time", "c": "channel"}
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [
+                {
+                    "name": a,
+                    "type": kinds.get(a, "space"),
+                    **({} if a in kinds else {"unit": units}),
+                }
+                for a in axes
+            ],
+            "datasets": [
+                {
+                    "path": "0",
+                    "coordinateTransformations": [
+                        {"type": "scale", "scale": scale},
+                        {"type": "translation", "translation": translation},
+                    ],
+                }
+            ],
+        }
+    ]
+    return path
+
+
+def test_ome_zarr_in_and_out_lazily_with_pixel_sizes(tmp_path, tiny_gray_model, monkeypatch):
+    pytest.importorskip("zarr")
+    import dask.array as da
+    import zarr
+
+    data = _smooth((2, 3, 40, 44))
+    src = _ngff_zarr(tmp_path / "cells.ome.zarr", data, [1, 2.0, 0.5, 0.4], [0, 5.0, 1.0, 2.0])
+    computed = []  # the shapes of every dask array turned into numpy
+    compute, to_numpy = da.Array.compute, da.Array.__array__
+    monkeypatch.setattr(
+        da.Array,
+        "compute",
+        lambda self, **kw: (computed.append(self.shape), compute(self, **kw))[1],
+    )
+    monkeypatch.setattr(
+        da.Array,
+        "__array__",
+        lambda self, *a, **kw: (computed.append(self.shape), to_numpy(self, *a, **kw))[1],
+    )
+    assert _run(tmp_path, tiny_gray_model, src) == 0
+    assert computed and all(np.prod(shape) < data.size for shape in computed)  # never all
+    out = zarr.open_group(str(tmp_path / "out" / "cells_x2_mzsr.ome.zarr"), mode="r")
+    assert out["0"].shape == (2, 3, 80, 88) and out["0"].dtype == np.uint8
+    (multiscale,) = out.attrs["multiscales"]
+    assert [a["name"] for a in multiscale["axes"]] == list("czyx")
+    assert multiscale["axes"][-1]["unit"] == "micrometer"
+    scale, translation = multiscale["datasets"][0]["coordinateTransformations"]
+    np.testing.assert_allclose(scale["scale"], [1, 2.0, 0.25, 0.2])
+    np.testing.assert_allclose(translation["translation"], [0, 5.0, 1.0, 2.0])  # direct model
+    # The same as the in-memory run of the same pixels (up to rounding).
+    tifffile.imwrite(tmp_path / "cells.ome.tif", data, ome=True, metadata={"axes": "CZYX"})
+    assert _run(tmp_path, tiny_gray_model, tmp_path / "cells.ome.tif") == 0
+    in_memory = tifffile.imread(tmp_path / "out" / "cells_x2_mzsr.ome.tif")
+    assert np.abs(np.asarray(out["0"]).astype(int) - in_memory).max() <= 1
+    assert not list((tmp_path / "out").glob(".*partial"))  # written atomically
+
+
+def test_tiff_to_ome_zarr_keeps_the_physical_size(tmp_path, tiny_model):
+    pytest.importorskip("zarr")
+    import zarr
+
+    tifffile.imwrite(
+        tmp_path / "img.ome.tif",
+        _smooth((40, 40, 3)),
+        ome=True,
+        photometric="rgb",
+        metadata={"axes": "YXS", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.4},
+    )
+    assert _run(tmp_path, tiny_model, tmp_path / "img.ome.tif", extra=["--format", "ome-zarr"]) == 0
+    out = zarr.open_group(str(tmp_path / "out" / "img_x2_mzsr.ome.zarr"), mode="r")
+    assert out["0"].shape == (3, 80, 80)  # colours as channels before Y and X
+    (multiscale,) = out.attrs["multiscales"]
+    assert [a["name"] for a in multiscale["axes"]] == ["c", "y", "x"]
+    scale = multiscale["datasets"][0]["coordinateTransformations"][0]["scale"]
+    np.testing.assert_allclose(scale, [1.0, 0.2, 0.15])
+    assert multiscale["axes"][1]["unit"] == "micrometer"
+
+
+def test_jpeg_in_png_out_with_its_dpi(tmp_path, tiny_model):
+    from PIL import Image
+
+    Image.fromarray(_smooth((40, 48, 3))).save(tmp_path / "photo.jpg", quality=95, dpi=(300, 300))
+    Image.fromarray(_smooth((40, 40), seed=2)).save(tmp_path / "scan.bmp")
+    assert _run(tmp_path, tiny_model, tmp_path) == 0
+    with Image.open(tmp_path / "out" / "photo_x2_mzsr.png") as im:
+        assert im.size == (96, 80) and im.mode == "RGB"
+        assert round(im.info["dpi"][0]) == 600  # pixels half as large
+    with Image.open(tmp_path / "out" / "scan_x2_mzsr.png") as im:
+        assert im.size == (80, 80) and im.mode == "L"
+
+
+def test_the_input_check_knows_the_formats(tmp_path):
+    from PIL import Image
+
+    from napari_mzsr.cli.batch import check_inputs
+
+    Image.fromarray(_smooth((24, 24))).save(tmp_path / "a.jpeg")
+    (tmp_path / "b.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (tmp_path / "c.webp").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("")
+    files, missing = expand_inputs([str(tmp_path)])
+    assert [f.name for f in files] == ["a.jpeg", "b.jpg", "c.webp"] and missing == []
+    readable, skipped, failed = check_inputs(files, tmp_path / "out")
+    assert skipped == []
+    assert [p.name for p in readable] == ["a.jpeg"]
+    assert len(failed) == 2 and failed[0].startswith("b.jpg: cannot read image")
+    with pytest.raises(ValueError, match="use TIFF, PNG, JPEG, BMP, WebP or OME-Zarr"):
+        read_image(tmp_path / "notes.txt")
+
+
+def test_ome_zarr_without_zarr_says_how_to_install(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    from napari_mzsr.cli.batch import check_inputs
+
+    real_import = builtins.__import__
+
+    def no_zarr(name, *args, **kwargs):
+        if name == "zarr" or name.startswith("zarr."):
+            raise ImportError("No module named 'zarr'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_zarr)
+    (tmp_path / "big.zarr").mkdir()
+    files, _ = expand_inputs([str(tmp_path / "big.zarr")])
+    _, _, failed = check_inputs(files, tmp_path / "out")
+    (message,) = failed
+    assert message.count("\n") == 0
+    assert message.startswith("big.zarr: OME-Zarr needs the optional zarr and dask packages")
+    assert "pip install 'zarr>=3' 'dask[array]'" in message
+
+
+def test_progress_bars_count_steps_then_slices(tmp_path, tiny_gray_model, monkeypatch):
+    import tqdm
+
+    bars = []
+
+    class Recording(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+        def close(self):
+            self.final = (self.n, self.total)
+            super().close()
+
+    monkeypatch.setattr(tqdm, "tqdm", Recording)
+    tifffile.imwrite(tmp_path / "stack.tif", _smooth((3, 32, 32)), metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "one.tif", _smooth((32, 32)))
+    code = _run(tmp_path, tiny_gray_model, tmp_path / "one.tif", tmp_path / "stack.tif",
+                extra=["--steps", "10"])  # fmt: skip
+    assert code == 0
+    finals = {bar.desc: bar.final for bar in bars}
+    assert finals["one.tif: adapting"] == (10, 10)  # not 11
+    assert finals["one.tif: slices"] == (1, 1)
+    assert finals["stack.tif: adapting"] == (10, 10)
+    assert finals["stack.tif: slices"] == (3, 3)
+    assert finals["files"] == (2, 2)
+
+
+def test_models_command_prints_a_table(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:4] == ["model", "scales", "data", "subsampling"]
+    assert "direct-x2-gray" in out and " dB" in out and "{" not in out
+    assert "not the Set5/Set14 figures of the README" in " ".join(out.split())
+
+
+def test_ome_zarr_0_5_metadata_is_read(tmp_path):
+    pytest.importorskip("zarr")
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "v5.zarr"), mode="w", zarr_format=3)
+    group.create_array("s0", data=_smooth((24, 32)), chunks=(8, 8))
+    transforms = [{"type": "scale", "scale": [0.5, 0.25]}]
+    group.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": [
+            {
+                "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+                "datasets": [{"path": "s0", "coordinateTransformations": transforms}],
+                "coordinateTransformations": [{"type": "scale", "scale": [2.0, 2.0]}],
+            }
+        ],
+    }
+    data, meta = read_image(tmp_path / "v5.zarr")
+    assert meta.kind == "ome-zarr" and meta.axes == "YX" and data.shape == (24, 32)
+    assert type(data).__module__.startswith("dask")  # nothing read yet
+    np.testing.assert_allclose(meta.ngff["scale"], [1.0, 0.5])
+    half = scaled_meta(meta, 2, "bicubic").ngff
+    np.testing.assert_allclose(half["scale"], [0.5, 0.25])
+    np.testing.assert_allclose(half["translation"], [-0.25, -0.125])

@@ -53,3 +53,18 @@ def test_metric_errors():
         psnr(np.zeros((4, 4), np.int32), np.zeros((4, 4), np.int32))
     with pytest.raises(ValueError, match="11x11"):
         ssim(np.zeros((8, 8)), np.zeros((8, 8)))
+
+
+def test_ssim_matches_the_reference_gaussian_ssim():
+    """The paper's SSIM (Gaussian window, sigma 1.5, population covariance) as
+    scikit-image computes it, on the same Y channel."""
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (40, 52, 3)).astype(np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-25, 25, a.shape), 0, 255).astype(np.uint8)
+    reference = structural_similarity(
+        luminance(a), luminance(b), gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False, data_range=255,
+    )  # fmt: skip
+    assert ssim(a, b) == pytest.approx(reference, abs=1e-9)

@@ -147,3 +147,16 @@ def test_shipped_models_are_loadable():
     for name in shipped_models():
         model = load_model(name)
         assert model.info.name == name
+
+
+def test_initial_weights_are_scaled_by_fan_in():
+    """Variance scaling by fan-in (the original's init): std sqrt(1 / fan_in) per layer,
+    which for the first layer (fan-in 27, fan-out 576) is far from fan-out scaling."""
+    net = MZSRNet(3, generator=torch.Generator().manual_seed(0))
+    convs = [m for m in net.body if isinstance(m, torch.nn.Conv2d)]
+    for conv in convs:
+        fan_in = conv.in_channels * 9
+        std = float(conv.weight.std())
+        assert std == pytest.approx((1 / fan_in) ** 0.5, rel=0.15), conv
+        assert float(conv.weight.abs().max()) <= 2 * (1 / fan_in) ** 0.5 / 0.8796 + 1e-6
+        assert torch.all(conv.bias == 0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gui_support import click_run, require_gui
+from gui_support import click_run, fresh_choices, require_gui
 from tiny_models import save_tiny_model
 
 require_gui()
@@ -16,6 +16,7 @@ from napari_mzsr import degrade, gaussian_kernel, imresize
 from napari_mzsr.plugin.widget import FROM_FILE, MZSRWidget
 
 pytestmark = pytest.mark.gui
+__all__ = ["fresh_choices"]  # autouse: no remembered choices leak between tests
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_estimated_kernel_is_reported_and_stored(
     assert np.asarray(estimate["covariance"]).shape == (2, 2)
     assert shown[0] == "estimating the kernel..."
     assert shown[1].startswith("estimated kernel: Gaussian")
-    assert widget._status.value.startswith("done:") and "kernel Gaussian" in widget._status.value
+    assert widget._status.value.startswith("done") and "kernel Gaussian" in widget._status.value
 
 
 def test_estimate_on_a_stack_uses_the_current_slice(make_napari_viewer, qtbot, model_path):

@@ -38,6 +38,7 @@ _API = {
     "iter_super_resolve_stack": "pipeline.stacks",
     "StackProgress": "pipeline.stacks",
     "super_resolve_dask": "pipeline.lazy",
+    "result_placement": "plugin.geometry",
 }
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "load_model",
     "preset_kernel",
     "psnr",
+    "result_placement",
     "save_model",
     "ssim",
     "super_resolve",
@@ -85,6 +87,7 @@ if TYPE_CHECKING:
     from .pipeline.options import AdaptOptions, ApplyOptions
     from .pipeline.run import iter_adapt, iter_super_resolve, super_resolve
     from .pipeline.stacks import StackProgress, iter_super_resolve_stack, super_resolve_stack
+    from .plugin.geometry import result_placement
 
 
 def __getattr__(name: str):

@@ -1,12 +1,17 @@
 """``napari-mzsr run``: super-resolve a batch of files, folders and glob patterns.
 
 Everything that can be checked is checked before any image is computed (and before
-torch is imported): every input is a regular, readable image file; the output folder
+torch is imported): every input is a regular, readable image file (or an OME-Zarr
+folder); the output folder
 exists or can be made and is writable; the options are valid. Then each image is
 processed on its own: one that fails is reported and the batch goes on; an output that
 exists already is skipped (``--overwrite`` replaces it), so a rerun completes an
 interrupted batch. Files in the output folder that are this tool's outputs are never
 taken as inputs. SIGTERM stops the batch like Ctrl-C, and no partial file is left.
+
+OME-Zarr inputs run lazily (:mod:`napari_mzsr.pipeline.lazy`): adaptation reads its
+patches, inference reads and writes block by block, so an image larger than memory is
+never held whole; their results are OME-Zarr too.
 """
 
 from __future__ import annotations
@@ -23,11 +28,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..io.image_files import SUFFIXES, probe_image, read_image, scaled_meta, write_image
+from ..io.image_files import (
+    PILLOW_SUFFIXES,
+    SUFFIXES,
+    ZARR_SUFFIXES,
+    probe_image,
+    read_image,
+    scaled_meta,
+    write_image,
+)
 from .arguments import options_from_args
 
 # Output names: <stem>_x<factor>_mzsr<suffixes>, e.g. "a_x2_mzsr.tif", "b_x2x3_mzsr.png".
 OUTPUT_NAME = re.compile(r"_x[0-9.]+(x[0-9.]+)?_mzsr(\.ome)?\.[A-Za-z]+$")
+FORMATS = ("auto", "tiff", "png", "ome-zarr")
+FORMAT_SUFFIX = {"tiff": ".tif", "png": ".png", "ome-zarr": ".ome.zarr"}
+
+
+def is_zarr(path: Path) -> bool:
+    """Whether ``path`` names an OME-Zarr store (a folder ending in .zarr)."""
+    return path.name.lower().endswith(ZARR_SUFFIXES)
 
 
 @dataclass
@@ -57,13 +77,13 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
     missing: list[str] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
+        if path.is_dir() and not is_zarr(path):
             found = sorted(p for p in path.iterdir() if p.name.lower().endswith(SUFFIXES))
         elif path.exists():
             found = [path]
         else:
             found = sorted(Path(p) for p in glob.glob(item, recursive=True))
-            found = [p for p in found if not p.is_dir()]
+            found = [p for p in found if not p.is_dir() or is_zarr(p)]
         if not found:
             missing.append(item)
         files += [f for f in found if f not in files]
@@ -76,13 +96,25 @@ def format_scale(scale: tuple[float, float]) -> str:
     return f"{sy:g}" if sy == sx else f"{sy:g}x{sx:g}"
 
 
-def output_path(source: Path, outdir: Path, scale: float | tuple[float, float]) -> Path:
-    """``OUTDIR/<stem>_x<scale>_mzsr<suffixes>``, keeping ``.ome.tif`` together."""
+def output_path(
+    source: Path, outdir: Path, scale: float | tuple[float, float], fmt: str = "auto"
+) -> Path:
+    """``OUTDIR/<stem>_x<scale>_mzsr<suffixes>``, keeping ``.ome.tif`` and ``.ome.zarr``
+    together. ``fmt="auto"`` keeps the input's format, except that JPEG, BMP and WebP
+    inputs give PNG (lossless: a JPEG would blur away what was resolved)."""
     pair = (scale, scale) if isinstance(scale, int | float) else tuple(scale)
     name = source.name
     lower = name.lower()
-    ext = next((e for e in (".ome.tiff", ".ome.tif") if lower.endswith(e)), source.suffix)
-    return outdir / f"{name[: len(name) - len(ext)]}_x{format_scale(pair)}_mzsr{ext}"
+    doubles = (".ome.tiff", ".ome.tif", ".ome.zarr")
+    ext = next((e for e in doubles if lower.endswith(e)), source.suffix)
+    stem = name[: len(name) - len(ext)]
+    if fmt != "auto":
+        new = FORMAT_SUFFIX[fmt]
+        keep = fmt == "tiff" and ext.lower() in (".ome.tif", ".ome.tiff", ".tif", ".tiff")
+        ext = ext if keep else new
+    elif ext.lower() in PILLOW_SUFFIXES:
+        ext = ".png"
+    return outdir / f"{stem}_x{format_scale(pair)}_mzsr{ext}"
 
 
 def check_inputs(files: list[Path], outdir: Path) -> tuple[list[Path], list[str], list[str]]:
@@ -96,7 +128,7 @@ def check_inputs(files: list[Path], outdir: Path) -> tuple[list[Path], list[str]
         except OSError as exc:
             failed.append(f"{path}: cannot read ({exc.strerror})")
             continue
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(mode) and not (stat.S_ISDIR(mode) and is_zarr(path)):
             skipped.append(f"{path}: not a regular file")
             continue
         if path.resolve().parent == resolved_out and OUTPUT_NAME.search(path.name):
@@ -148,27 +180,118 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class Bars:
+    """Two progress bars for one file: the adaptation steps of the current adaptation
+    (10 for ``--steps 10``) and the slices (each slice's inference)."""
+
+    def __init__(self, name: str) -> None:
+        from tqdm import tqdm
+
+        self.steps = tqdm(desc=f"{name}: adapting", unit="step", position=1, leave=False)
+        self.slices = tqdm(desc=f"{name}: slices", unit="slice", position=2, leave=False)
+
+    def update(self, p) -> None:
+        """Show a :class:`~napari_mzsr.StackProgress`."""
+        if p.phase == "adapt":
+            if self.steps.total != p.steps or p.step < self.steps.n:  # a new adaptation
+                self.steps.reset(total=p.steps)
+            self.steps.n = p.step
+            if p.loss is not None:
+                self.steps.set_postfix_str(f"loss {p.loss:.4f}", refresh=False)
+            self.steps.refresh()
+        elif p.phase == "apply":
+            self.slices.total = p.n_slices
+            self.slices.n = p.slice_done
+            self.slices.refresh()
+
+    def close(self) -> None:
+        self.steps.close()
+        self.slices.close()
+
+
 def process(path: Path, target: Path, args: argparse.Namespace, options, apply) -> None:
     """Super-resolve one file into ``target`` with checked options."""
-    from tqdm import tqdm
-
     from ..pipeline.stacks import run_stack, stack_data
 
     data, meta = read_image(path)
+    if meta.kind == "ome-zarr":
+        _process_lazy(path, target, data, meta, args, options, apply)
+        return
     stack, file_options = stack_data(data, options, rgb=meta.rgb)
     run = run_stack(stack, file_options, apply, mode=args.mode)
-    with tqdm(desc=path.name, unit="step", position=1, leave=False) as bar:
-        try:
-            while True:
-                progress = next(run)
-                bar.total = progress.total
-                bar.n = progress.done
-                bar.set_postfix_str(f"loss {progress.loss:.4f}" if progress.loss else "")
-                bar.refresh()
-        except StopIteration as done:
-            result = done.value
+    bars = Bars(path.name)
+    try:
+        while True:
+            bars.update(next(run))
+    except StopIteration as done:
+        result = done.value
+    finally:
+        run.close()
+        bars.close()
     out_meta = scaled_meta(meta, file_options.scale, file_options.model.info.degradation)
     write_image(target, result.data, out_meta, overwrite=args.overwrite)
+
+
+def _process_lazy(path: Path, target: Path, data, meta, args, options, apply) -> None:
+    """An OME-Zarr input: adapt on patches read from it, then write the result slice by
+    slice and block by block, never holding the image or the result whole."""
+    import dask.array as da
+    import numpy as np
+
+    from ..io.image_files import atomic_folder, create_zarr
+    from ..pipeline.images import image_data
+    from ..pipeline.lazy import apply_dask
+    from ..pipeline.run import adapt_image
+    from ..pipeline.stacks import StackProgress, default_index
+
+    if apply.ensemble or apply.back_projection:
+        raise ValueError(
+            "--ensemble and --back-projection are not available for OME-Zarr inputs "
+            "(they run lazily, block by block); leave them out"
+        )
+    if not is_zarr(target):
+        raise ValueError("OME-Zarr inputs are written as OME-Zarr (--format ome-zarr)")
+    stack = image_data(
+        data,
+        rgb=False,
+        stack=True,
+        normalization=options.normalization,
+        percentiles=options.percentiles,
+    )
+    options = options.for_image(False)
+    positions = list(np.ndindex(*stack.slice_shape))
+    bars = Bars(path.name)
+
+    def adapt(position):
+        run = adapt_image(stack.slice(position), options)
+        try:
+            while True:
+                r = next(run)
+                bars.update(StackProgress("adapt", r.step + 1, r.steps, 0, 1, 0, 0, r.loss))
+        except StopIteration as done:
+            return done.value
+        finally:
+            run.close()
+
+    out_meta = scaled_meta(meta, options.scale, options.model.info.degradation)
+    try:
+        adapted = adapt(default_index(stack.slice_shape)) if args.mode == "once" else None
+        with atomic_folder(target, overwrite=args.overwrite) as tmp:
+            array = None
+            for done, position in enumerate(positions):
+                model = adapt(position) if args.mode == "per_slice" else adapted
+                sr = apply_dask(
+                    model, stack.array[position], output_dtype=apply.output_dtype, rgb=False,
+                    tile=apply.tile,
+                )  # fmt: skip
+                if array is None:
+                    shape = (*stack.slice_shape, *sr.shape)
+                    array = create_zarr(tmp, shape, sr.dtype, out_meta)
+                region = (*position, slice(None), slice(None))
+                da.store(sr.rechunk(array.chunks[-2:]), array, regions=region, lock=False)
+                bars.update(StackProgress("apply", 0, 0, done + 1, len(positions), 0, 0, None))
+    finally:
+        bars.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -186,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
     total = len(files) + len(report.skipped) + len(report.failed)
     todo = []
     for path in files:
-        target = output_path(path, outdir, args.scale)
+        target = output_path(path, outdir, args.scale, getattr(args, "format", "auto"))
         if target.exists() and not args.overwrite:
             report.skipped.append(f"{path}: {target} exists (--overwrite replaces it)")
         else:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .arguments import add_run_options
-from .batch import run
+from .batch import FORMATS, run
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -39,14 +39,10 @@ def demo(args: argparse.Namespace) -> int:
 
 def models(args: argparse.Namespace) -> int:
     from ..io.model_file import load_model, shipped_models
+    from .model_table import models_table, summarize
 
-    for name in sorted(shipped_models()):
-        info = load_model(name).info
-        val = info.training.get("validation_psnr", {})
-        print(
-            f"{name}: {info.describe_scales()} {info.degradation}, "
-            f"{info.channels} channel(s), validation {val}"
-        )
+    summaries = [summarize(load_model(name).info) for name in sorted(shipped_models())]
+    print(models_table(summaries))
     return 0
 
 
@@ -56,8 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="super-resolve files, folders or globs of TIFF/PNG images")
-    p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
+    p = sub.add_parser(
+        "run",
+        help="super-resolve files, folders or globs of TIFF, PNG, JPEG, BMP, WebP or "
+        "OME-Zarr images",
+    )
+    p.add_argument(
+        "inputs", nargs="+", help="files, folders, glob patterns, or OME-Zarr folders (.zarr)"
+    )
     p.add_argument("-o", "--output", required=True, help="output folder")
     add_run_options(p)
     p.add_argument(
@@ -65,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("once", "per_slice"),
         default="once",
         help="stacks: adapt once and apply to every slice, or adapt per slice",
+    )
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="output format: auto (the input's; PNG for JPEG, BMP and WebP inputs), tiff, "
+        "png or ome-zarr (written block by block; OME-Zarr inputs always give OME-Zarr)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)
@@ -78,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--overwrite", action="store_true")
     d.set_defaults(func=demo)
 
-    m = sub.add_parser("models", help="list the shipped theta_M files")
+    m = sub.add_parser(
+        "models", help="table of the shipped theta_M files: scales, data, validation PSNR"
+    )
     m.set_defaults(func=models)
     return parser
 

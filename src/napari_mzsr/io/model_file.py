@@ -100,7 +100,7 @@ class ModelInfo:
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise _field_error(key, f"an integer in [{low}, {high}]", value)
         try:
-            schedule = learning_rate_schedule(self.lr_schedule, "lr_schedule")
+            schedule = learning_rate_schedule(self.lr_schedule, "'lr_schedule'")
         except ValueError as exc:
             raise ModelFileError(f"model metadata {exc}") from None
         self.lr_schedule = [[step, rate] for step, rate in schedule]

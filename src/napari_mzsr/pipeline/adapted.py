@@ -147,6 +147,11 @@ class AdaptedModel:
             x = to_batch(image.unit(t.window), self.info.channels).to(self.device)
             sr = self._upscale(x, options.ensemble, clamp)
             unit = from_batch(sr[..., t.crop[0], t.crop[1]], image.rgb)
+            if not np.isfinite(unit).all():
+                # Never hand back NaN as a result; say what to change instead.
+                raise ValueError(
+                    "the adapted network gave non-finite values; lower the learning rate (lr)"
+                )
             if unit_sr is None:
                 result[(*t.target, *colors)] = self.intensity.inverse(unit, dtype)
             else:

@@ -31,6 +31,7 @@ def output_scale_translate(
     linear: np.ndarray | None = None,
     slice_index: Sequence[int] | None = None,
     degradation: str = "bicubic",
+    origin: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scale and translate of a layer super-resolved ``factor`` times on its last
     ``n_spatial`` axes, so that it overlays the input exactly.
@@ -53,6 +54,10 @@ def output_scale_translate(
         that slice on the leading axes, so that it sits where the slice was.
     degradation : {"bicubic", "direct"}
         Subsampling of the model's training pairs (see the module docstring).
+    origin : sequence of float, optional
+        For a result of a crop of the input (a preview of the visible region): the
+        data coordinates, on every axis, of the crop's first pixel. Generalises
+        ``slice_index``; give one or the other.
 
     Returns
     -------
@@ -86,6 +91,13 @@ def output_scale_translate(
         raise ValueError(f"degradation must be 'bicubic' or 'direct', got {degradation!r}")
     centre_shift = -(factors - 1) / (2 * factors) if degradation == "bicubic" else 0.0
     offset_data = np.where(spatial, centre_shift, 0.0)
+    if origin is not None:
+        if slice_index is not None:
+            raise ValueError("give slice_index or origin, not both")
+        start = np.asarray(origin, dtype=np.float64)
+        if start.size != ndim:
+            raise ValueError(f"origin {list(origin)} does not fit {ndim} axes")
+        offset_data = offset_data + start
     if slice_index is not None:
         lead = np.asarray(slice_index, dtype=np.float64)
         if lead.size != ndim - n_spatial:
@@ -108,8 +120,14 @@ def format_factor(factor: float | tuple[float, float]) -> str:
     return f"x{factor:g}"
 
 
-def output_name(input_name: str, factor: float | tuple[float, float], preview: bool = False) -> str:
-    """Name of the result layer, e.g. ``"cells x2 (MZSR)"``.
+def output_name(
+    input_name: str,
+    factor: float | tuple[float, float],
+    preview: bool = False,
+    *,
+    details: Sequence[str] = (),
+) -> str:
+    """Name of the result layer: the input's name, the factor and what was done.
 
     Examples
     --------
@@ -117,6 +135,138 @@ def output_name(input_name: str, factor: float | tuple[float, float], preview: b
     'cells x2 (MZSR)'
     >>> output_name("cells", 2, preview=True)
     'cells x2 (MZSR, current slice)'
+    >>> output_name("cells", (2, 3), details=["10 steps", "per slice"])
+    'cells x2x3 (MZSR, 10 steps, per slice)'
     """
-    suffix = "(MZSR, current slice)" if preview else SUFFIX
+    parts = [*(["current slice"] if preview else []), *details]
+    suffix = f"(MZSR, {', '.join(parts)})" if parts else SUFFIX
     return f"{input_name} {format_factor(factor)} {suffix}"
+
+
+def result_placement(
+    layer: object,
+    scale: float | Sequence[float],
+    *,
+    model: object = None,
+    kernel: object = None,
+    degradation: str | None = None,
+) -> dict[str, object]:
+    """Keyword arguments for ``viewer.add_image`` that make a result of
+    :func:`~napari_mzsr.super_resolve` (or :func:`~napari_mzsr.super_resolve_stack`)
+    of ``layer.data`` overlay ``layer``.
+
+    Parameters
+    ----------
+    layer : napari.layers.Image
+        The input layer (anything with its ``scale``, ``translate``, ``rotate``,
+        ``shear`` and ``affine``; only ``scale`` and ``translate`` are required).
+    scale : float or (float, float)
+        The factor(s) given to the super-resolution call.
+    model : str, path or loaded model, optional
+        The model given to that call; where the result's pixels sit depends on its
+        subsampling (see the module docstring).
+    kernel : optional
+        The kernel given to that call: with no ``model``, the model is the one the
+        call chose from the scale, the layer's channels and the kernel
+        (:func:`~napari_mzsr.pipeline.options.choose_model`).
+    degradation : {"direct", "bicubic"}, optional
+        The model's subsampling, if known; then ``model`` and ``kernel`` are not needed
+        (and torch is never imported).
+
+    Returns
+    -------
+    dict
+        ``scale`` and ``translate`` (and ``rotate``, ``shear``, ``affine`` copied from
+        the layer where it has them): ``viewer.add_image(sr, **placement)``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> layer = SimpleNamespace(scale=[0.5, 0.5], translate=[0.0, 0.0])
+    >>> result_placement(layer, 2, degradation="direct")["scale"].tolist()
+    [0.25, 0.25]
+    """
+    pair = _pair(scale)
+    rgb = bool(getattr(layer, "rgb", False))
+    if degradation is None:
+        degradation = _model_degradation(model, kernel, pair, rgb)
+    rotate, shear = getattr(layer, "rotate", None), getattr(layer, "shear", None)
+    linear = None
+    if rotate is not None and shear is not None:
+        from napari.utils.transforms import Affine
+
+        ndim = len(layer.scale)
+        linear = Affine(rotate=rotate, shear=shear, ndim=ndim).linear_matrix
+    new_scale, new_translate = output_scale_translate(
+        layer.scale, layer.translate, pair, 2, linear=linear, degradation=degradation
+    )
+    out: dict[str, object] = {"scale": new_scale, "translate": new_translate}
+    if linear is not None:
+        out["rotate"], out["shear"] = rotate, shear
+    affine = getattr(layer, "affine", None)
+    if affine is not None:
+        out["affine"] = getattr(affine, "affine_matrix", affine)
+    return out
+
+
+def _pair(scale: float | Sequence[float]) -> tuple[float, float]:
+    if isinstance(scale, tuple | list | np.ndarray):
+        if len(scale) != 2:
+            raise ValueError(f"scale must be a factor or (sy, sx), got {scale!r}")
+        return float(scale[0]), float(scale[1])
+    return float(scale), float(scale)
+
+
+def _model_degradation(model: object, kernel: object, scale: tuple[float, float], rgb: bool) -> str:
+    """The subsampling of ``model``, or of the model the pipeline chooses without one."""
+    info = getattr(model, "info", model)
+    if hasattr(info, "degradation"):
+        return info.degradation
+    from ..pipeline.options import choose_model, preferred_degradation
+
+    if model is None:
+        model = choose_model(scale, rgb, preferred_degradation(kernel))
+    from ..io.model_file import load_model
+
+    return load_model(model).info.degradation
+
+
+def visible_region(
+    corners: np.ndarray, shape: Sequence[int], *, max_side: int, min_side: int = 1
+) -> tuple[slice, slice]:
+    """The input rows and columns of a 2-D image seen in the viewer, for a preview.
+
+    Parameters
+    ----------
+    corners : ndarray, shape (N, 2)
+        Data coordinates (row, column) of the corners of the visible area.
+    shape : (int, int)
+        Height and width of the image.
+    max_side : int
+        Longest side of the region: a larger view is cut to its centre.
+    min_side : int
+        Shortest side (the kernel size): a smaller view is widened around its centre.
+
+    Returns
+    -------
+    (slice, slice)
+        Within the image; the whole image if the view does not overlap it.
+
+    Examples
+    --------
+    >>> visible_region(np.array([[10.2, -5.0], [40.7, 300.0]]), (64, 128), max_side=256)
+    (slice(10, 42, None), slice(0, 128, None))
+    """
+    corners = np.asarray(corners, dtype=np.float64)
+    region = []
+    for axis, n in enumerate(shape):
+        lo = int(np.floor(corners[:, axis].min() + 0.5))
+        hi = int(np.ceil(corners[:, axis].max() + 0.5))
+        lo, hi = max(lo, 0), min(hi, int(n))
+        if hi <= lo:  # the view misses the image along this axis: take all of it
+            lo, hi = 0, int(n)
+        want = min(max(hi - lo, min_side), max_side, int(n))
+        centre = (lo + hi) // 2
+        lo = min(max(centre - want // 2, 0), int(n) - want)
+        region.append(slice(lo, lo + want))
+    return region[0], region[1]

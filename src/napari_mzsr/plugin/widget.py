@@ -1,12 +1,14 @@
-"""The napari dock widget: super-resolve an image layer with MZSR in a worker thread.
+"""The napari dock widget: super-resolve image layers with MZSR in a worker thread.
 
-The widget only gathers values; :mod:`napari_mzsr.plugin.jobs` turns them into checked
-options and runs the stack pipeline in a ``napari.qt.threading`` generator worker; the
-result is added as a new layer from the worker's callbacks (main thread).
+The widget only gathers values and shows what happens; :mod:`napari_mzsr.plugin.jobs`
+turns the values into checked options, chooses the model and runs the job in a
+``napari.qt.threading`` generator worker; results are added as new layers from the
+worker's callbacks (main thread). Choices are remembered (:mod:`.memory`).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,22 +27,41 @@ from magicgui.widgets import (
     create_widget,
 )
 from napari.layers import Image
+from napari.utils import progress as activity_progress
 from napari.utils.notifications import show_error
 from napari.utils.transforms import Affine
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtWidgets import QSizePolicy
 
 from ..core.kernels import ESTIMATE, PRESETS, gaussian_kernel, load_kernel, validate_kernel
 from ..pipeline.images import split_axes
 from ..pipeline.stacks import default_index
-from .geometry import output_name, output_scale_translate
-from .jobs import Job, Outcome, Values, make_job, plain_message, work
+from . import memory
+from .geometry import output_name, output_scale_translate, visible_region
+from .jobs import (
+    AUTO,
+    CHANNEL_MODES,
+    ENSEMBLES,
+    NORMALIZATIONS,
+    SCOPES,
+    STACK_MODES,
+    Job,
+    JobProgress,
+    Outcome,
+    TimeLeft,
+    Values,
+    choose,
+    format_seconds,
+    make_job,
+    plain_message,
+    work,
+)
 
 if TYPE_CHECKING:
     import napari
 
     from ..io.model_file import MZSRModel
-    from ..pipeline.stacks import StackProgress
 
 PLUGIN = "napari-mzsr"
 FROM_FILE = "\0file"  # ComboBox value of "from file..."; cannot clash with a model name
@@ -52,22 +73,82 @@ KERNEL_KINDS = (
     ("from image layer", "layer"),
     ("estimate from the image", ESTIMATE),
 )
-STACK_MODES = (
-    ("adapt once, apply to every slice", "once"),
-    ("adapt per slice", "per_slice"),
-)
-ENSEMBLES = (("off", "off"), ("mean", "mean"), ("median", "median"))
-NORMALIZATIONS = (
-    ("data type range", "dtype"),
-    ("percentiles 0.1-99.9", "percentile"),
-    ("min-max", "minmax"),
-)
 PREVIEW_PIXELS = 84
+# The quick preview adapts one step on the whole visible region, then infers it: time
+# grows with its pixels. MZSR(1) of 256 x 256 pixels took 1.3 s on an idle 2-core
+# AVX-512 CPU (benchmarks/results/meta_test_speed_cpu.md); 160 x 160 is 0.39 of that.
+PREVIEW_MAX_SIDE = 160
+WARNING_STYLE = "color: #e8a33d;"
+ERROR_STYLE = "color: #ff6b6b;"
+
+TOOLTIPS = {
+    "image": "the image layer to super-resolve (2-D, RGB, or a stack: the last two axes "
+    "are Y and X, every other axis is kept)",
+    "scope": "run this layer only, all its channels (the image layers of the same shape "
+    "and place, e.g. from an image opened with channel_axis), or every selected layer, "
+    "in one go",
+    "channel_mode": "several layers: adapt a fresh network on each, or adapt once on the "
+    "chosen layer and apply that network to every layer (faster; each keeps its own "
+    "intensity mapping)",
+    "model": "the meta-learned start (theta_M). 'auto' picks the shipped model for the "
+    "scale, the image's channels and the kernel (bicubic presets: a bicubic model). "
+    "Each entry: scales, data, subsampling, validation PSNR after 10 steps (see Help)",
+    "model_file": "a theta_M file (.pt) made by training/ or napari_mzsr.save_model",
+    "scale": "super-resolution factor (1.1 to 8); with 'different factor for X', the "
+    "factor along Y. The model must serve it (see the model line)",
+    "scale_x_on": "use another factor along X than along Y (e.g. 2 x 3)",
+    "scale_x": "super-resolution factor along X",
+    "kernel_kind": "the blur of your acquisition, as the network must undo it: a Gaussian "
+    "(variance in pixels^2), a preset of the MZSR paper, a file (.mat, .npy, .tif), "
+    "another image layer, or estimated from the image",
+    "variance": "variance (sigma^2) of the Gaussian blur, in pixels^2",
+    "l1": "variance along the first principal axis, in pixels^2",
+    "l2": "variance along the second principal axis, in pixels^2",
+    "theta": "angle of the first principal axis, in radians",
+    "preset": "the MZSR paper's kernels: g^d_* are for direct subsampling, g^b_1.3 for "
+    "bicubic (it selects a bicubic model under 'auto')",
+    "kernel_file": "a kernel file: .mat (variable 'kernel'), .npy or .tif, square and odd",
+    "kernel_layer": "an image layer holding the kernel (2-D, square, odd size)",
+    "steps": "adaptation steps on the image (the paper uses 1 or 10); more steps fit the "
+    "image better and take longer; 0 applies theta_M as it is",
+    "device": "where the network runs: 'auto' picks CUDA, then Apple MPS, then the CPU",
+    "stack_mode": "stacks: adapt once on the shown slice and apply to every slice (fast), "
+    "or adapt on each slice (slower, each slice fitted)",
+    "current_only": "stacks: super-resolve only the slice shown in the viewer",
+    "replace": "remove this layer's previous result when the new one is added",
+    "float_output": "write the result as float32 instead of the input's dtype",
+    "show_advanced": "show the advanced options",
+    "lr": "learning rate of every adaptation step (empty: the model's schedule)",
+    "normalization": "how intensities map to the network's 0..1: 'auto' takes uint8 and "
+    "[0, 1] float data as they are and maps everything else by its 0.1/99.9 percentiles "
+    "(the status says the mapping used)",
+    "seed": "seed of the random patch positions and torch's generator",
+    "ensemble": "combine the flips/rotations that leave the kernel unchanged (8 for an "
+    "isotropic kernel); one inference each",
+    "back_projection": "iterations of back-projection with the kernel after inference "
+    "(0: off); it trusts the kernel, so an estimated one that is too large costs detail",
+    "tile": "inference tile side in input pixels (0: from the device's free memory); "
+    "smaller tiles need less memory, results are the same",
+    "reset": "forget the remembered choices and go back to the defaults of "
+    "File > Preferences > Plugins > napari-mzsr",
+    "run": "super-resolve with these settings; the result is added as a new layer",
+    "preview": f"one adaptation step on the region shown in the viewer (at most "
+    f"{PREVIEW_MAX_SIDE} x {PREVIEW_MAX_SIDE} pixels of the current slice), in about a "
+    "second; shown as a temporary layer that the full run replaces",
+    "cancel": "stop after the current step; nothing is added",
+}
+BUTTONS = ("run", "preview", "cancel")
+REMEMBERED = (
+    "scope", "channel_mode", "model", "model_file", "scale", "scale_x_on", "scale_x",
+    "kernel_kind", "variance", "l1", "l2", "theta", "preset", "kernel_file", "steps",
+    "device", "stack_mode", "current_only", "replace", "float_output", "show_advanced",
+    "lr", "normalization", "seed", "ensemble", "back_projection", "tile",
+)  # fmt: skip
 
 
 def _plugin_defaults() -> dict[str, Any]:
-    """The user's plugin settings (napari >= 0.9), or the built-in defaults."""
-    defaults: dict[str, Any] = {"model": "", "device": "auto", "steps": 10}
+    """The user's plugin preferences (napari >= 0.9), or the built-in defaults."""
+    defaults: dict[str, Any] = {"model": "auto", "device": "auto", "steps": 10}
     try:
         from napari.settings import get_plugin_settings
 
@@ -87,16 +168,31 @@ def _kernel_pixmap(kernel: np.ndarray, pixels: int = PREVIEW_PIXELS) -> QPixmap:
     )
 
 
+class _Orphaned(QObject):
+    """Calls back when the watched widget loses its parent: napari's dock "x" takes the
+    widget out of its dock (``setParent(None)``) without deleting it."""
+
+    def __init__(self, callback) -> None:
+        super().__init__()
+        self._callback = callback
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.ParentChange and obj.parent() is None:
+            self._callback()
+        return False
+
+
 class MZSRWidget(Container):
-    """Dock widget: zero-shot super-resolution of an image layer with MZSR.
+    """Dock widget: zero-shot super-resolution of image layers with MZSR.
 
     Parameters
     ----------
     viewer : napari.viewer.Viewer
-        The viewer whose layers are offered and receive the result (injected by napari).
+        The viewer whose layers are offered and receive the results (injected by napari).
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from ..cli.model_table import summarize
         from ..core.devices import available_devices, resolve_device
         from ..io.model_file import shipped_models
 
@@ -106,22 +202,42 @@ class MZSRWidget(Container):
         self._job: Job | None = None
         self._loaded: dict[str, MZSRModel] = {}
         self._alive = True
-        settings = _plugin_defaults()
+        self._closed = False
+        self._cancel_reason: str | None = None
+        self._activity = None
+        self._eta = TimeLeft()
+        self._started = 0.0
+        self._help_dialog = None
+        self._restoring = False
+        prefs = _plugin_defaults()
 
         self._image = create_widget(annotation=Image, label="image")
+        self._scope = ComboBox(label="run on", choices=SCOPES, value="layer")
+        self._channel_mode = ComboBox(label="channels", choices=CHANNEL_MODES, value="per_layer")
+        self._scope_info = Label(label="")
         shipped = sorted(shipped_models())
+        self._summaries = {name: summarize(self._shipped(name).info) for name in shipped}
         self._model = ComboBox(
-            label="model", choices=[*((n, n) for n in shipped), ("from file...", FROM_FILE)]
+            label="model",
+            choices=[
+                ("auto (from the image and the kernel)", AUTO),
+                *((self._summaries[n].label(), n) for n in shipped),
+                ("from file...", FROM_FILE),
+            ],
+            value=AUTO,
         )
+        for i, name in enumerate(shipped, start=1):  # each entry's details on hover
+            self._model.native.setItemData(i, self._summaries[name].tooltip(), Qt.ToolTipRole)
         self._model_file = FileEdit(label="model file", mode="r", filter="*.pt")
         self._model_info = Label(label="")
-        self._scale = FloatSpinBox(label="scale", value=2.0, min=1.0, max=8.0, step=0.5)
+        self._model_warning = Label(label="")
+        self._help = Label(label="")
+        self._scale = FloatSpinBox(label="scale", value=2.0, min=1.1, max=8.0, step=0.1)
+        self._scale_x_on = CheckBox(text="different factor for X")
+        self._scale_x = FloatSpinBox(label="scale X", value=2.0, min=1.1, max=8.0, step=0.1)
 
         self._kernel_kind = ComboBox(label="kernel", choices=KERNEL_KINDS, value="isotropic")
-        self._variance = FloatSpinBox(
-            label="variance", value=2.0, min=0.01, max=100.0, step=0.1,
-            tooltip="variance (sigma^2) of the Gaussian blur, in pixels^2",
-        )  # fmt: skip
+        self._variance = FloatSpinBox(label="variance", value=2.0, min=0.01, max=100.0, step=0.1)
         self._l1 = FloatSpinBox(label="lambda 1", value=4.0, min=0.01, max=100.0, step=0.1)
         self._l2 = FloatSpinBox(label="lambda 2", value=1.0, min=0.01, max=100.0, step=0.1)
         self._theta = FloatSpinBox(
@@ -135,11 +251,12 @@ class MZSRWidget(Container):
         self._kernel_preview = Label(label="preview")
         self._kernel_preview.native.setMinimumHeight(PREVIEW_PIXELS)
 
-        self._steps = SpinBox(label="steps", value=int(settings["steps"]), min=0, max=1000)
+        self._steps = SpinBox(label="steps", value=10, min=0, max=1000)
         detected = resolve_device("auto")
-        devices = [(f"auto ({detected})" if d == "auto" else d, d) for d in available_devices()]
-        device = settings["device"] if settings["device"] in dict(devices).values() else "auto"
-        self._device = ComboBox(label="device", choices=devices, value=device)
+        self._devices = [
+            (f"auto ({detected})" if d == "auto" else d, d) for d in available_devices()
+        ]
+        self._device = ComboBox(label="device", choices=self._devices, value="auto")
         self._stack_mode = ComboBox(label="stack", choices=STACK_MODES, value="once")
         self._current_only = CheckBox(text="current slice only")
         self._replace = CheckBox(text="replace previous result")
@@ -148,18 +265,13 @@ class MZSRWidget(Container):
         self._show_advanced = CheckBox(text="advanced")
         self._lr = LineEdit(label="learning rate")
         self._lr.native.setPlaceholderText("model's schedule")
-        self._normalization = ComboBox(label="intensities", choices=NORMALIZATIONS)
+        self._normalization = ComboBox(label="intensities", choices=NORMALIZATIONS, value="auto")
         self._seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
-        self._ensemble = ComboBox(
-            label="self-ensemble", choices=ENSEMBLES, value="off",
-            tooltip="combine the flips/rotations that leave the kernel unchanged "
-            "(8 for an isotropic kernel); one inference each",
-        )  # fmt: skip
-        self._back_projection = SpinBox(
-            label="back-projection", value=0, min=0, max=50,
-            tooltip="iterations of back-projection with the kernel after inference (0: off); "
-            "it trusts the kernel, so an estimated one that is too large costs detail",
-        )  # fmt: skip
+        self._ensemble = ComboBox(label="self-ensemble", choices=ENSEMBLES, value="off")
+        self._back_projection = SpinBox(label="back-projection", value=0, min=0, max=50)
+        self._tile = SpinBox(label="tile size", value=0, min=0, max=16384, step=64)
+        self._tile.native.setSpecialValueText("auto (free memory)")
+        self._reset = PushButton(text="Reset choices")
         self._advanced = Container(
             widgets=[
                 self._lr,
@@ -167,11 +279,14 @@ class MZSRWidget(Container):
                 self._seed,
                 self._ensemble,
                 self._back_projection,
+                self._tile,
+                self._reset,
             ]
         )
         self._advanced.visible = False
 
         self._run_button = PushButton(text="Run")
+        self._preview_button = PushButton(text="Preview")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self._status = Label(label="")
@@ -179,10 +294,17 @@ class MZSRWidget(Container):
         self.extend(
             [
                 self._image,
+                self._scope,
+                self._channel_mode,
+                self._scope_info,
                 self._model,
                 self._model_file,
                 self._model_info,
+                self._model_warning,
+                self._help,
                 self._scale,
+                self._scale_x_on,
+                self._scale_x,
                 self._kernel_kind,
                 self._variance,
                 self._l1,
@@ -200,74 +322,235 @@ class MZSRWidget(Container):
                 self._float_output,
                 self._show_advanced,
                 self._advanced,
-                Container(widgets=[self._run_button, self._cancel_button], layout="horizontal"),
+                Container(
+                    widgets=[self._run_button, self._preview_button, self._cancel_button],
+                    layout="horizontal",
+                ),
                 self._progress,
                 self._status,
             ]
         )
+        self._controls = {
+            name: getattr(self, f"_{name}_button" if name in BUTTONS else f"_{name}")
+            for name in TOOLTIPS
+        }
+        for name, text in TOOLTIPS.items():
+            self._controls[name].tooltip = text
+        for label in (self._model_info, self._model_warning, self._status, self._scope_info):
+            label.native.setWordWrap(True)
+            label.native.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
+        self._model_warning.native.setStyleSheet(WARNING_STYLE)
+        self._status.native.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self._help.native.setTextFormat(Qt.RichText)
+        self._help.value = '<a href="help">Help: what each control does, and the models</a>'
+        self._help.native.linkActivated.connect(self.show_help)
+
+        self._apply_preferences(prefs)
+        self._restore()
 
         self._model.changed.connect(self._on_model_changed)
         self._model_file.changed.connect(self._on_model_changed)
         self._image.changed.connect(self._on_image_changed)
+        self._scope.changed.connect(self._update_scope)
+        for widget in (self._scale, self._scale_x_on, self._scale_x):
+            widget.changed.connect(self._update_scale)
         for widget in (
             self._kernel_kind, self._variance, self._l1, self._l2, self._theta,
             self._preset, self._kernel_file, self._kernel_layer,
         ):  # fmt: skip
             widget.changed.connect(self._update_kernel)
+        for name in REMEMBERED:
+            self._controls[name].changed.connect(self._remember)
         self._show_advanced.changed.connect(lambda on: setattr(self._advanced, "visible", on))
         self._run_button.changed.connect(self.run)
+        self._preview_button.changed.connect(self.preview)
         self._cancel_button.changed.connect(self.cancel)
+        self._reset.changed.connect(self.reset)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+        viewer.layers.selection.events.changed.connect(self._update_scope)
+        self._orphan_watch = _Orphaned(self._on_closed)
+        self.native.installEventFilter(self._orphan_watch)
         self.native.destroyed.connect(self._on_destroyed)
 
-        if settings["model"]:
-            if settings["model"] in shipped:
-                self._model.value = settings["model"]
-            else:
-                self._model.value = FROM_FILE
-                self._model_file.value = settings["model"]
+        self._advanced.visible = self._show_advanced.value
+        self._update_scale()
         self._on_model_changed()
         self._on_image_changed()
-        self._update_kernel()
+
+    # -- choices: preferences, memory -------------------------------------------------
+
+    @staticmethod
+    def _shipped(name: str) -> MZSRModel:
+        from ..io.model_file import load_model
+
+        return load_model(name)
+
+    def _apply_preferences(self, prefs: dict[str, Any]) -> None:
+        """Start from File > Preferences (napari's plugin settings)."""
+        model = prefs["model"]
+        self._model.value = AUTO if model in ("auto", "") else model
+        devices = [value for _, value in self._devices]
+        device = prefs["device"]
+        if device == "cuda" and "cuda:0" in devices:
+            device = "cuda:0"
+        self._device.value = device if device in devices else "auto"
+        self._steps.value = int(prefs["steps"])
+
+    def _restore(self) -> None:
+        """The choices remembered from the last session, where they still fit."""
+        self._restoring = True
+        try:
+            for name, value in memory.load().items():
+                if name not in REMEMBERED:
+                    continue
+                try:
+                    self._controls[name].value = value
+                except (ValueError, TypeError, KeyError):
+                    continue  # e.g. a device or model that is gone: keep the default
+        finally:
+            self._restoring = False
+
+    def _remember(self, *_: object) -> None:
+        if self._restoring:
+            return
+        values = {}
+        for name in REMEMBERED:
+            value = self._controls[name].value
+            values[name] = str(value) if isinstance(value, Path) else value
+        memory.save(values)
+
+    def reset(self) -> None:
+        """Forget the remembered choices; back to the preferences and built-in defaults."""
+        memory.forget()
+        self._restoring = True
+        try:
+            for name in REMEMBERED:
+                self._controls[name].value = self._defaults[name]
+        finally:
+            self._restoring = False
+        self._apply_preferences(_plugin_defaults())
+
+    @property
+    def _defaults(self) -> dict[str, Any]:
+        return {
+            "scope": "layer", "channel_mode": "per_layer", "model": AUTO, "model_file": "",
+            "scale": 2.0, "scale_x_on": False, "scale_x": 2.0, "kernel_kind": "isotropic",
+            "variance": 2.0, "l1": 4.0, "l2": 1.0, "theta": -0.5, "preset": "g^d_2.0",
+            "kernel_file": "", "steps": 10, "device": "auto", "stack_mode": "once",
+            "current_only": False, "replace": False, "float_output": False,
+            "show_advanced": False, "lr": "", "normalization": "auto", "seed": 0,
+            "ensemble": "off", "back_projection": 0, "tile": 0,
+        }  # fmt: skip
 
     # -- option handling -------------------------------------------------------------
 
     def _model_source(self) -> str | None:
-        if self._model.value != FROM_FILE:
-            return self._model.value
+        value = self._model.value
+        if value == AUTO:
+            return None
+        if value != FROM_FILE:
+            return value
         path = Path(self._model_file.value)
-        return str(path) if path.is_file() else None
+        return str(path) if path.is_file() else ""
 
-    def _load_model(self) -> MZSRModel:
-        """The chosen theta_M, loaded once per source (it is only read, never adapted)."""
+    def _load_model(self) -> MZSRModel | None:
+        """The chosen theta_M (None: "auto"), loaded once per source."""
         from ..io.model_file import load_model
 
         source = self._model_source()
         if source is None:
-            raise ValueError("choose a model file (theta_M, .pt)")
+            return None
+        if source == "":
+            raise ValueError("choose a model file (theta_M, .pt) under 'model file'")
         if source not in self._loaded:
             self._loaded = {source: load_model(source)}
         return self._loaded[source]
 
+    def _factors(self) -> tuple[float, float]:
+        sy = round(float(self._scale.value), 4)
+        sx = round(float(self._scale_x.value), 4) if self._scale_x_on.value else sy
+        return sy, sx
+
+    def _update_scale(self, *_: object) -> None:
+        self._scale_x.visible = self._scale_x_on.value
+        self._scale.label = "scale Y" if self._scale_x_on.value else "scale"
+        self._update_model_advice()
+
     def _on_model_changed(self, *_: object) -> None:
         self._model_file.visible = self._model.value == FROM_FILE
-        try:
-            info = self._load_model().info
-        except Exception as exc:  # any unreadable file: say so next to the option
-            self._model_info.value = plain_message(exc)
-            return
-        lo, hi = min(info.scales), max(info.scales)
-        self._scale.min, self._scale.max = lo, hi
-        self._scale.value = lo if len(info.scales) == 1 else min(max(self._scale.value, lo), hi)
-        self._scale.enabled = hi > lo
-        colour = "RGB" if info.channels == 3 else "single-channel"
-        self._model_info.value = f"{info.name}: {colour}, {info.degradation} subsampling"
+        self._update_model_advice()
         self._update_kernel()
+
+    def _kernel_preset(self) -> str | None:
+        return self._preset.value if self._kernel_kind.value == "preset" else None
+
+    def _update_model_advice(self) -> None:
+        """The model line (what runs) and the warning line (what does not fit)."""
+        from ..cli.model_table import summarize
+
+        try:
+            model = self._load_model()
+        except Exception as exc:  # any unreadable file: say so next to the option
+            self._model_info.value = ""
+            self._show_warnings([plain_message(exc)])
+            return
+        layer = self._image.value
+        rgb = bool(layer is not None and layer.rgb)
+        preset = self._kernel_preset()
+        degradation = PRESETS[preset].degradation if preset else "direct"
+        choice = choose(model, self._factors(), rgb, degradation, preset)
+        if choice.info is None:
+            self._model_info.value = "auto: no shipped model fits"
+        else:
+            summary = summarize(choice.info)
+            text = summary.label() if model is not None else f"auto: {summary.label()}"
+            if model is not None and model.source and self._model.value == FROM_FILE:
+                text = f"{text} ({Path(model.source).name})"
+            self._model_info.value = text
+            self._model_info.tooltip = summary.tooltip()
+        self._show_warnings(list(choice.warnings))
+
+    def _show_warnings(self, warnings: list[str]) -> None:
+        self._model_warning.value = "\n".join(f"\u26a0 {w}" for w in warnings)
+        self._model_warning.visible = bool(warnings)
 
     def _on_image_changed(self, *_: object) -> None:
         layer = self._image.value
         slices = bool(layer is not None and split_axes(layer.data.shape, layer.rgb)[0])
         self._stack_mode.enabled = slices
         self._current_only.enabled = slices
+        self._update_scope()
+        self._update_model_advice()
+
+    def _layers_to_run(self) -> list[Image]:
+        """The layers the scope control stands for, the chosen one first."""
+        layer = self._image.value
+        if layer is None:
+            return []
+        scope = self._scope.value
+        if scope == "layer":
+            return [layer]
+        if scope == "selected":
+            chosen = [x for x in self._viewer.layers.selection if isinstance(x, Image)]
+            ordered = [x for x in self._viewer.layers if x in chosen]
+            return sorted(ordered, key=lambda x: x is not layer)
+        return [layer] + [
+            other
+            for other in self._viewer.layers
+            if other is not layer and isinstance(other, Image) and _same_place(other, layer)
+        ]
+
+    def _update_scope(self, *_: object) -> None:
+        several = self._scope.value != "layer"
+        self._channel_mode.visible = several
+        self._scope_info.visible = several
+        if several:
+            names = [layer.name for layer in self._layers_to_run()]
+            self._scope_info.value = (
+                f"{len(names)} layer{'s' if len(names) != 1 else ''}: {', '.join(names)}"
+                if names
+                else "no layers: select image layers in the layer list"
+            )
 
     def _kernel(self) -> tuple[np.ndarray | str, str]:
         """The chosen blur kernel (or :data:`ESTIMATE`) and a description of it;
@@ -287,11 +570,11 @@ class MZSRWidget(Container):
         if kind == "file":
             path = Path(self._kernel_file.value)
             if not path.is_file():
-                raise ValueError("choose a kernel file (.mat, .npy or .tif)")
+                raise ValueError("choose a kernel file (.mat, .npy or .tif) under 'kernel file'")
             return load_kernel(path), f"file {path}"
         layer = self._kernel_layer.value
         if layer is None:
-            raise ValueError("choose the image layer that holds the kernel")
+            raise ValueError("choose the image layer that holds the kernel under 'kernel layer'")
         if layer.rgb or layer.multiscale:
             raise ValueError(f"kernel layer {layer.name!r} must be a single 2D grayscale image")
         try:
@@ -312,6 +595,7 @@ class MZSRWidget(Container):
             (self._kernel_layer, kind == "layer"),
         ):
             widget.visible = shown
+        self._update_model_advice()
         label = self._kernel_preview.native
         try:
             kernel, text = self._kernel()
@@ -326,13 +610,7 @@ class MZSRWidget(Container):
             return
         label.setPixmap(_kernel_pixmap(kernel))
         size = kernel.shape[0]
-        tip = f"{size}x{size} kernel"
-        model = self._loaded.get(self._model_source() or "")
-        if kind == "preset" and model is not None:
-            wanted, have = PRESETS[self._preset.value].degradation, model.info.degradation
-            if wanted != have:
-                tip += f"; this preset is for {wanted} models, the model is {have}"
-        label.setToolTip(tip)
+        label.setToolTip(f"{size}x{size} kernel ({text})")
 
     def _slice_index(self, layer: Image) -> tuple[int, ...]:
         """Index on the layer's slice axes of the slice shown in the viewer."""
@@ -346,32 +624,53 @@ class MZSRWidget(Container):
         lead = np.rint(np.asarray(point, dtype=float)[: len(slice_shape)]).astype(int)
         return tuple(int(np.clip(i, 0, n - 1)) for i, n in zip(lead, slice_shape, strict=True))
 
-    def _make_job(self) -> Job:
-        layer = self._image.value
-        if layer is None:
-            raise ValueError("choose an image layer")
+    def _visible_region(self, layer: Image) -> tuple[slice, slice]:
+        """Rows and columns of ``layer``'s shown slice that the canvas shows (the whole
+        slice before the canvas was drawn), cut to :data:`PREVIEW_MAX_SIDE`."""
+        end = layer.data.ndim - (1 if layer.rgb else 0)
+        shape = tuple(int(n) for n in layer.data.shape[end - 2 : end])
+        corners = np.asarray(layer.corner_pixels, dtype=float)[:, -2:]
+        if not np.all(corners[1] > corners[0]):  # not drawn yet: all of the slice
+            corners = np.array([[0.0, 0.0], [shape[0] - 1.0, shape[1] - 1.0]])
+        kernel, _ = self._kernel()
+        min_side = kernel.shape[0] if isinstance(kernel, np.ndarray) else 1
+        return visible_region(corners, shape, max_side=PREVIEW_MAX_SIDE, min_side=min_side)
+
+    def _values(self, preview: bool = False) -> Values:
+        layers = self._layers_to_run()
+        if not layers:
+            if self._image.value is None:
+                raise ValueError("choose an image layer under 'image'")
+            raise ValueError("no layers to run: select image layers in the layer list")
         kernel, kernel_text = self._kernel()
-        values = Values(
-            layer=layer,
+        tile = int(self._tile.value)
+        return Values(
+            layers=layers,
+            indices=[self._slice_index(layer) for layer in layers],
             model=self._load_model(),
-            scale=float(self._scale.value),
+            scale=self._factors(),
             kernel=kernel,
             kernel_text=kernel_text,
+            preset=self._kernel_preset(),
             steps=int(self._steps.value),
             device=self._device.value,
             seed=int(self._seed.value),
             lr_text=self._lr.value,
             normalization=self._normalization.value,
             mode=self._stack_mode.value,
-            index=self._slice_index(layer),
             current_only=self._current_only.value,
             replace=self._replace.value,
             float_output=self._float_output.value,
             ensemble=None if self._ensemble.value == "off" else self._ensemble.value,
             back_projection=int(self._back_projection.value),
+            tile=tile or None,
+            shared=self._channel_mode.value == "shared",
+            region=self._visible_region(layers[0]) if preview else None,
         )
-        job = make_job(values)
-        model = job.options.for_image(layer.rgb).model
+
+    def _make_job(self, preview: bool = False) -> Job:
+        job = make_job(self._values(preview))
+        model = job.tasks[0].options.model
         job.settings = {"model": model.info.name, "model_source": model.source, **job.settings}
         return job
 
@@ -383,18 +682,28 @@ class MZSRWidget(Container):
         return self.worker is not None
 
     def run(self) -> None:
-        """Start super-resolving the chosen layer (what the Run button does).
+        """Start super-resolving the chosen layers (what the Run button does).
 
-        Bad options are reported as a napari notification and nothing starts.
+        Bad options are reported in the status line and as a notification, and
+        nothing starts.
         """
+        self._start(preview=False)
+
+    def preview(self) -> None:
+        """One adaptation step on the visible region of the shown slice (the Preview
+        button): a temporary layer that the next full run replaces."""
+        self._start(preview=True)
+
+    def _start(self, preview: bool) -> None:
         if self.running:
             return
         try:
-            job = self._make_job()
+            job = self._make_job(preview)
         except Exception as exc:  # bad option or unreadable file: tell the user, change nothing
             self._fail(plain_message(exc))
             return
         self._job = job
+        self._cancel_reason = None
         worker = work(job)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
@@ -403,25 +712,36 @@ class MZSRWidget(Container):
         self.worker = worker
         self._set_running(True)
         self._progress.value = 0
-        self._status.value = "starting..."
+        self._status.native.setStyleSheet("")
+        self._status.value = "starting the preview..." if preview else "starting..."
+        names = ", ".join(task.layer.name for task in job.tasks)
+        self._activity = activity_progress(total=0, desc=f"MZSR: {names}")
+        self._eta = TimeLeft()
+        self._started = time.monotonic()
         worker.start()
 
-    def cancel(self) -> None:
-        """Stop the run after the current step; no layer is added."""
+    def cancel(self, reason: str | None = None) -> None:
+        """Stop the run after the current step; no layer is added. ``reason`` is shown
+        in the status line."""
         if self.worker is not None:
-            self._status.value = "cancelling..."
+            self._cancel_reason = reason
+            if self._alive:
+                self._status.value = "cancelling..."
             self.worker.quit()
 
     def _set_running(self, running: bool) -> None:
         self._run_button.enabled = not running
+        self._preview_button.enabled = not running
         self._cancel_button.enabled = running
 
     def _fail(self, message: str) -> None:
-        self._status.value = "failed"
+        """Keep the reason in the widget (the notification may be cut off or gone)."""
+        self._status.native.setStyleSheet(ERROR_STYLE)
+        self._status.value = f"failed: {message}"
         show_error(f"MZSR: {message}")
 
-    def _on_progress(self, p: StackProgress | str) -> None:
-        if not self._alive:
+    def _on_progress(self, p: JobProgress | str) -> None:
+        if not self._alive or self.worker is None or self.worker.abort_requested:
             return
         if isinstance(p, str):
             self._status.value = p
@@ -429,78 +749,196 @@ class MZSRWidget(Container):
         self._progress.max = max(p.total, 1)
         self._progress.value = p.done
         parts = []
+        if p.n_layers > 1:
+            parts.append(f"layer {p.layer_number}/{p.n_layers} ({p.layer})")
         if p.phase == "adapt":
             parts.append(f"step {p.step}/{p.steps}")
         if p.n_slices > 1:
             parts.append(f"slice {min(p.slice_done + 1, p.n_slices)}/{p.n_slices}")
         if p.loss is not None:
             parts.append(f"loss {p.loss:.4g}")
+        left = self._eta.update(p)
+        if left is not None and p.done < p.total:
+            parts.append(f"{format_seconds(left)} left")
         self._status.value = ", ".join(parts)
+        # Last: napari's activity bar processes events while it updates, so later
+        # reports (even the end of the run) may be handled inside this call.
+        activity = self._activity
+        if activity is not None:
+            if activity.total != p.total:
+                activity.total = p.total
+            activity.update(p.done - activity.n)
 
     def _on_returned(self, outcome: Outcome) -> None:
-        if not self._alive:
+        if not self._alive or self._closed:
+            return
+        if self._cancel_reason is not None:  # finished before the cancel arrived
+            self._status.value = f"cancelled: {self._cancel_reason}; nothing was added"
             return
         if outcome.error is not None:
             self._fail(outcome.error)
             return
-        estimate = outcome.result.kernel_estimate
+        job = self._job
+        present = [task.layer for task, _ in outcome.results if task.layer in self._viewer.layers]
+        if len(present) < len(outcome.results):
+            self._status.value = "cancelled: an input layer was deleted; nothing was added"
+            return
+        try:
+            for task, result in outcome.results:
+                self._add_result(job, task, result)
+        except Exception as exc:  # e.g. the viewer refused the layer: keep it unchanged
+            self._fail(plain_message(exc))
+            return
+        self._status.value = self._summary(job, outcome)
+
+    def _summary(self, job: Job, outcome: Outcome) -> str:
+        seconds = time.monotonic() - self._started
+        task, result = outcome.results[0]
+        what = "preview" if job.preview else "done"
+        parts = [f"{what} in {seconds:.1f} s"]
+        if len(outcome.results) > 1:
+            parts.append(f"{len(outcome.results)} layers")
+        steps = task.options.steps
+        kept = result.steps_taken
+        if steps and kept and min(kept) < steps:
+            low, high = min(kept), max(kept)
+            span = f"{low}" if low == high else f"{low}-{high}"
+            parts.append(f"{span} of {steps} steps kept (steps that raised the loss were undone)")
+        parts.append(f"model {task.options.model.info.name}")
+        if len(outcome.results) == 1:
+            parts.append(f"intensities {result.intensity.describe()}")
+        else:
+            for task, result in outcome.results[:3]:
+                parts.append(f"intensities of {task.layer.name}: {result.intensity.describe()}")
+        estimate = result.kernel_estimate
         if estimate is not None:
-            self._job.settings["kernel"] = f"estimated: {estimate.describe()}"
-            self._job.settings["kernel_estimate"] = {
+            parts.append(f"kernel {estimate.describe()}")
+        return ", ".join(parts)
+
+    def _on_aborted(self) -> None:
+        if self._alive:
+            reason = f": {self._cancel_reason}" if self._cancel_reason else ""
+            self._status.value = f"cancelled{reason}; nothing was added"
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._job = None
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
+        if self._alive:
+            self._set_running(False)
+
+    def _on_layer_removed(self, event: Any) -> None:
+        job = self._job
+        if job is not None and self.running and any(event.value is x for x in job.layers):
+            self.cancel(f"the input layer {event.value.name!r} was deleted")
+
+    def _on_closed(self) -> None:
+        """The dock's "x": stop the run, add nothing, let go of the viewer's events."""
+        self._closed = True
+        self.cancel("the widget was closed")
+        self._disconnect()
+
+    def _on_destroyed(self, *_: object) -> None:
+        self._alive = False
+        if self.worker is not None:
+            self.worker.quit()
+        self._disconnect()
+
+    def _disconnect(self) -> None:
+        for emitter, callback in (
+            (self._viewer.layers.events.removed, self._on_layer_removed),
+            (self._viewer.layers.selection.events.changed, self._update_scope),
+        ):
+            try:
+                emitter.disconnect(callback)
+            except (RuntimeError, TypeError, ValueError):
+                pass  # already gone with the viewer
+
+    def show_help(self, *_: object) -> None:
+        """A window explaining every control and the models (the Help link)."""
+        from qtpy.QtWidgets import QDialog, QTextBrowser, QVBoxLayout
+
+        from ..cli.model_table import VALIDATION_NOTE
+
+        rows = "".join(
+            f"<tr><td><b>{_label_of(self._controls[name])}</b></td><td>{text}</td></tr>"
+            for name, text in TOOLTIPS.items()
+        )
+        models = "".join(
+            f"<tr><td><b>{s.name}</b></td><td>{s.scales}, {s.data}, {s.degradation} "
+            f"subsampling; validation PSNR "
+            f"{' / '.join(f'{s.psnr[k]:.2f}' for k in sorted(s.psnr, key=int))} dB "
+            f"after 0 / 1 / 10 steps</td></tr>"
+            for s in self._summaries.values()
+        )
+        crops = next(iter(self._summaries.values()), None)
+        note = VALIDATION_NOTE.format(crops=crops.crops, crop=crops.crop) if crops else ""
+        readme = _readme_link()
+        html = (
+            "<h3>MZSR super-resolution</h3><p>Adapts a meta-learned network to the image "
+            "itself in a few steps, then super-resolves it. Give the blur of your "
+            "acquisition as the kernel.</p>"
+            f"<table cellpadding='3'>{rows}</table><h4>Shipped models</h4>"
+            f"<table cellpadding='3'>{models}</table><p>{note}</p>{readme}"
+        )
+        dialog = QDialog(self.native)
+        dialog.setWindowTitle("MZSR super-resolution: help")
+        browser = QTextBrowser(dialog)
+        browser.setOpenExternalLinks(True)
+        browser.setHtml(html)
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(browser)
+        dialog.resize(640, 720)
+        dialog.show()
+        self._help_dialog = dialog
+
+    def _add_result(self, job: Job, task: Any, result: Any) -> Image:
+        """Add (or swap in) a result layer, placed to overlay its input exactly."""
+        src = task.layer
+        data = result.data
+        scale = task.options.scale
+        linear = Affine(rotate=src.rotate, shear=src.shear, ndim=src.ndim).linear_matrix
+        slice_shape, _ = split_axes(src.data.shape, src.rgb)
+        if task.origin is not None:  # a preview of one crop: at its place in the stack
+            data = data.reshape((1,) * len(slice_shape) + data.shape)
+        new_scale, translate = output_scale_translate(
+            src.scale,
+            src.translate,
+            scale,
+            2,
+            linear=linear,
+            slice_index=task.index if task.current_only else None,
+            degradation=task.options.model.info.degradation,
+            origin=task.origin,
+        )
+        metadata = {k: v for k, v in src.metadata.items() if k != "mzsr"}
+        source_id = str(src.unique_id)
+        settings = {**job.settings, "model": task.options.model.info.name}
+        if task.has_slices:
+            settings["stack_mode"] = (
+                "current slice only" if task.current_only else ("once" if job.shared else job.mode)
+            )
+            settings["slice"] = list(task.index)
+        estimate = result.kernel_estimate
+        if estimate is not None:
+            settings["kernel"] = f"estimated: {estimate.describe()}"
+            settings["kernel_estimate"] = {
                 "l1": estimate.l1,
                 "l2": estimate.l2,
                 "theta": estimate.theta,
                 "covariance": estimate.covariance.tolist(),
                 "fit_residual": estimate.residual,
             }
-            if self._job.has_slices:
-                self._job.settings["kernel_estimate"]["slice"] = list(self._job.index)
-        try:
-            self._add_result(self._job, outcome.result.data)
-        except Exception as exc:  # e.g. the viewer refused the layer: keep it unchanged
-            self._fail(plain_message(exc))
-            return
-        status = self._status.value
-        if estimate is not None:
-            status = f"{status}, kernel {estimate.describe()}" if status else estimate.describe()
-        self._status.value = f"done: {status}" if status else "done"
-
-    def _on_aborted(self) -> None:
-        if self._alive:
-            self._status.value = "cancelled"
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self._job = None
-        if self._alive:
-            self._set_running(False)
-
-    def _on_destroyed(self, *_: object) -> None:
-        self._alive = False
-        if self.worker is not None:
-            self.worker.quit()
-
-    def _add_result(self, job: Job, result: np.ndarray) -> Image:
-        """Add (or swap in) the result layer, placed to overlay the input exactly."""
-        src = job.layer
-        n_spatial = 2
-        linear = Affine(rotate=src.rotate, shear=src.shear, ndim=src.ndim).linear_matrix
-        scale, translate = output_scale_translate(
-            src.scale,
-            src.translate,
-            job.options.scale,
-            n_spatial,
-            linear=linear,
-            slice_index=job.index if job.current_only else None,
-            degradation=job.options.for_image(src.rgb).model.info.degradation,
-        )
-        metadata = {k: v for k, v in src.metadata.items() if k != "mzsr"}
-        source_id = str(src.unique_id)
-        metadata["mzsr"] = {"source": src.name, "source_id": source_id, **job.settings}
+            if task.has_slices:
+                settings["kernel_estimate"]["slice"] = list(task.index)
+        settings["intensity_map"] = result.intensity.describe()
+        metadata["mzsr"] = {"source": src.name, "source_id": source_id, **settings}
         kwargs: dict[str, Any] = {
-            "name": output_name(src.name, job.options.scale, preview=job.current_only),
+            "name": output_name(src.name, scale, details=job.details),
             "rgb": src.rgb,
-            "scale": scale,
+            "scale": new_scale,
             "translate": translate,
             "rotate": src.rotate,
             "shear": src.shear,
@@ -515,12 +953,17 @@ class MZSRWidget(Container):
         }
         if not src.rgb:
             kwargs["colormap"] = src.colormap
-        new = Image(result, **kwargs)
+        new = Image(data, **kwargs)
         layers = self._viewer.layers
-        previous = [
-            i for i, layer in enumerate(layers)
-            if job.replace and layer.metadata.get("mzsr", {}).get("source_id") == source_id
-        ]  # fmt: skip
+
+        def replaced(layer: Any) -> bool:
+            info = layer.metadata.get("mzsr", {})
+            if info.get("source_id") != source_id:
+                return False
+            # Previews are temporary: any new result replaces them.
+            return "preview" in info or (job.replace and not job.preview)
+
+        previous = [i for i, layer in enumerate(layers) if replaced(layer)]
         if previous:
             position = previous[0]
             for i in reversed(previous):
@@ -529,3 +972,29 @@ class MZSRWidget(Container):
         else:
             layers.append(new)
         return new
+
+
+def _same_place(a: Image, b: Image) -> bool:
+    """Whether two layers look like channels of one image: same shape, grey, same
+    scale and place, and not a result of this plugin."""
+    return (
+        a.data.shape == b.data.shape
+        and not a.rgb
+        and not b.rgb
+        and "mzsr" not in a.metadata
+        and np.allclose(a.scale, b.scale)
+        and np.allclose(a.translate, b.translate)
+    )
+
+
+def _label_of(control: Any) -> str:
+    """What a control is called on screen: a button's or check box's text, else its label."""
+    return getattr(control, "text", None) or control.label
+
+
+def _readme_link() -> str:
+    """A link to the README of the source tree the package runs from, if there is one."""
+    readme = Path(__file__).resolve().parents[3] / "README.md"
+    if readme.is_file():
+        return f'<p>More: <a href="{readme.as_uri()}">README.md</a> of napari-mzsr.</p>'
+    return "<p>More: the README of napari-mzsr (in its source repository).</p>"
