@@ -202,12 +202,8 @@ def scale_model_info(payload: dict[str, Any]) -> ModelInfo:
     info = model_info(payload)
     aware = recipe["architecture"] == "scale-aware"
     layers = list(recipe["scale_tasks"]["adaptation_layers"]) if aware else []
-    training = dict(info.training)
-    if "cpu_s" in payload:
-        training["cpu_s"] = round(float(payload["cpu_s"]), 1)
     return replace(
         info,
-        training=training,
         scales=served_scales(recipe),
         architecture=recipe["architecture"],
         adaptation_layers=layers,
@@ -250,10 +246,11 @@ def run(
     resumed = restore(session, resume, net, optimizer) if resume else None
     distributed.broadcast_parameters(net, ctx)
     my_tasks = len(range(ctx.rank, cfg["tasks"], ctx.world))
-    clock = {"cpu": _logged_cpu_seconds(session.out, resumed["step"]) if resumed else 0.0}
+    if resumed is not None and "cpu_s" not in resumed:
+        # Checkpoints written before run_loop kept CPU time: their steps' time is logged.
+        resumed["cpu_s"] = _logged_cpu_seconds(session.out, resumed["step"])
 
     def step(index: int) -> dict[str, float]:
-        started = time.process_time()
         w = multi_step_weights(index, cfg["inner_steps"], cfg["anneal_iterations"])
         weights = torch.tensor(w, dtype=torch.float32, device=session.device)
         optimizer.zero_grad(set_to_none=True)
@@ -265,19 +262,15 @@ def run(
             last_loss += last
         distributed.all_reduce_gradients(net, ctx, average=False)
         optimizer.step()
-        clock["cpu"] += time.process_time() - started
         return {
             "loss": distributed.all_reduce_mean(last_loss / max(my_tasks, 1), ctx, session.device),
             "meta_loss": distributed.all_reduce_mean(
                 meta_loss / max(my_tasks, 1), ctx, session.device
             ),
             "last_weight": float(w[-1]),
-            # Process CPU time of the steps so far (logged as the window's mean).
-            "cpu_s": clock["cpu"],
         }
 
     payload = run_loop(session, net, optimizer, step, cfg["iterations"], resumed)
-    payload["cpu_s"] = clock["cpu"]
     return write(payload, session.out / f"{recipe['name']}.pt") if ctx.main else None
 
 
@@ -288,12 +281,12 @@ def export(
     val_dir: str | Path | None = None,
 ) -> Path:
     """Write the theta_M file of a checkpoint (a run stopped before its ``iterations``):
-    with the training CPU seconds of its steps (from the run's ``log.jsonl`` beside it)
-    and the validation PSNR of these weights, computed now where the run's last
+    with the validation PSNR of these weights, computed now where the run's last
     validation was at an earlier step (the validation set as in training: ``data_dir``
     and ``val_dir`` as :func:`run`)."""
     payload = checkpoint.load(checkpoint_path)
-    payload["cpu_s"] = _logged_cpu_seconds(Path(checkpoint_path).parent, payload["step"])
+    if "cpu_s" not in payload:  # written before run_loop kept CPU time: from the log
+        payload["cpu_s"] = _logged_cpu_seconds(Path(checkpoint_path).parent, payload["step"])
     history = list(payload["validation"])
     if history and history[-1]["step"] == payload["step"]:
         return write(payload, path)
@@ -301,8 +294,16 @@ def export(
     recipe = payload["recipe"]
     session = open_session(recipe, "meta", data_dir, val_dir, Path(path).parent, "cpu")
     net = load_model(written).network("cpu")
+    start = time.process_time()
     result = validate.evaluate(net, session.val_items, recipe, session.device, None)
-    payload["validation"] = [*history, {"step": payload["step"], "val": result}]
+    record = {
+        "step": payload["step"],
+        "val": result,
+        "cpu_s": round(float(payload["cpu_s"]), 3),
+        "wall_s": round(float(payload["elapsed_s"]), 3),
+        "val_cpu_s": round(time.process_time() - start, 3),
+    }
+    payload["validation"] = [*history, record]
     return write(payload, path)
 
 
