@@ -83,6 +83,9 @@ class AxialProgress:
         per block): drive a progress bar with these.
     loss : float or None
         L1 loss of the last adaptation step.
+    sigma : float or None
+        The axial sigma (lateral pixels) this channel runs with, given or estimated;
+        in the ``"apply"`` reports (None before).
     """
 
     phase: str
@@ -97,6 +100,7 @@ class AxialProgress:
     done: int
     total: int
     loss: float | None
+    sigma: float | None = None
 
 
 @dataclass
@@ -416,6 +420,13 @@ def _channels(volume: object, channel_axis: int | None) -> tuple[list[object], i
     return views, axis
 
 
+def work_units(shape: Sequence[int], z_factor: float, options: AxialOptions) -> tuple[int, int]:
+    """Adaptation steps and blocks of the run of one channel of ``shape`` (Z, Y, X):
+    what :attr:`AxialProgress.total` counts, per channel."""
+    stages = len(plan_gradual_steps(z_factor, options.max_step))
+    return stages * options.steps, len(plan_blocks(tuple(shape[-2:]), options.block, 0))
+
+
 def iter_super_resolve_axial(
     volume: object,
     options: AxialOptions | None = None,
@@ -444,9 +455,9 @@ def iter_super_resolve_axial(
         _check_volume(view)
     shape = tuple(int(n) for n in np.shape(views[0]))
     n_stages = len(plan_gradual_steps(z_factor, options.max_step))
-    n_blocks = len(plan_blocks(shape[1:], options.block, 0))
     steps = options.steps
-    per_channel = n_stages * steps + n_blocks
+    adapt_units, n_blocks = work_units(shape, z_factor, options)
+    per_channel = adapt_units + n_blocks
     total = per_channel * len(views)
     out_shape = (axial_output_length(shape[0], z_factor), *shape[1:])
     dtype = np.dtype(volume.dtype if options.output_dtype is None else options.output_dtype)
@@ -480,7 +491,7 @@ def iter_super_resolve_axial(
                 yield AxialProgress(
                     "apply", c, len(views), n_stages - 1, n_stages, steps, steps, done, n_blocks,
                     base + n_stages * steps + done, total,
-                    adapted.losses[-1] if adapted.losses else None,
+                    adapted.losses[-1] if adapted.losses else None, adapted.sigma,
                 )  # fmt: skip
         finally:
             apply.close()
