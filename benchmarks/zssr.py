@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_mzsr.core.adaptation import make_son
+from napari_mzsr.core.adaptation import make_son, prepare, prepare_net
 from napari_mzsr.core.degradation import degrade_tensor
 from napari_mzsr.core.network import MZSRNet
 from napari_mzsr.core.resize import imresize_tensor
@@ -137,13 +138,6 @@ class ZSSRStats:
     infer_s: float = 0.0
 
 
-def _layout(x: torch.Tensor) -> torch.Tensor:
-    # oneDNN convolutions are faster in channels-last layout on CPU.
-    if x.device.type == "cpu":
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
 def _affine_crop(image: torch.Tensor, size: int, rng: np.random.Generator) -> torch.Tensor:
     """A ``size`` x ``size`` crop of ``image`` (1, C, H, W) seen through a random zoom-out
     (0.5-1), shear and rotation, sampled bicubically with mirrored borders."""
@@ -188,7 +182,7 @@ def sample_father(
 
 def _forward(net: nn.Module, lr_image: torch.Tensor, scale: float, shape=None) -> torch.Tensor:
     up = imresize_tensor(lr_image, scale, output_shape=shape)
-    return net(_layout(up)).clamp_(0, 1)
+    return net(prepare(up)).clamp_(0, 1)
 
 
 def train_zssr(
@@ -197,6 +191,7 @@ def train_zssr(
     scale: float,
     method: str,
     config: ZSSRConfig = ZSSRConfig(),
+    on_iteration: Callable[[ZSSRNet, ZSSRStats], None] | None = None,
 ) -> tuple[ZSSRNet, ZSSRStats]:
     """Train a ZSSR network on ``lr_image`` (1, C, h, w) float32 in [0, 1].
 
@@ -212,6 +207,10 @@ def train_zssr(
         Subsampling of the degradation.
     config : ZSSRConfig
         Hyper-parameters; ``max_iters`` caps the run.
+    on_iteration : callable(net, stats), optional
+        Called after every iteration, outside the timed parts: a run of ``k``
+        iterations is the first ``k`` of a longer one, so it can read the network
+        after any count.
 
     Returns
     -------
@@ -225,8 +224,8 @@ def train_zssr(
     net = ZSSRNet(
         lr_image.shape[1], config.features, config.layers, config.init_variance, generator
     ).to(device)
-    if device.type == "cpu":
-        net.to(memory_format=torch.channels_last)
+    # The layouts MZSR's adaptation uses, so that both methods run as fast as this CPU allows.
+    prepare_net(net, training=True)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     policy = LearningRatePolicy(config)
     son_of_input = make_son(lr_image, kernel, scale, method)
@@ -235,7 +234,7 @@ def train_zssr(
         synchronize(device)
         start = time.perf_counter()
         father = sample_father(lr_image, config.crop_size, rng, config.affine)
-        son_up = _layout(make_son(father, kernel, scale, method))
+        son_up = prepare(make_son(father, kernel, scale, method), training=True)
         loss = (net(son_up) - father).abs().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -245,13 +244,15 @@ def train_zssr(
         if iteration % config.test_every == 0:
             start = time.perf_counter()
             with torch.no_grad():
-                rec = net(_layout(son_of_input)).clamp_(0, 1)
+                rec = net(prepare(son_of_input, training=True)).clamp_(0, 1)
                 policy.record(iteration, float(((rec - lr_image) ** 2).mean()))
             stats.tests += 1
             stats.test_s += time.perf_counter() - start
         for group in optimizer.param_groups:
             group["lr"] = policy.update(iteration)
         stats.iterations = iteration + 1
+        if on_iteration is not None:
+            on_iteration(net, stats)
         if policy.done:
             break
     stats.final_lr = policy.lr
@@ -277,6 +278,7 @@ def zssr_infer(
     """ZSSR's final test: per geometric variant, infer, undo the transform and
     back-project; median of the variants; back-project again. Returns (1, C, H, W)."""
     outputs = []
+    prepare_net(net)
     net.eval()
     with torch.no_grad():
         for k in range(8 if config.ensemble else 1):

@@ -28,13 +28,21 @@ from ..io.model_file import MZSRModel, load_model, shipped_models
 # Factors beyond this are refused: at x16 an image of 64 pixels is already 1024 wide,
 # and no degradation of this package is modelled that far.
 MAX_SCALE = 16.0
-# adapt_patch="auto" (see AdaptOptions): images up to this many pixels adapt on the
-# whole image; larger ones on AUTO_PATCHES random patches of AUTO_PATCH pixels per step.
-# On four Set14 images (x2, g^d_2.0, direct-x2, 10 steps) 4 patches of 128 were within
-# 0.08 dB of whole-image adaptation (-0.08 to +0.06) and 8 patches no closer.
-AUTO_WHOLE_IMAGE_PIXELS = 512 * 512
-AUTO_PATCH = 128
-AUTO_PATCHES = 4
+# adapt_patch="auto" (see AdaptOptions.patch_size): each step adapts on AUTO_PATCHES random
+# patches of AUTO_PATCH pixels, so that a step costs the same on an image of any size,
+# unless the whole image costs no more. A step on patches also measures their loss after
+# the update (one forward pass, a quarter of a step's time), so the whole image is as
+# cheap up to 5/4 of the patches' pixels. Chosen by measurement against whole-image
+# adaptation on Set14 (x2, g^d_2.0, direct-x2, 10 steps, LR images of 19,000 to 104,000
+# pixels; 14 images x seed 0 and 8 images x seeds 1-2, patches redrawn every step; the
+# project's 2-core AVX2 machine, one thread, 2026-12-01): 2 x 96 gave +0.006 dB on average,
+# worst -0.095, in 4.5 CPU-s against 11.7 s; 1 x 128 -0.002 (worst -0.18) and 4 x 64 -0.003
+# (worst -0.16) cost the same; 2 x 64, 1 x 96 and 1 x 64 halve the time but lose up to
+# 0.14, 0.46 and 0.50 dB on single images. The same comparison, timed, in
+# benchmarks/results/time_to_quality_cpu.md.
+AUTO_PATCH = 96
+AUTO_PATCHES = 2
+AUTO_WHOLE_IMAGE_PIXELS = AUTO_PATCHES * AUTO_PATCH**2 * 5 // 4
 
 
 def scale_pair(value: object) -> tuple[float, float]:
@@ -204,7 +212,12 @@ class AdaptOptions:
 
     def patch_size(self, shape: tuple[int, int]) -> tuple[int, int] | None:
         """Patch height and width of crop adaptation for an image of ``shape``, or None
-        for whole-image adaptation."""
+        for whole-image adaptation.
+
+        ``adapt_patch="auto"``: the whole image up to :data:`AUTO_WHOLE_IMAGE_PIXELS`
+        pixels, else patches of :data:`AUTO_PATCH` pixels (at least the kernel size,
+        at most the image), whatever the image size.
+        """
         size = self.adapt_patch
         min_size = self.kernel.shape[0] if not self.estimate else 1
         if size == "auto":

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..core.adaptation import Cancelled, StepReport, adapt, patch_corner
+from ..core.devices import limit_cpu_threads
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
 from ..core.schedules import rate_at
 from ..core.tensors import to_batch
@@ -49,6 +50,8 @@ def adapt_image(
         )
     patch = options.patch_size((height, width))
     device = options.device
+    if device.type == "cpu":
+        limit_cpu_threads()
     torch.manual_seed(options.seed)
     net = options.model.network(device)
     kt = torch.from_numpy(kernel).float().to(device)
@@ -252,9 +255,11 @@ def super_resolve(
         Crop adaptation: each step fits ``adapt_patches`` random patches of
         ``adapt_patch`` pixels (clipped to the image), placed by a generator seeded with
         ``seed``, instead of the whole image. ``None`` always adapts on the whole image.
-        ``"auto"``: the whole image up to 512 x 512 pixels, patches of 128 pixels beyond.
+        ``"auto"``: 2 patches of 96 pixels per step whatever the image size, or the
+        whole image where that costs no more (up to 23,040 pixels; see
+        :meth:`~napari_mzsr.pipeline.options.AdaptOptions.patch_size`).
     adapt_patches : int
-        Patches per step of crop adaptation (default 4).
+        Patches per step of crop adaptation (default 2).
     tile : int, optional
         Inference tile side in input pixels (see :meth:`AdaptedModel.apply`); default:
         from the device's free memory. Tiles join exactly; the result does not depend
