@@ -31,13 +31,17 @@ class Item:
 
 
 def build(crops: list[np.ndarray], recipe: dict) -> list[Item]:
-    """Degrade every HR crop with every validation kernel at every validation scale."""
+    """Degrade every HR crop with every validation kernel at every validation scale
+    (``[0, 0, 0]``: no blur)."""
     val = recipe["validation"]
     items = []
     for hr in crops:
         hr_t = torch.from_numpy(hr.transpose(2, 0, 1).copy())[None]
         for l1, l2, theta in val["kernels"]:
-            kernel = torch.from_numpy(gaussian_kernel(l1, l2, theta, size=val["kernel_size"]))
+            if l1 == 0:
+                kernel = torch.ones(1, 1, dtype=torch.float64)
+            else:
+                kernel = torch.from_numpy(gaussian_kernel(l1, l2, theta, size=val["kernel_size"]))
             for scale in val["scales"]:
                 lr = degrade_tensor(hr_t.double(), kernel, scale, recipe["degradation"])
                 lr = torch.round(lr.clamp(0, 1) * 255) / 255

@@ -192,10 +192,6 @@ class MZSRWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from ..cli.model_table import summarize
-        from ..core.devices import available_devices, resolve_device
-        from ..io.model_file import shipped_models
-
         super().__init__()
         self._viewer = viewer
         self.worker = None
@@ -209,7 +205,30 @@ class MZSRWidget(Container):
         self._started = 0.0
         self._help_dialog = None
         self._restoring = False
-        prefs = _plugin_defaults()
+
+        self._add_input_controls()
+        self._add_kernel_controls()
+        self._add_run_controls()
+        self._controls = {
+            name: getattr(self, f"_{name}_button" if name in BUTTONS else f"_{name}")
+            for name in TOOLTIPS
+        }
+        self._style_controls()
+        self._apply_preferences(_plugin_defaults())
+        self._restore()
+        self._connect(viewer)
+
+        self._advanced.visible = self._show_advanced.value
+        self._update_scale()
+        self._on_model_changed()
+        self._on_image_changed()
+
+    # -- building ---------------------------------------------------------------------
+
+    def _add_input_controls(self) -> None:
+        """The image, what to run it on, the model and the scale."""
+        from ..cli.model_table import summarize
+        from ..io.model_file import shipped_models
 
         self._image = create_widget(annotation=Image, label="image")
         self._scope = ComboBox(label="run on", choices=SCOPES, value="layer")
@@ -235,7 +254,25 @@ class MZSRWidget(Container):
         self._scale = FloatSpinBox(label="scale", value=2.0, min=1.1, max=8.0, step=0.1)
         self._scale_x_on = CheckBox(text="different factor for X")
         self._scale_x = FloatSpinBox(label="scale X", value=2.0, min=1.1, max=8.0, step=0.1)
+        self.extend(
+            [
+                self._image,
+                self._scope,
+                self._channel_mode,
+                self._scope_info,
+                self._model,
+                self._model_file,
+                self._model_info,
+                self._model_warning,
+                self._help,
+                self._scale,
+                self._scale_x_on,
+                self._scale_x,
+            ]
+        )
 
+    def _add_kernel_controls(self) -> None:
+        """The blur to undo: a Gaussian, a preset, a file, a layer or an estimate."""
         self._kernel_kind = ComboBox(label="kernel", choices=KERNEL_KINDS, value="isotropic")
         self._variance = FloatSpinBox(label="variance", value=2.0, min=0.01, max=100.0, step=0.1)
         self._l1 = FloatSpinBox(label="lambda 1", value=4.0, min=0.01, max=100.0, step=0.1)
@@ -250,6 +287,23 @@ class MZSRWidget(Container):
         self._kernel_layer = create_widget(annotation=Image, label="kernel layer")
         self._kernel_preview = Label(label="preview")
         self._kernel_preview.native.setMinimumHeight(PREVIEW_PIXELS)
+        self.extend(
+            [
+                self._kernel_kind,
+                self._variance,
+                self._l1,
+                self._l2,
+                self._theta,
+                self._preset,
+                self._kernel_file,
+                self._kernel_layer,
+                self._kernel_preview,
+            ]
+        )
+
+    def _add_run_controls(self) -> None:
+        """Steps, device, stack handling, the advanced options and the buttons."""
+        from ..core.devices import available_devices, resolve_device
 
         self._steps = SpinBox(label="steps", value=10, min=0, max=1000)
         detected = resolve_device("auto")
@@ -290,30 +344,8 @@ class MZSRWidget(Container):
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self._status = Label(label="")
-
         self.extend(
             [
-                self._image,
-                self._scope,
-                self._channel_mode,
-                self._scope_info,
-                self._model,
-                self._model_file,
-                self._model_info,
-                self._model_warning,
-                self._help,
-                self._scale,
-                self._scale_x_on,
-                self._scale_x,
-                self._kernel_kind,
-                self._variance,
-                self._l1,
-                self._l2,
-                self._theta,
-                self._preset,
-                self._kernel_file,
-                self._kernel_layer,
-                self._kernel_preview,
                 self._steps,
                 self._device,
                 self._stack_mode,
@@ -330,10 +362,8 @@ class MZSRWidget(Container):
                 self._status,
             ]
         )
-        self._controls = {
-            name: getattr(self, f"_{name}_button" if name in BUTTONS else f"_{name}")
-            for name in TOOLTIPS
-        }
+
+    def _style_controls(self) -> None:
         for name, text in TOOLTIPS.items():
             self._controls[name].tooltip = text
         for label in (self._model_info, self._model_warning, self._status, self._scope_info):
@@ -345,9 +375,7 @@ class MZSRWidget(Container):
         self._help.value = '<a href="help">Help: what each control does, and the models</a>'
         self._help.native.linkActivated.connect(self.show_help)
 
-        self._apply_preferences(prefs)
-        self._restore()
-
+    def _connect(self, viewer: napari.viewer.Viewer) -> None:
         self._model.changed.connect(self._on_model_changed)
         self._model_file.changed.connect(self._on_model_changed)
         self._image.changed.connect(self._on_image_changed)
@@ -371,11 +399,6 @@ class MZSRWidget(Container):
         self._orphan_watch = _Orphaned(self._on_closed)
         self.native.installEventFilter(self._orphan_watch)
         self.native.destroyed.connect(self._on_destroyed)
-
-        self._advanced.visible = self._show_advanced.value
-        self._update_scale()
-        self._on_model_changed()
-        self._on_image_changed()
 
     # -- choices: preferences, memory -------------------------------------------------
 
