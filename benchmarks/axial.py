@@ -35,12 +35,8 @@ from scipy import ndimage
 from napari_mzsr.core.axial import axial_positions, degrade_axial
 from napari_mzsr.core.axial_estimation import estimate_axial_sigma
 from napari_mzsr.core.metrics import psnr, ssim
-from napari_mzsr.pipeline.axial import (
-    DEFAULT_LR,
-    DEFAULT_PATCH,
-    DEFAULT_PATCHES,
-    super_resolve_axial,
-)
+from napari_mzsr.pipeline.axial import super_resolve_axial
+from napari_mzsr.pipeline.axial_options import DEFAULT_LR, DEFAULT_PATCH, DEFAULT_PATCHES
 
 from .axial_phantom import render_phantom
 from .machine import add_threads_option, apply_threads, machine_description
@@ -133,7 +129,7 @@ def measure(out: np.ndarray, truth: np.ndarray, shave: int) -> dict[str, float |
 def run_mzsr(lr: np.ndarray, factor: int, kernel: object, args: argparse.Namespace) -> np.ndarray:
     return super_resolve_axial(
         lr,
-        factor,
+        z_factor=factor,
         kernel=kernel,
         steps=args.steps,
         model=args.model,
@@ -187,7 +183,7 @@ def timing(args: argparse.Namespace, truth: np.ndarray) -> dict[str, object]:
         last["t"] = now
 
     super_resolve_axial(
-        lr, 4, kernel=args.sigma_per_factor * 4, steps=args.steps, model=args.model,
+        lr, z_factor=4, kernel=args.sigma_per_factor * 4, steps=args.steps, model=args.model,
         device=args.device, seed=args.seed, optimizer=args.optimizer, lr=args.lr,
         adapt_patch=args.patch,
         adapt_patches=args.patches, max_step=args.max_step, precision="float32",

@@ -30,7 +30,6 @@ from napari_mzsr.core.gradual import plan_gradual_steps
 from napari_mzsr.core.network import MZSRNet
 from napari_mzsr.core.resize import imresize
 from napari_mzsr.pipeline.axial import (
-    axial_sigma,
     iter_adapt_axial,
     iter_apply_axial,
     iter_super_resolve_axial,
@@ -38,6 +37,7 @@ from napari_mzsr.pipeline.axial import (
     super_resolve_axial,
     super_resolve_axial_dask,
 )
+from napari_mzsr.pipeline.axial_options import AxialOptions, axial_sigma
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -52,6 +52,10 @@ def _options(model, **extra):
     options = dict(kernel=1.0, steps=2, model=model, device="cpu", precision="float32")
     options.update(adapt_patch=16, adapt_patches=2)
     return {**options, **extra}
+
+
+def _apply(model, **extra):
+    return AxialOptions(**_options(model, **extra))
 
 
 def _smooth_volume(shape, seed=0) -> np.ndarray:
@@ -158,7 +162,7 @@ def test_planes_are_placed_where_they_belong():
 )
 def test_output_shape_and_dtype(axial_model, shape, factor, out_z):
     volume = np.rint(_smooth_volume(shape) * 60000).astype(np.uint16)
-    out = super_resolve_axial(volume, factor, **_options(axial_model, max_step=4))
+    out = super_resolve_axial(volume, z_factor=factor, **_options(axial_model, max_step=4))
     assert out.shape == (out_z, *shape[1:]) and out.dtype == np.uint16
 
 
@@ -222,7 +226,7 @@ def test_axial_kernel_estimate_refuses_small_or_constant_stacks():
 
 
 def _adapted(volume, model, factor=3):
-    run = iter_adapt_axial(volume, factor, **{k: v for k, v in _options(model).items()})
+    run = iter_adapt_axial(volume, factor, AxialOptions(**_options(model)))
     try:
         while True:
             next(run)
@@ -234,8 +238,8 @@ def test_blocks_join_exactly_and_input_is_untouched(axial_model):
     volume = _smooth_volume((8, 37, 41))
     before = volume.copy()
     adapted = _adapted(volume, axial_model)
-    whole = _run(iter_apply_axial(adapted, volume, block=64))
-    tiled = _run(iter_apply_axial(adapted, volume, block=12))
+    whole = _run(iter_apply_axial(adapted, volume, _apply(axial_model, block=64)))
+    tiled = _run(iter_apply_axial(adapted, volume, _apply(axial_model, block=12)))
     assert whole.shape == (24, 37, 41) and 0 < whole.mean() < 1
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
     np.testing.assert_array_equal(volume, before)
@@ -244,15 +248,17 @@ def test_blocks_join_exactly_and_input_is_untouched(axial_model):
 def test_tiles_within_planes_join_exactly(axial_model):
     volume = _smooth_volume((9, 30, 34), seed=2)
     adapted = _adapted(volume, axial_model)
-    whole = _run(iter_apply_axial(adapted, volume))
-    np.testing.assert_allclose(_run(iter_apply_axial(adapted, volume, tile=8)), whole, atol=1e-6)
+    whole = _run(iter_apply_axial(adapted, volume, _apply(axial_model)))
+    np.testing.assert_allclose(
+        _run(iter_apply_axial(adapted, volume, _apply(axial_model, tile=8))), whole, atol=1e-6
+    )
 
 
 def test_gradual_stages_join_exactly_in_blocks(axial_model):
     volume = _smooth_volume((4, 30, 29))
     options = _options(axial_model, max_step=2.0)
-    whole = super_resolve_axial(volume, 6, block=64, **options)
-    tiled = super_resolve_axial(volume, 6, block=10, **options)
+    whole = super_resolve_axial(volume, z_factor=6, block=64, **options)
+    tiled = super_resolve_axial(volume, z_factor=6, block=10, **options)
     assert whole.shape == (24, 30, 29)
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
 
@@ -261,11 +267,13 @@ def test_dask_stack_equals_in_memory(axial_model):
     da = pytest.importorskip("dask.array")
     volume = _smooth_volume((8, 37, 41), seed=3)
     options = _options(axial_model, block=16)
-    expected = super_resolve_axial(volume, 3, **options)
+    expected = super_resolve_axial(volume, z_factor=3, **options)
     lazy_input = da.from_array(volume, chunks=(3, 10, 10))
-    np.testing.assert_allclose(super_resolve_axial(lazy_input, 3, **options), expected, atol=1e-6)
+    np.testing.assert_allclose(
+        super_resolve_axial(lazy_input, z_factor=3, **options), expected, atol=1e-6
+    )
     adapted = _adapted(lazy_input, axial_model)
-    lazy = super_resolve_axial_dask(lazy_input, adapted, block=16)
+    lazy = super_resolve_axial_dask(adapted, lazy_input, _apply(axial_model, block=16))
     assert lazy.shape == expected.shape and lazy.numblocks[1] > 1
     np.testing.assert_allclose(lazy.compute(), expected, atol=1e-6)
 
@@ -273,10 +281,12 @@ def test_dask_stack_equals_in_memory(axial_model):
 def test_channels_each_on_its_own(axial_model):
     volume = np.stack([_smooth_volume((6, 20, 18), seed=s) for s in (4, 5)], axis=1)
     volume[:, 1] *= 0.5
-    out = super_resolve_axial(volume, 2, channel_axis=1, **_options(axial_model))
+    out = super_resolve_axial(volume, z_factor=2, channel_axis=1, **_options(axial_model))
     assert out.shape == (12, 2, 20, 18)
     for c in range(2):
-        alone = super_resolve_axial(np.ascontiguousarray(volume[:, c]), 2, **_options(axial_model))
+        alone = super_resolve_axial(
+            np.ascontiguousarray(volume[:, c]), z_factor=2, **_options(axial_model)
+        )
         np.testing.assert_allclose(out[:, c], alone, atol=1e-6)
 
 
@@ -286,13 +296,13 @@ def test_cancel_stops_the_run(axial_model):
     with pytest.raises(Cancelled):
         super_resolve_axial(
             volume,
-            2,
+            z_factor=2,
             progress=reports.append,
             cancel=lambda: len(reports) >= 2,
             **_options(axial_model, steps=5),
         )
     assert len(reports) == 2 and reports[-1].phase == "adapt"
-    run = iter_super_resolve_axial(volume, 2, **_options(axial_model, steps=5))
+    run = iter_super_resolve_axial(volume, z_factor=2, **_options(axial_model, steps=5))
     first = next(run)
     run.close()
     assert first.done == 1 and first.total == 5 + 1
@@ -304,21 +314,21 @@ def test_bad_arguments_are_refused(axial_model):
     volume = _smooth_volume((6, 20, 18))
     for factor in (1.0, 11, "x", float("inf")):
         with pytest.raises(ValueError, match="z_factor"):
-            super_resolve_axial(volume, factor, **_options(axial_model))
+            super_resolve_axial(volume, z_factor=factor, **_options(axial_model))
     with pytest.raises(ValueError, match="one channel"):
-        super_resolve_axial(volume[0], 2, **_options(axial_model))
+        super_resolve_axial(volume[0], z_factor=2, **_options(axial_model))
     for max_step in (1.0, "2", float("nan")):
         with pytest.raises(ValueError, match="max_step"):
-            super_resolve_axial(volume, 2, **_options(axial_model, max_step=max_step))
+            super_resolve_axial(volume, z_factor=2, **_options(axial_model, max_step=max_step))
     with pytest.raises(ValueError, match="optimizer"):
-        super_resolve_axial(volume, 2, **_options(axial_model, optimizer="lbfgs"))
+        super_resolve_axial(volume, z_factor=2, **_options(axial_model, optimizer="lbfgs"))
 
 
 def test_sgd_is_the_meta_test(axial_model):
     """optimizer="sgd" runs the MZSR meta-test machinery with the column kernel."""
     volume = _smooth_volume((6, 20, 18))
     adapted = _adapted(volume, axial_model)
-    out = super_resolve_axial(volume, 3, **_options(axial_model, optimizer="sgd", lr=1e-2))
+    out = super_resolve_axial(volume, z_factor=3, **_options(axial_model, optimizer="sgd", lr=1e-2))
     assert out.shape == (18, 20, 18) and len(adapted.losses) == 2
 
 
@@ -334,3 +344,18 @@ def _run(generator):
             next(generator)
     except StopIteration as done:
         return done.value
+
+
+def test_public_api_is_keyword_only_and_checked_once(axial_model):
+    import napari_mzsr
+
+    assert napari_mzsr.super_resolve_axial is super_resolve_axial
+    assert {"super_resolve_axial", "AxialOptions"} <= set(napari_mzsr.__all__)
+    volume = _smooth_volume((6, 20, 18))
+    with pytest.raises(TypeError):
+        super_resolve_axial(volume, 2, **_options(axial_model))  # z_factor is keyword-only
+    options = AxialOptions(**_options(axial_model))
+    with pytest.raises(ValueError, match="not both"):
+        next(iter_super_resolve_axial(volume, options, z_factor=2, steps=3))
+    with pytest.raises(ValueError, match="adapt_patch"):
+        AxialOptions(**_options(axial_model, adapt_patch=4))

@@ -355,17 +355,17 @@ def adapt_axial(
         )
         return
     device = next(net.parameters()).device
-    prepare_net(net)
+    prepare_net(net, training=True)
     params = [p for p in net.parameters() if p.requires_grad]
     adam = torch.optim.Adam(params, lr=lr_at(0))
     net.train()
     for step, targets in zip(range(steps), batches, strict=False):
         for group in adam.param_groups:
             group["lr"] = lr_at(step)
-        son_up = prepare(axial_son(targets, sigma, z_factor))
+        son_up = prepare(axial_son(targets, sigma, z_factor), training=True)
         with autocast(device, autocast_dtype):
             out = net(son_up)
-        loss = (out.float() - prepare(targets)).abs().mean()
+        loss = (out.float() - prepare(targets, training=True)).abs().mean()
         adam.zero_grad(set_to_none=True)
         loss.backward()
         adam.step()

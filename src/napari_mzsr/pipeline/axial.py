@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,40 +31,32 @@ import torch
 
 from ..core.adaptation import Cancelled
 from ..core.axial import (
-    OPTIMIZERS,
     adapt_axial,
     axial_output_length,
     axial_step,
-    check_z_factor,
     degrade_axial_tensor,
     patch_plan,
-    sigma_from_fwhm,
 )
 from ..core.axial_estimation import AxialKernelEstimate, estimate_axial_sigma
 from ..core.checks import is_dask
-from ..core.devices import resolve_device, resolve_precision
 from ..core.gradual import plan_gradual_steps
-from ..core.intensity import IntensityMap, intensity_map
-from ..core.schedules import rate_at
+from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap, intensity_map
 from ..core.tiling import CPU_TILE_BYTES, bytes_per_output_pixel
-from ..io.model_file import ModelInfo, MZSRModel, load_model
+from ..io.model_file import ModelInfo, MZSRModel
+from .axial_options import (
+    DEFAULT_BLOCK,
+    DEFAULT_MAX_STEP,
+    DEFAULT_MODEL,
+    DEFAULT_PATCH,
+    DEFAULT_PATCHES,
+    DEFAULT_STEPS,
+    AxialOptions,
+    check_axial_factor,
+)
 
 if TYPE_CHECKING:
     import dask.array as da
 
-Z_FACTOR_RANGE = (1.0, 10.0)
-DEFAULT_MODEL = "direct-x2-gray"
-# Adaptation defaults, measured on the phantom of benchmarks/axial.py (factor 4): Adam at
-# 1e-3 for 100 steps of 8 patches of 64 pixels gained 3.5 dB over cubic interpolation
-# (30 steps: 2.1 dB); plain SGD at the model's rate did not beat cubic.
-DEFAULT_STEPS = 100
-DEFAULT_LR = 1e-3
-DEFAULT_PATCH = 64
-DEFAULT_PATCHES = 8
-# One adaptation stage serves factors up to this; larger ones go in gradual stages.
-DEFAULT_MAX_STEP = 6.0
-# Lateral side of the blocks of the stack read and super-resolved at a time.
-DEFAULT_BLOCK = 256
 # Float data and "percentile"/"minmax" maps of a stack that is not a numpy array are
 # fitted on this many evenly spaced XY slices, not the whole stack.
 INTENSITY_SLICES = 16
@@ -91,6 +83,9 @@ class AxialProgress:
         per block): drive a progress bar with these.
     loss : float or None
         L1 loss of the last adaptation step.
+    sigma : float or None
+        The axial sigma (lateral pixels) this channel runs with, given or estimated;
+        in the ``"apply"`` reports (None before).
     """
 
     phase: str
@@ -105,6 +100,7 @@ class AxialProgress:
     done: int
     total: int
     loss: float | None
+    sigma: float | None = None
 
 
 @dataclass
@@ -198,34 +194,6 @@ def _plane_budget(info: ModelInfo, length: int, width: int) -> tuple[int, int | 
     return 1, max(16, int(math.sqrt(pixels)) // 2)
 
 
-def axial_sigma(kernel: object) -> float | None:
-    """The axial Gaussian sigma (lateral pixels) of a kernel spec, None for "estimate".
-
-    Accepted: a number (sigma), a mapping with exactly one of ``"sigma"`` or ``"fwhm"``,
-    or ``"estimate"``.
-    """
-    if isinstance(kernel, str) and kernel == "estimate":
-        return None
-    if isinstance(kernel, (int, float, np.integer, np.floating)) and not isinstance(kernel, bool):
-        value = float(kernel)
-    elif isinstance(kernel, Mapping) and len(kernel) == 1 and set(kernel) <= {"sigma", "fwhm"}:
-        ((name, raw),) = kernel.items()
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"kernel {name} must be a number, got {raw!r}") from None
-        if name == "fwhm":
-            value = sigma_from_fwhm(value)
-    else:
-        raise ValueError(
-            "kernel must be 'estimate', an axial sigma in lateral pixels, or "
-            f"{{'sigma': s}} / {{'fwhm': w}}, got {kernel!r}"
-        )
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"the axial sigma must be a finite number >= 0, got {value!r}")
-    return value
-
-
 def stage_kernels(sigma: float, factors: Sequence[float]) -> list[tuple[float, float]]:
     """``(relative sigma, target spacing)`` of each gradual stage.
 
@@ -263,20 +231,6 @@ def _stage_blur(sigma: float, total: float, spacing: float) -> float:
     return sigma * math.sqrt((spacing * spacing - 1) / (total * total - 1))
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_max_step(max_step: object) -> float:
-    if isinstance(max_step, bool) or not isinstance(max_step, (int, float, np.integer)):
-        raise ValueError(f"max_step must be a number > 1, got {max_step!r}")
-    if not (math.isfinite(max_step) and max_step > 1):
-        raise ValueError(f"max_step must be a number > 1, got {max_step!r}")
-    return float(max_step)
-
-
 def _check_volume(volume: object) -> tuple[int, int, int]:
     shape = tuple(int(n) for n in np.shape(volume))
     dtype = np.dtype(volume.dtype)
@@ -310,64 +264,38 @@ def _fit_intensity(
 
 
 def iter_adapt_axial(
-    volume: object,
-    z_factor: float,
-    *,
-    kernel: object = "estimate",
-    steps: int = DEFAULT_STEPS,
-    model: str | os.PathLike | MZSRModel = DEFAULT_MODEL,
-    device: str | torch.device = "auto",
-    seed: int = 0,
-    optimizer: str = "adam",
-    lr: float | Callable[[int], float] | None = None,
-    adapt_patch: int = DEFAULT_PATCH,
-    adapt_patches: int = DEFAULT_PATCHES,
-    max_step: float = DEFAULT_MAX_STEP,
-    normalization: str | IntensityMap = "dtype",
-    percentiles: tuple[float, float] = (0.1, 99.9),
-    precision: str = "auto",
+    volume: object, z_factor: float, options: AxialOptions
 ) -> Generator[tuple[int, int, float], None, AdaptedAxial]:
-    """Adapt theta_M to the axial degradation of one channel (Z, Y, X).
+    """Adapt theta_M to the axial degradation of one channel (Z, Y, X) with checked
+    ``options`` and a checked ``z_factor`` (:func:`check_axial_factor`).
 
     A generator: yields ``(stage, step, loss)`` after every adaptation step and returns
-    an :class:`AdaptedAxial` (``StopIteration.value``). All arguments are checked before
-    the first step; closing it cancels. Parameters as in
-    :func:`iter_super_resolve_axial`.
+    an :class:`AdaptedAxial` (``StopIteration.value``); closing it cancels. The axial
+    kernel is estimated first when ``options.sigma`` is None.
     """
     shape = _check_volume(volume)
-    z_factor = check_z_factor(z_factor, *Z_FACTOR_RANGE)
-    steps = _check_int("steps", steps, 0)
-    adapt_patch = _check_int("adapt_patch", adapt_patch, 8)
-    adapt_patches = _check_int("adapt_patches", adapt_patches, 1)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    max_step = _check_max_step(max_step)
-    sigma = axial_sigma(kernel)
-    mzsr = load_model(model)
-    info = mzsr.info
-    imap = _fit_intensity(volume, normalization, percentiles)
+    info = options.model.info
+    imap = _fit_intensity(volume, options.normalization, options.percentiles)
     estimate = None
+    sigma = options.sigma
     if sigma is None:
         estimate = estimate_axial_sigma(volume, z_factor)
         sigma = estimate.sigma
-    factors = plan_gradual_steps(z_factor, max_step)
-    if lr is None:
-        lr_at = DEFAULT_LR if optimizer == "adam" else lambda step: rate_at(info.lr_schedule, step)
-    elif callable(lr):
-        lr_at = lr
-    else:
-        lr_at = float(lr)
-    dev = resolve_device(device)
-    autocast_dtype = resolve_precision(precision, dev)
-    size = min(adapt_patch, shape[1], shape[2])
+    factors = plan_gradual_steps(z_factor, options.max_step)
+    lr_at = options.learning_rate()
+    dev = options.device
+    autocast_dtype = options.autocast_dtype
+    steps = options.steps
+    seed = options.seed
+    size = min(options.adapt_patch, shape[1], shape[2])
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     stages = []
     losses: list[float] = []
     for index, (rel_sigma, spacing) in enumerate(stage_kernels(sigma, factors)):
-        net = mzsr.network(dev)
+        net = options.model.network(dev)
         blur = _stage_blur(sigma, z_factor, spacing)
-        plan = patch_plan(shape[0], shape[1:], size, adapt_patches, steps, rng)
+        plan = patch_plan(shape[0], shape[1:], size, options.adapt_patches, steps, rng)
         batches = (
             _read_batch(volume, step_plan, size, imap, blur, spacing, info.channels, dev)
             for step_plan in plan
@@ -378,7 +306,7 @@ def iter_adapt_axial(
             rel_sigma,
             factors[index],
             steps,
-            optimizer=optimizer,
+            optimizer=options.optimizer,
             lr=lr_at,
             autocast_dtype=autocast_dtype,
         )
@@ -438,29 +366,24 @@ def plan_blocks(shape: tuple[int, int], block: int, margin: int) -> list[tuple[s
 
 
 def iter_apply_axial(
-    adapted: AdaptedAxial,
-    volume: object,
-    *,
-    out: object | None = None,
-    output_dtype: np.dtype | str | None = None,
-    block: int = DEFAULT_BLOCK,
-    tile: int | None = None,
+    adapted: AdaptedAxial, volume: object, options: AxialOptions, *, out: object | None = None
 ) -> Generator[tuple[int, int], None, object]:
-    """Super-resolve one channel (Z, Y, X) block by block with an adapted model.
+    """Super-resolve one channel (Z, Y, X) block by block with an adapted model and
+    checked ``options`` (``block``, ``tile``, ``output_dtype``).
 
     Yields ``(blocks done, blocks)`` after every block and returns the result: ``out``
     if given (any writable array of the output shape, e.g. a zarr array), otherwise a
-    new numpy array of ``output_dtype`` (default: the volume's).
+    new numpy array of ``options.output_dtype`` (default: the volume's).
     """
     shape = _check_volume(volume)
-    block = _check_int("block", block, 1)
-    dtype = np.dtype(volume.dtype if output_dtype is None else output_dtype)
+    dtype = np.dtype(volume.dtype if options.output_dtype is None else options.output_dtype)
+    tile = options.tile
     out_shape = adapted.output_shape(shape)
     if out is None:
         out = np.empty(out_shape, dtype)
     elif tuple(out.shape) != out_shape:
         raise ValueError(f"out must have shape {out_shape}, got {tuple(out.shape)}")
-    blocks = plan_blocks(shape[1:], block, adapted.margin)
+    blocks = plan_blocks(shape[1:], options.block, adapted.margin)
     for done, (ry, rx, cy, cx) in enumerate(blocks, start=1):
         raw = np.asarray(volume[:, ry, rx])
         if np.issubdtype(raw.dtype, np.floating) and not np.all(np.isfinite(raw)):
@@ -497,67 +420,57 @@ def _channels(volume: object, channel_axis: int | None) -> tuple[list[object], i
     return views, axis
 
 
+def work_units(shape: Sequence[int], z_factor: float, options: AxialOptions) -> tuple[int, int]:
+    """Adaptation steps and blocks of the run of one channel of ``shape`` (Z, Y, X):
+    what :attr:`AxialProgress.total` counts, per channel."""
+    stages = len(plan_gradual_steps(z_factor, options.max_step))
+    return stages * options.steps, len(plan_blocks(tuple(shape[-2:]), options.block, 0))
+
+
 def iter_super_resolve_axial(
     volume: object,
-    z_factor: float,
+    options: AxialOptions | None = None,
+    /,
     *,
-    kernel: object = "estimate",
-    steps: int = DEFAULT_STEPS,
-    model: str | os.PathLike | MZSRModel = DEFAULT_MODEL,
-    device: str | torch.device = "auto",
-    seed: int = 0,
+    z_factor: float,
     channel_axis: int | None = None,
-    optimizer: str = "adam",
-    lr: float | Callable[[int], float] | None = None,
-    adapt_patch: int = DEFAULT_PATCH,
-    adapt_patches: int = DEFAULT_PATCHES,
-    max_step: float = DEFAULT_MAX_STEP,
-    normalization: str | IntensityMap = "dtype",
-    percentiles: tuple[float, float] = (0.1, 99.9),
-    output_dtype: np.dtype | str | None = None,
-    precision: str = "auto",
-    block: int = DEFAULT_BLOCK,
-    tile: int | None = None,
     out: object | None = None,
+    **kwargs,
 ) -> Generator[AxialProgress, None, object]:
     """Generator form of :func:`super_resolve_axial`: yields an :class:`AxialProgress`
     after every adaptation step and every block, returns the result
     (``StopIteration.value``). Closing it between yields cancels the run; nothing is
-    computed after. Parameters as in :func:`super_resolve_axial`."""
+    computed after.
+
+    Options as checked :class:`~napari_mzsr.pipeline.axial_options.AxialOptions`, or as
+    the keyword arguments of :func:`super_resolve_axial` (not ``progress``/``cancel``).
+    """
+    if options is None:
+        options = AxialOptions(**kwargs)
+    elif kwargs:
+        raise ValueError(f"give AxialOptions or keyword options, not both: {sorted(kwargs)}")
+    z_factor = check_axial_factor(z_factor)
     views, axis = _channels(volume, channel_axis)
     for view in views:
         _check_volume(view)
     shape = tuple(int(n) for n in np.shape(views[0]))
-    z_factor = check_z_factor(z_factor, *Z_FACTOR_RANGE)
-    n_stages = len(plan_gradual_steps(z_factor, _check_max_step(max_step)))
-    n_blocks = len(plan_blocks(shape[1:], _check_int("block", block, 1), 0))
-    per_channel = n_stages * _check_int("steps", steps, 0) + n_blocks
+    n_stages = len(plan_gradual_steps(z_factor, options.max_step))
+    steps = options.steps
+    adapt_units, n_blocks = work_units(shape, z_factor, options)
+    per_channel = adapt_units + n_blocks
     total = per_channel * len(views)
     out_shape = (axial_output_length(shape[0], z_factor), *shape[1:])
-    dtype = np.dtype(volume.dtype if output_dtype is None else output_dtype)
+    dtype = np.dtype(volume.dtype if options.output_dtype is None else options.output_dtype)
     if out is None:
         full = out_shape if axis is None else (*out_shape[:axis], len(views), *out_shape[axis:])
         out = np.empty(full, dtype)
-    mzsr = load_model(model)
+    else:
+        full = out_shape if axis is None else (*out_shape[:axis], len(views), *out_shape[axis:])
+        if tuple(out.shape) != full:
+            raise ValueError(f"out must have shape {full}, got {tuple(out.shape)}")
     for c, view in enumerate(views):
         base = c * per_channel
-        run = iter_adapt_axial(
-            view,
-            z_factor,
-            kernel=kernel,
-            steps=steps,
-            model=mzsr,
-            device=device,
-            seed=seed,
-            optimizer=optimizer,
-            lr=lr,
-            adapt_patch=adapt_patch,
-            adapt_patches=adapt_patches,
-            max_step=max_step,
-            normalization=normalization,
-            percentiles=percentiles,
-            precision=precision,
-        )
+        run = iter_adapt_axial(view, z_factor, options)
         try:
             while True:
                 try:
@@ -572,15 +485,13 @@ def iter_super_resolve_axial(
         finally:
             run.close()
         target = out if axis is None else _ChannelView(out, axis, c)
-        apply = iter_apply_axial(
-            adapted, view, out=target, output_dtype=dtype, block=block, tile=tile
-        )
+        apply = iter_apply_axial(adapted, view, options, out=target)
         try:
             for done, _ in apply:
                 yield AxialProgress(
                     "apply", c, len(views), n_stages - 1, n_stages, steps, steps, done, n_blocks,
                     base + n_stages * steps + done, total,
-                    adapted.losses[-1] if adapted.losses else None,
+                    adapted.losses[-1] if adapted.losses else None, adapted.sigma,
                 )  # fmt: skip
         finally:
             apply.close()
@@ -604,8 +515,8 @@ class _ChannelView:
 
 def super_resolve_axial(
     volume: object,
-    z_factor: float,
     *,
+    z_factor: float,
     kernel: object = "estimate",
     steps: int = DEFAULT_STEPS,
     model: str | os.PathLike | MZSRModel = DEFAULT_MODEL,
@@ -615,12 +526,12 @@ def super_resolve_axial(
     cancel: Callable[[], bool] | None = None,
     channel_axis: int | None = None,
     optimizer: str = "adam",
-    lr: float | Callable[[int], float] | None = None,
+    lr: float | Sequence[Sequence[float]] | Callable[[int], float] | None = None,
     adapt_patch: int = DEFAULT_PATCH,
     adapt_patches: int = DEFAULT_PATCHES,
     max_step: float = DEFAULT_MAX_STEP,
-    normalization: str | IntensityMap = "dtype",
-    percentiles: tuple[float, float] = (0.1, 99.9),
+    normalization: str | IntensityMap = "auto",
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     output_dtype: np.dtype | str | None = None,
     precision: str = "auto",
     block: int = DEFAULT_BLOCK,
@@ -632,11 +543,11 @@ def super_resolve_axial(
     Parameters
     ----------
     volume : array-like, shape (Z, Y, X), or 4-D with ``channel_axis``
-        uint8, uint16 (any integer) or float in [0, 1] (or any range with
-        ``normalization="percentile"``/``"minmax"``); numpy, dask, zarr or any array
-        that supports numpy indexing, read block by block. Never modified.
+        Any integer or float dtype (see ``normalization``); numpy, dask, zarr or any
+        array that supports numpy indexing, read block by block. Never modified.
     z_factor : float
-        Ratio of the Z step to the lateral pixel size, in (1, 10].
+        Ratio of the Z step to the lateral pixel size, in (1, 10] (e.g.
+        :func:`~napari_mzsr.core.axial.z_factor_from_scale` of the voxel size).
     kernel : "estimate", float or {"sigma": s} / {"fwhm": w}
         The axial blur beyond the lateral one: a Gaussian along Z whose sigma (or FWHM)
         is in lateral pixels. ``"estimate"`` fits it to the stack's side planes
@@ -659,15 +570,16 @@ def super_resolve_axial(
         own kernel estimate and intensity map, and the axis is kept in the result.
     optimizer : {"adam", "sgd"}
         Adaptation optimizer (see :func:`napari_mzsr.core.axial.adapt_axial`).
-    lr : float or callable(step) -> float, optional
-        Learning rate, or one per 0-based step; default :data:`DEFAULT_LR` for Adam,
-        the model's step schedule for SGD.
+    lr : float, [[first_step, rate], ...] or callable(step) -> float, optional
+        Learning rate, a piecewise-constant schedule, or one rate per 0-based step;
+        default :data:`~napari_mzsr.pipeline.axial_options.DEFAULT_LR` for Adam, the
+        model's step schedule for SGD.
     adapt_patch, adapt_patches : int
         Side and number of the XY patches each step fits (half of them transposed).
     max_step : float
         Largest factor of one adaptation stage; larger factors run in gradual stages
         (:func:`~napari_mzsr.core.gradual.plan_gradual_steps`).
-    normalization : {"dtype", "percentile", "minmax"} or IntensityMap
+    normalization : {"auto", "dtype", "percentile", "minmax"} or IntensityMap
         How intensities map to [0, 1] (:mod:`napari_mzsr.core.intensity`); fitted on the
         whole stack if it is a numpy array, else on :data:`INTENSITY_SLICES` XY slices.
     percentiles : (float, float)
@@ -698,14 +610,23 @@ def super_resolve_axial(
         Bad volume, factor, kernel or option (before any work).
     Cancelled
         ``cancel()`` returned True.
+
+    Examples
+    --------
+    >>> stack = np.zeros((16, 64, 64), np.uint16)  # Z step 4 times the pixel size
+    >>> iso = super_resolve_axial(stack, z_factor=4, kernel=2.0)  # doctest: +SKIP
+    >>> iso.shape  # doctest: +SKIP
+    (64, 64, 64)
     """
-    run = iter_super_resolve_axial(
-        volume, z_factor, kernel=kernel, steps=steps, model=model, device=device, seed=seed,
-        channel_axis=channel_axis, optimizer=optimizer, lr=lr, adapt_patch=adapt_patch,
-        adapt_patches=adapt_patches, max_step=max_step, normalization=normalization,
-        percentiles=percentiles, output_dtype=output_dtype, precision=precision,
-        block=block, tile=tile, out=out,
+    options = AxialOptions(
+        kernel=kernel, steps=steps, model=model, device=device, precision=precision, seed=seed,
+        optimizer=optimizer, lr=lr, adapt_patch=adapt_patch, adapt_patches=adapt_patches,
+        max_step=max_step, normalization=normalization, percentiles=percentiles,
+        output_dtype=output_dtype, block=block, tile=tile,
     )  # fmt: skip
+    run = iter_super_resolve_axial(
+        volume, options, z_factor=z_factor, channel_axis=channel_axis, out=out
+    )
     try:
         while True:
             report = next(run)
@@ -719,23 +640,19 @@ def super_resolve_axial(
 
 
 def super_resolve_axial_dask(
-    volume: object,
-    adapted: AdaptedAxial,
-    *,
-    output_dtype: np.dtype | str | None = None,
-    block: int = DEFAULT_BLOCK,
-    tile: int | None = None,
+    adapted: AdaptedAxial, volume: object, options: AxialOptions
 ) -> da.Array:
-    """Lazily super-resolve one channel (Z, Y, X) with an adapted model: a dask array
-    whose every lateral block is computed, when asked for, from the input read with
-    the whole Z extent and :attr:`AdaptedAxial.margin` pixels of lateral context. Equal
-    to :func:`iter_apply_axial`'s result up to float rounding."""
+    """Lazily super-resolve one channel (Z, Y, X) with an adapted model and checked
+    ``options`` (``block``, ``tile``, ``output_dtype``): a dask array whose every
+    lateral block is computed, when asked for, from the input read with the whole Z
+    extent and :attr:`AdaptedAxial.margin` pixels of lateral context. Equal to
+    :func:`iter_apply_axial`'s result up to float rounding."""
     import dask.array as da
 
     arr = da.asarray(volume)
     shape = _check_volume(arr)
-    block = _check_int("block", block, 1)
-    dtype = np.dtype(arr.dtype if output_dtype is None else output_dtype)
+    block, tile = options.block, options.tile
+    dtype = np.dtype(arr.dtype if options.output_dtype is None else options.output_dtype)
     margin = adapted.margin
     lateral = [_lateral_chunks(n, block, margin) for n in shape[1:]]
     arr = arr.rechunk(((shape[0],), *lateral))
