@@ -184,14 +184,19 @@ def watched_run(data: ImageData, options: AdaptOptions) -> WatchedRun:
 
 
 def mzsr_curve(
-    lr: np.ndarray, hr: np.ndarray, model: MZSRModel, patches: bool, precision: str
+    lr: np.ndarray,
+    hr: np.ndarray,
+    model: MZSRModel,
+    patches: bool,
+    precision: str,
+    step_counts: Sequence[int] = MZSR_STEPS,
 ) -> dict[str, Any]:
-    """PSNR and seconds of MZSR with each of :data:`MZSR_STEPS` steps on one image."""
+    """PSNR and seconds of MZSR with each of ``step_counts`` steps on one image."""
     data = image_data(lr)
     options = AdaptOptions(
         scale=SETTING.scale,
         kernel=SETTING.kernel,
-        steps=max(MZSR_STEPS),
+        steps=max(step_counts),
         model=model,
         device="cpu",
         precision=precision,
@@ -208,7 +213,7 @@ def mzsr_curve(
         prepare_net(net, training=True)
         check_s = _median_seconds(lambda: son_loss(net, batch, batch, run.options.autocast_dtype))
     points = []
-    for n in MZSR_STEPS:
+    for n in step_counts:
         _load_weights(net, run.weights(n))
         begin = time.perf_counter()
         sr = run.adapted.render(data, ApplyOptions(output_dtype=np.uint8))
@@ -453,6 +458,10 @@ def plot(summary: dict[str, dict], old: dict[int, dict], path: Path) -> None:
             ("mzsr_whole", "MZSR, whole image", "s--"),
             ("zssr", "ZSSR", "^-"),
         ]
+        if group.get("zssr_subset"):
+            images = ", ".join(group["zssr_images"])
+            styles[2] = ("zssr", f"ZSSR ({images})", "^-")
+            styles.append(("mzsr_auto_zssr_images", f"MZSR, patches ({images})", "o:"))
         for key, label, style in styles:
             curve = group.get(key)
             if not curve:
@@ -502,6 +511,19 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--set14", type=Path, help="folder of the Set14 HR images")
     parser.add_argument("--large", type=Path, help="folder of HR photos (*H.png) for the mosaics")
     parser.add_argument("--sides", type=int, nargs="+", default=list(LARGE_SIDES))
+    parser.add_argument(
+        "--large-steps", type=int, nargs="+", default=list(MZSR_STEPS),
+        help="MZSR step counts read on the mosaics (each read costs one inference)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--head-to-head-sides", type=int, nargs="+", default=list(HEAD_TO_HEAD_SIDES),
+        help="mosaic sides of the MZSR(10) comparison with --base",
+    )  # fmt: skip
+    parser.add_argument(
+        "--zssr-max-pixels", type=int,
+        help="ZSSR only on LR images of at most this many pixels (default: every image)",
+    )  # fmt: skip
+    parser.add_argument("--preview-side", type=int, default=160, help="0: no preview timing")
     parser.add_argument("--base", type=Path, help="older checkout to time MZSR(10) against")
     parser.add_argument("--repeats", type=int, default=3, help="old/new pairs per input")
     parser.add_argument("--limit", type=int, help="first N images of each set")
@@ -532,7 +554,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     old_rows: list[dict] = []
     if args.base is not None:
         inputs = {
-            s: groups[f"{s}x{s}"][f"mosaic{s}"] for s in HEAD_TO_HEAD_SIDES if f"{s}x{s}" in groups
+            s: groups[f"{s}x{s}"][f"mosaic{s}"]
+            for s in args.head_to_head_sides
+            if f"{s}x{s}" in groups
         }
         with tempfile.TemporaryDirectory() as folder:
             old_rows = head_to_head(args, inputs, Path(folder))
@@ -546,22 +570,34 @@ def main(argv: Sequence[str] | None = None) -> Path:
         if patch is not None:
             speed.append(flops_and_speed(models["direct-x2"], side, patch, auto.adapt_patches))
 
+    preview = None
+    if args.preview_side:
+        pool = [lr for images in groups.values() for _, lr in images.values() if lr.ndim == 3]
+        big = [lr for lr in pool if min(lr.shape[:2]) >= args.preview_side]
+        if big:
+            preview = preview_seconds(big[-1], args.preview_side)
+            print(f"preview {preview}", flush=True)
+
     records: dict[str, list[dict]] = {}
     for group, images in groups.items():
         records[group] = []
+        counts = MZSR_STEPS if group in ("Set5", "Set14") else tuple(args.large_steps)
         for stem, (hr, lr) in images.items():
             model = models[_model_for(lr)]
             record: dict[str, Any] = {"image": stem, "lr_shape": list(lr.shape)}
-            record["mzsr_auto"] = mzsr_curve(lr, hr, model, True, args.precision)
+            record["mzsr_auto"] = mzsr_curve(lr, hr, model, True, args.precision, counts)
             if record["mzsr_auto"]["patch"] is not None:
-                record["mzsr_whole"] = mzsr_curve(lr, hr, model, False, args.precision)
+                record["mzsr_whole"] = mzsr_curve(lr, hr, model, False, args.precision, counts)
             else:
                 record["mzsr_whole"] = record["mzsr_auto"]
-            if not args.no_zssr:
+            pixels = lr.shape[0] * lr.shape[1]
+            if not args.no_zssr and (
+                args.zssr_max_pixels is None or pixels <= args.zssr_max_pixels
+            ):
                 record["zssr"] = zssr_curve(lr, hr, args.zssr_iterations)
             records[group].append(record)
-            auto10 = record["mzsr_auto"]["points"][MZSR_STEPS.index(HEADLINE_STEPS)]
-            whole10 = record["mzsr_whole"]["points"][MZSR_STEPS.index(HEADLINE_STEPS)]
+            auto10 = at_steps(record["mzsr_auto"]["points"], HEADLINE_STEPS)
+            whole10 = at_steps(record["mzsr_whole"]["points"], HEADLINE_STEPS)
             print(
                 f"{group} {stem}: MZSR(10) auto {auto10['psnr']:.2f} dB {auto10['seconds']:.1f} s, "
                 f"whole {whole10['psnr']:.2f} dB {whole10['seconds']:.1f} s",
@@ -574,8 +610,13 @@ def main(argv: Sequence[str] | None = None) -> Path:
             "mzsr_auto": _mean_curve(recs, "mzsr_auto", "steps"),
             "mzsr_whole": _mean_curve(recs, "mzsr_whole", "steps"),
         }
-        if not args.no_zssr:
+        if any(r.get("zssr") for r in recs):
             entry["zssr"] = _mean_curve(recs, "zssr", "iterations")
+            entry["zssr_images"] = [r["image"] for r in recs if r.get("zssr")]
+            # MZSR on the same images, for the time ZSSR takes to reach it.
+            with_zssr = [r for r in recs if r.get("zssr")]
+            entry["mzsr_auto_zssr_images"] = _mean_curve(with_zssr, "mzsr_auto", "steps")
+            entry["zssr_subset"] = len(with_zssr) < len(recs)
         if group.endswith(tuple(f"{s}x{s}" for s in LARGE_SIDES)):
             entry["side"] = int(group.split("x")[0])
         summary[group] = entry
@@ -586,13 +627,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
     machine["physical_cores"] = physical_cores()
     machine["precision"] = str(resolve_precision(args.precision, torch.device("cpu")) or "float32")
     load = {"start": load_start, "end": os.getloadavg(), "minutes": (time.time() - started) / 60}
-    lines = _markdown(args, summary, old, old_rows, peak, speed, machine, load, records)
+    lines = _markdown(args, summary, old, old_rows, peak, speed, machine, load, records, preview)
     payload = {
         "machine": machine,
         "load": load,
         "peak_gflops": peak,
         "speed": speed,
         "head_to_head": old_rows,
+        "preview": preview,
         "summary": summary,
         "records": records,
     }
@@ -606,6 +648,34 @@ def main(argv: Sequence[str] | None = None) -> Path:
     )
     print(f"wrote {md}")
     return md
+
+
+def at_steps(points: list[dict], n: int) -> dict:
+    """The point of an MZSR curve with ``n`` steps."""
+    return next(p for p in points if p["steps"] == n)
+
+
+def preview_seconds(lr: np.ndarray, side: int, repeats: int = 3) -> dict[str, Any]:
+    """Seconds of the widget's preview (MZSR(1) on the whole of a ``side`` x ``side``
+    crop, no self-ensemble, no back-projection, the model read from its file as each
+    click does), median of ``repeats`` calls in this warm process."""
+    from napari_mzsr import super_resolve
+
+    crop = np.ascontiguousarray(lr[:side, :side])
+    model = _model_for(crop)
+
+    def click() -> None:
+        super_resolve(
+            crop, scale=2, kernel=SETTING.kernel, steps=1, model=model, device="cpu",
+            adapt_patch=None, ensemble=None, back_projection=0,
+        )  # fmt: skip
+
+    load_before = os.getloadavg()[0]
+    return {
+        "side": side,
+        "seconds": _median_seconds(click, repeats),
+        "load_before": load_before,
+    }
 
 
 def _old_summary(rows: list[dict]) -> dict[int, dict]:
@@ -625,7 +695,7 @@ def _old_summary(rows: list[dict]) -> dict[int, dict]:
     return out
 
 
-def _markdown(args, summary, old, old_rows, peak, speed, machine, load, records) -> list[str]:
+def _markdown(args, summary, old, old_rows, peak, speed, machine, load, records, preview):
     lines = ["Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), ""]
     lines += [
         f"Load average (1, 5, 15 min) at the start {', '.join(f'{v:.2f}' for v in load['start'])}, "
@@ -659,7 +729,24 @@ def _markdown(args, summary, old, old_rows, peak, speed, machine, load, records)
             "loads: 1-min load average before each run.",
             "",
         ]
+    if preview:
+        lines += [
+            "## Preview",
+            "",
+            f"The widget's preview (MZSR(1) on the whole {preview['side']} x {preview['side']} "
+            f"RGB crop, no ensemble or back-projection, model read from its file): "
+            f"{preview['seconds']:.2f} s (median of 3, warm process, 1-min load "
+            f"{preview['load_before']:.1f} before).",
+            "",
+        ]
     lines += ["## Mean PSNR (dB) and seconds per image", ""]
+    if list(args.large_steps) != list(MZSR_STEPS):
+        lines += [
+            f"On the mosaics MZSR was read at {', '.join(map(str, args.large_steps))} steps "
+            f"only (--large-steps; each read is one inference); on Set5/Set14 at "
+            f"{', '.join(map(str, MZSR_STEPS))}.",
+            "",
+        ]
     for group, entry in summary.items():
         lines += [f"### {group}", ""]
         header = ["steps"] + [str(p["steps"]) for p in entry["mzsr_auto"]]
@@ -680,11 +767,11 @@ def _markdown(args, summary, old, old_rows, peak, speed, machine, load, records)
                     ],
                 ),
             ]
-        m10 = entry["mzsr_auto"][MZSR_STEPS.index(HEADLINE_STEPS)]
-        w10 = entry["mzsr_whole"][MZSR_STEPS.index(HEADLINE_STEPS)]
+        m10 = at_steps(entry["mzsr_auto"], HEADLINE_STEPS)
+        w10 = at_steps(entry["mzsr_whole"], HEADLINE_STEPS)
         diffs = [
-            r["mzsr_auto"]["points"][MZSR_STEPS.index(HEADLINE_STEPS)]["psnr"]
-            - r["mzsr_whole"]["points"][MZSR_STEPS.index(HEADLINE_STEPS)]["psnr"]
+            at_steps(r["mzsr_auto"]["points"], HEADLINE_STEPS)["psnr"]
+            - at_steps(r["mzsr_whole"]["points"], HEADLINE_STEPS)["psnr"]
             for r in records[group]
         ]
         lines += [
@@ -694,6 +781,12 @@ def _markdown(args, summary, old, old_rows, peak, speed, machine, load, records)
             f"{w10['seconds']:.2f} s per image.",
         ]
         if entry.get("zssr"):
+            m10 = at_steps(entry["mzsr_auto_zssr_images"], HEADLINE_STEPS)
+            if entry["zssr_subset"]:
+                lines.append(
+                    f"ZSSR ran on {', '.join(entry['zssr_images'])} only (--zssr-max-pixels); "
+                    f"MZSR(10) on those: {m10['psnr']:.2f} dB, {m10['seconds']:.2f} s."
+                )
             reach = zssr_time_to(m10["psnr"], entry["zssr"])
             if reach is None:
                 last = entry["zssr"][-1]

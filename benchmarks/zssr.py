@@ -31,7 +31,7 @@ from torch import nn
 from napari_mzsr.core.adaptation import make_son, prepare, prepare_net
 from napari_mzsr.core.degradation import degrade_tensor
 from napari_mzsr.core.network import MZSRNet
-from napari_mzsr.core.resize import imresize_tensor
+from napari_mzsr.core.resize import imresize_tensor, parse_scale
 
 from .machine import synchronize
 
@@ -162,10 +162,16 @@ def _affine_crop(image: torch.Tensor, size: int, rng: np.random.Generator) -> to
 
 
 def sample_father(
-    image: torch.Tensor, size: int, rng: np.random.Generator, affine: bool = True
+    image: torch.Tensor,
+    size: int,
+    rng: np.random.Generator,
+    affine: bool = True,
+    quarter_turns: bool = True,
 ) -> torch.Tensor:
     """One training target: a random crop of ``image`` (1, C, H, W) after ZSSR's
-    augmentation (5 %: as is; else about half flips/rot90 only, half random affine)."""
+    augmentation (5 %: as is; else about half flips/rot90 only, half random affine).
+    Without ``quarter_turns`` only half turns (unequal factors: a quarter turn, like
+    an arbitrary rotation, would swap them)."""
     h, w = image.shape[-2:]
     size = min(size, h, w)
     mode = rng.random()
@@ -174,7 +180,8 @@ def sample_father(
     y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
     crop = image[..., y : y + size, x : x + size]
     if mode >= 0.05:
-        crop = torch.rot90(crop, int(rng.integers(4)), dims=(-2, -1))
+        turns = int(rng.integers(4)) if quarter_turns else 2 * int(rng.integers(2))
+        crop = torch.rot90(crop, turns, dims=(-2, -1))
         if rng.random() < 0.5:
             crop = crop.flip(-1)
     return crop.contiguous()
@@ -229,11 +236,12 @@ def train_zssr(
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     policy = LearningRatePolicy(config)
     son_of_input = make_son(lr_image, kernel, scale, method)
+    equal = _equal_factors(scale)
     stats = ZSSRStats()
     for iteration in range(config.max_iters):
         synchronize(device)
         start = time.perf_counter()
-        father = sample_father(lr_image, config.crop_size, rng, config.affine)
+        father = sample_father(lr_image, config.crop_size, rng, config.affine and equal, equal)
         son_up = prepare(make_son(father, kernel, scale, method), training=True)
         loss = (net(son_up) - father).abs().mean()
         optimizer.zero_grad(set_to_none=True)
@@ -259,11 +267,16 @@ def train_zssr(
     return net, stats
 
 
+def _equal_factors(scale: float | tuple[float, float]) -> bool:
+    sy, sx = parse_scale(scale)
+    return sy == sx
+
+
 def back_project(
     sr: torch.Tensor, lr_image: torch.Tensor, kernel: torch.Tensor, scale: float, method: str
 ) -> torch.Tensor:
     """One back-projection step: add the upsampled error of the re-degraded ``sr``."""
-    error = lr_image - degrade_tensor(sr, kernel, scale, method)
+    error = lr_image - degrade_tensor(sr, kernel, scale, method, output_shape=lr_image.shape[-2:])
     return (sr + imresize_tensor(error, scale, output_shape=sr.shape[-2:])).clamp_(0, 1)
 
 
@@ -282,6 +295,8 @@ def zssr_infer(
     net.eval()
     with torch.no_grad():
         for k in range(8 if config.ensemble else 1):
+            if k % 2 and not _equal_factors(scale):
+                continue  # a quarter turn would swap unequal factors
             x = torch.rot90(lr_image, k % 4, dims=(-2, -1))
             x = x.flip(-1) if k >= 4 else x
             y = _forward(net, x, scale)

@@ -97,6 +97,7 @@ def test_main_writes_curves_table_and_plot(tmp_path, monkeypatch):
     monkeypatch.setattr(options, "AUTO_PATCH", 21)
     out = tmp_path / "out"
     args = ["--set5", str(hr), "--speed-sides", "32", "--peak-size", "256", "--threads", "1"]
+    args += ["--zssr-max-pixels", "600", "--preview-side", "24"]  # ZSSR on b (576 pixels) only
     md = ttq.main([*args, "--zssr-iterations", "5", "20", "--out", str(out)])
     data = json.loads(md.with_suffix(".json").read_text())
     records = {r["image"]: r for r in data["records"]["Set5"]}
@@ -108,6 +109,16 @@ def test_main_writes_curves_table_and_plot(tmp_path, monkeypatch):
             assert steps == list(ttq.MZSR_STEPS)
             seconds = [p["seconds"] for p in record[key]["points"]]
             assert all(s > 0 for s in seconds) and seconds[-1] > seconds[1]
-        assert [p["iterations"] for p in record["zssr"]["points"]] == [5, 20]
+    assert "zssr" not in records["a"]
+    assert [p["iterations"] for p in records["b"]["zssr"]["points"]] == [5, 20]
+    summary = data["summary"]["Set5"]
+    assert summary["zssr_images"] == ["b"] and summary["zssr_subset"]
+    # ZSSR is compared with MZSR on its own images.
+    assert (
+        summary["mzsr_auto_zssr_images"][0]["psnr"]
+        == records["b"]["mzsr_auto"]["points"][0]["psnr"]
+    )
+    assert data["preview"]["side"] == 24 and data["preview"]["seconds"] > 0
     assert (out / "time_to_quality.png").stat().st_size > 0
     assert "MZSR(10) auto - whole image" in md.read_text()
+    assert "ZSSR ran on b only" in md.read_text()

@@ -128,7 +128,7 @@ class AdaptedModel:
         if self.device.type == "cpu":
             limit_cpu_threads()
         shape = image.shape
-        margin = tile_margin(self.scale, self.info.layers)
+        margin = tile_margin(self.scale, self.info.radius)
         tile = options.tile
         if tile is None:
             info = self.info
