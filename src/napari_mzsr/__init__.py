@@ -32,6 +32,8 @@ _API = {
     "ApplyOptions": "pipeline.options",
     "AdaptedModel": "pipeline.adapted",
     "super_resolve": "pipeline.run",
+    "calibrate": "pipeline.calibrate",
+    "CalibrateOptions": "pipeline.calibrate",
     "iter_super_resolve": "pipeline.run",
     "iter_adapt": "pipeline.run",
     "super_resolve_stack": "pipeline.stacks",
@@ -46,6 +48,7 @@ __all__ = [
     "AdaptOptions",
     "AdaptedModel",
     "ApplyOptions",
+    "CalibrateOptions",
     "Cancelled",
     "IntensityMap",
     "KernelEstimate",
@@ -54,6 +57,7 @@ __all__ = [
     "StackProgress",
     "StepReport",
     "__version__",
+    "calibrate",
     "degrade",
     "estimate_kernel",
     "gaussian_kernel",
@@ -83,6 +87,7 @@ if TYPE_CHECKING:
     from .core.resize import imresize
     from .io.model_file import ModelFileError, ModelInfo, load_model, save_model
     from .pipeline.adapted import AdaptedModel
+    from .pipeline.calibrate import CalibrateOptions, calibrate
     from .pipeline.lazy import super_resolve_dask
     from .pipeline.options import AdaptOptions, ApplyOptions
     from .pipeline.run import iter_adapt, iter_super_resolve, super_resolve
