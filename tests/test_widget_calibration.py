@@ -84,7 +84,11 @@ def test_calibrate_from_layers_saves_and_selects_the_profile(
     # Never overwritten without the box ticked.
     before = target.read_bytes()
     _calibrate(qtbot, section)
-    assert "exists" in section._status.value and target.read_bytes() == before
+    assert "camera.pt exists: tick 'replace existing file'" in section._status.value
+    assert target.read_bytes() == before
+    section._overwrite.value = True
+    _calibrate(qtbot, section)
+    assert section._status.value.startswith("saved camera.pt") and target.read_bytes() != before
 
 
 def test_calibrate_from_a_folder_and_a_misregistered_pair(
