@@ -102,7 +102,7 @@ def test_shifted_pair_is_refused_with_its_shift_and_ratio(tiny, pairs):
     ("kwargs", "message"),
     [
         ({"scale": (2.5, 3.0)}, "scale must be the same for Y and X"),
-        ({"scale": 1.0}, "scale must be greater than 1"),
+        ({"scale": 1.0}, "scale must enlarge"),
         ({"method": "magic"}, "method must be one of"),
         ({"steps": 0}, "steps must be"),
         ({"learning_rate": -1.0}, "learning_rate must be"),

@@ -208,3 +208,170 @@ def test_pretraining_from_init_converts_channels_and_records_it(images, pretrain
     first = train_losses(tmp_path / "gray")[0]
     scratch = pretrain.run(recipe, data_dir=images, out=tmp_path / "scratch")
     assert first < train_losses(scratch.parent)[0]
+
+
+def test_cpu_budget_stops_the_stage_and_clocks_are_logged(images, pretrained, tmp_path):
+    recipe = write_recipe(tmp_path, steps=6)
+    recipe["meta"]["max_cpu_minutes"] = 1e-9  # spent by the first step
+    path = meta.run(recipe, pretrained, data_dir=images, out=tmp_path / "run")
+    info = napari_mzsr.load_model(path).info
+    assert info.training["iterations"] == 1 and info.training["cpu_time_s"] > 0
+    records = [
+        json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    ]
+    train = [r for r in records if "loss" in r]
+    val = [r for r in records if "val" in r]
+    assert train[-1]["cpu_s"] > 0 and train[-1]["wall_s"] > 0 and val[-1]["val_cpu_s"] > 0
+    # Validation does not count: the step-0 validation is logged at zero CPU seconds.
+    assert val[0]["step"] == 0 and val[0]["cpu_s"] == 0
+    # A resumed stage continues the CPU clock of its checkpoint.
+    ck = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
+    recipe["meta"]["max_cpu_minutes"] = 0
+    meta.run(
+        recipe,
+        pretrained,
+        data_dir=images,
+        out=tmp_path / "run",
+        resume=tmp_path / "run" / "checkpoint.pt",
+    )
+    assert checkpoint.load(tmp_path / "run" / "checkpoint.pt")["cpu_s"] > ck["cpu_s"]
+
+
+def test_benchmark_mode_counts_the_work_of_the_recipe(images, tmp_path, capsys):
+    from napari_mzsr.core.network import MZSRNet
+    from training import benchmark
+    from training.__main__ import main
+
+    recipe = write_recipe(tmp_path, steps=2)
+    flops = {}
+    for name, sets in {
+        "second": {},
+        "last": {"second_order_last_only": True},
+        "first": {"first_order": True},
+    }.items():
+        r = {**recipe, "meta": {**recipe["meta"], **sets}}
+        result = benchmark.run(r, "meta", 2, data_dir=images)
+        assert result["wall_s"] > 0 and result["cpu_s"] > 0 and result["data_s"] > 0
+        assert len(result["wall_s_all"]) == 2 and result["gflops_cpu"] > 0
+        assert set(result["shares"]) == {*benchmark.META_PARTS, "other"}
+        assert sum(result["shares"].values()) == pytest.approx(1.0)
+        assert result["shares"]["backward"] > 0 and result["shares"]["inner-grad"] > 0
+        flops[name] = result["gflop"]
+    assert flops["second"] > flops["last"] > flops["first"]
+
+    # Pretraining: forward, backward (input and weight gradients) of 4 patches of 24 px.
+    result = benchmark.run(recipe, "pretrain", 2, data_dir=images)
+    net = MZSRNet(3, features=8, layers=4)
+    forward = sum(2 * m.weight.numel() * 24 * 24 * 4 for m in net.body if hasattr(m, "weight"))
+    assert 2 * forward < result["gflop"] * 1e9 <= 3 * forward + 1e6
+    assert set(result["shares"]) == {*benchmark.PRETRAIN_PARTS, "other"}
+
+    recipe_file = tmp_path / "tiny-2-3-direct-false.toml"
+    argv = ["meta", "--recipe", str(recipe_file), "--data", str(images), "--benchmark", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "seconds per iteration" in out and "GFLOP/s" in out and "inner-grad" in out
+    assert not (ROOT / "runs" / "tiny").exists()  # the benchmark trains and writes nothing
+
+
+def test_study_runs_arms_and_reports_gain_per_cpu_hour(images, pretrained, tmp_path):
+    from training import study
+
+    write_recipe(tmp_path, steps=4)
+    arms = tmp_path / "arms.toml"
+    arms.write_text(
+        f"""
+title = "tiny study"
+recipe = "{tmp_path / "tiny-4-3-direct-false.toml"}"
+
+[[arm]]
+name = "kernels-then-meta"
+what = "kernel pretraining, then meta-learning"
+start_value_from = "meta"
+[[arm.stage]]
+command = "pretrain"
+init = "{pretrained}"
+cpu_minutes = 5
+set = ["pretrain.kernels=meta", "pretrain.val_every=2"]
+[[arm.stage]]
+command = "meta"
+pretrained = "@previous"
+cpu_minutes = 5
+
+[[arm]]
+name = "meta"
+what = "meta-learning only"
+[[arm.stage]]
+command = "meta"
+pretrained = "{pretrained}"
+cpu_minutes = 5
+set = ["meta.first_order=true"]
+"""
+    )
+    runs = tmp_path / "runs"
+    threads = torch.get_num_threads()
+
+    def launcher(cmd, log):  # in this process: a new one would spend seconds importing torch
+        from training.__main__ import main
+
+        assert main(cmd) == 0
+
+    plan = study.load_arms(arms)
+    for arm in plan["arm"]:
+        study.run_arm(plan, arm, str(images), runs, launcher)
+    torch.set_num_threads(threads)
+    first, second = study.stage_dirs(plan["arm"][0], runs)
+    assert (second / "tiny.pt").exists() and (runs / "meta" / "0-meta" / "tiny.pt").exists()
+    meta_info = napari_mzsr.load_model(second / "tiny.pt").info.training
+    assert meta_info["pretrained"]["file"] == str(first / "pretrained.pt")
+    assert meta_info["recipe"]["overrides"] == ["meta.max_cpu_minutes=5"]
+    pre_info = napari_mzsr.load_model(first / "pretrained.pt").info.training
+    assert pre_info["recipe"]["pretrain"]["kernels"] == "meta"
+    command = (first / "command.txt").read_text()
+    assert "--set pretrain.max_cpu_minutes=5" in command and "--threads 1" in command
+    # A second run skips finished stages.
+    study.run_arm(plan, plan["arm"][0], str(images), runs, launcher)
+    assert len((first / "command.txt").read_text().splitlines()) == 1
+
+    out = tmp_path / "report" / "study"
+    out.parent.mkdir()
+    study.main(["report", "--arms", str(arms), "--runs", str(runs), "--out", str(out)])
+    assert out.with_suffix(".png").stat().st_size > 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    rows = {r["arm"]: r for r in result["rows"]}
+    assert set(rows) == {"kernels-then-meta", "meta"}
+    two = rows["kernels-then-meta"]
+    assert [s["command"] for s in two["stages"]] == ["pretrain", "meta"]
+    assert two["stages"][1]["steps"] == 4
+    assert two["cpu_min"] == pytest.approx(sum(s["cpu_min"] for s in two["stages"]))
+    # Its curve starts at the other arm's first validation (same weights) and its
+    # meta-learning points come after its pretraining's CPU time.
+    curve = result["curves"]["kernels-then-meta"]
+    assert curve[0] == [0.0, result["curves"]["meta"][0][1]]
+    assert curve[-1][0] == pytest.approx(two["cpu_min"], abs=1e-3)
+    assert two["start"]["3"] == rows["meta"]["start"]["3"]
+    hours = two["cpu_min"] / 60
+    gain = (two["end"]["3"] - two["start"]["3"]) / hours
+    assert two["gain_per_cpu_hour"]["3"] == pytest.approx(gain)
+    text = out.with_suffix(".md").read_text()
+    assert "python -m training.study report" in text and "gain per CPU-hour" in text
+
+
+def test_validate_command_repeats_the_runs_validation(images, pretrained, tmp_path, capsys):
+    from training.__main__ import main
+    from training.evaluate import compare
+
+    recipe = write_recipe(tmp_path, steps=20)
+    result = compare(recipe, [pretrained], data_dir=images)
+    assert result == {
+        str(pretrained): napari_mzsr.load_model(pretrained).info.training["validation_psnr"]
+    }
+    recipe_file = tmp_path / "tiny-20-3-direct-false.toml"
+    argv = ["validate", "--recipe", str(recipe_file), "--data", str(images)]
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(pretrained.read_bytes())
+    assert main([*argv, "--models", str(pretrained), str(copy)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if ".pt |" in line]
+    assert len(lines) == 2 and lines[0].startswith(f"| {pretrained} |")
+    expected = " | ".join(f"{result[str(pretrained)][k]:.4f}" for k in ("0", "1", "3"))
+    assert lines[0].endswith(f"| {expected} |") and lines[1].endswith(f"| {expected} |")

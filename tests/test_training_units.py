@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -154,6 +155,159 @@ def test_shipped_recipes_load():
         assert not math.isnan(recipe["meta"]["inner_lr"])
 
 
+def test_recipe_overrides_are_checked_and_recorded(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('name = "x"\n[meta]\npatch = 64\n')
+    recipe = load_recipe(path, ["meta.patch=48", "meta.meta_lr_decay=cosine", "seed=3"])
+    assert recipe["meta"]["patch"] == 48 and recipe["meta"]["meta_lr_decay"] == "cosine"
+    assert recipe["seed"] == 3 and recipe["overrides"][0] == "meta.patch=48"
+    with pytest.raises(RecipeError, match="pach"):
+        load_recipe(path, ["meta.pach=48"])
+    with pytest.raises(RecipeError, match="KEY=VALUE"):
+        load_recipe(path, ["meta.patch"])
+    with pytest.raises(RecipeError, match="meta_lr_decay"):
+        load_recipe(path, ["meta.meta_lr_decay=linear"])
+    with pytest.raises(RecipeError, match="second_order_last_only"):
+        load_recipe(path, ["meta.first_order=true", "meta.second_order_last_only=true"])
+    with pytest.raises(RecipeError, match="kernels"):
+        load_recipe(path, ["pretrain.kernels=bicubic"])
+
+
+def test_meta_learning_rate_warms_up_then_decays_to_the_floor():
+    from training.meta import meta_learning_rate
+
+    cfg = {
+        "meta_lr": 1e-4,
+        "meta_lr_warmup": 4,
+        "meta_lr_decay": "cosine",
+        "meta_lr_min": 1e-6,
+        "iterations": 24,
+    }
+    lrs = [meta_learning_rate(s, cfg) for s in range(30)]
+    assert lrs[:4] == pytest.approx([2.5e-5, 5e-5, 7.5e-5, 1e-4])
+    assert lrs[4] == pytest.approx(1e-4)
+    assert lrs[14] == pytest.approx(1e-6 + 0.5 * (1e-4 - 1e-6))  # half way: the mean
+    assert all(a > b for a, b in itertools.pairwise(lrs[4:25]))
+    assert lrs[24:] == pytest.approx([1e-6] * 6)
+    constant = {**cfg, "meta_lr_warmup": 0, "meta_lr_decay": "none"}
+    assert {meta_learning_rate(s, constant) for s in range(30)} == {1e-4}
+
+
+def _meta_gradient(net, task, weights, cfg):
+    from training.meta import task_loss
+
+    net.zero_grad()
+    loss, _ = task_loss(net, task, weights, cfg)
+    loss.backward()
+    return torch.cat([p.grad.flatten() for p in net.parameters()])
+
+
+def test_second_order_through_the_last_inner_step_only():
+    from torch.func import functional_call
+
+    from napari_mzsr.core.network import MZSRNet
+    from training.meta import Task
+
+    torch.manual_seed(0)
+    net = MZSRNet(3, features=4, layers=3).double()
+    task = Task(*(torch.rand(2, 3, 10, 10, dtype=torch.float64) for _ in range(4)))
+    weights = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    cfg = {"inner_steps": 2, "inner_lr": 0.5, "first_order": False}
+    full = _meta_gradient(net, task, weights, {**cfg, "second_order_last_only": False})
+    last = _meta_gradient(net, task, weights, {**cfg, "second_order_last_only": True})
+    first = _meta_gradient(
+        net, task, weights, {**cfg, "first_order": True, "second_order_last_only": False}
+    )
+
+    # The same by hand: a constant first inner gradient, a differentiated second one.
+    def l1(params, x, y):
+        return (functional_call(net, params, (x,)) - y).abs().mean()
+
+    theta = dict(net.named_parameters())
+    g0 = torch.autograd.grad(l1(theta, task.support_x, task.support_y), tuple(theta.values()))
+    fast1 = {k: w - 0.5 * g.detach() for (k, w), g in zip(theta.items(), g0, strict=True)}
+    g1 = torch.autograd.grad(
+        l1(fast1, task.support_x, task.support_y), tuple(fast1.values()), create_graph=True
+    )
+    fast2 = {k: w - 0.5 * g for (k, w), g in zip(fast1.items(), g1, strict=True)}
+    loss = 0.3 * l1(fast1, task.query_x, task.query_y) + 0.7 * l1(fast2, task.query_x, task.query_y)
+    expected = torch.cat([g.flatten() for g in torch.autograd.grad(loss, tuple(theta.values()))])
+    torch.testing.assert_close(last, expected)
+    assert not torch.allclose(last, full) and not torch.allclose(last, first)
+    # With one inner step, "last only" is the full second order.
+    one = {**cfg, "inner_steps": 1}
+    torch.testing.assert_close(
+        _meta_gradient(net, task, weights[1:], {**one, "second_order_last_only": True}),
+        _meta_gradient(net, task, weights[1:], {**one, "second_order_last_only": False}),
+    )
+
+
+def test_kernel_pretraining_blurs_each_patch_with_its_own_kernel(tmp_path):
+    from training import distributed
+    from training.pretrain import sample_batch
+    from training.session import Session
+
+    # A radially symmetric image: every flip and rotation of its one patch is the same.
+    r = np.hypot(*np.mgrid[-11.5:12.5, -11.5:12.5])
+    image = (np.stack([np.cos(r / 2)] * 3, axis=-1) * 0.5 + 0.5).astype(np.float32)
+    bank = data.ImageBank([image], ["a"], 3, texture_threshold=0.0)
+    path = tmp_path / "r.toml"
+    path.write_text('name = "x"\n[pretrain]\npatch = 24\n[meta]\nkernel_variance_min = 0.2\n')
+
+    def batch(kernels, seed=1):
+        recipe = load_recipe(path, [f"pretrain.kernels={kernels}"])
+        session = Session(
+            recipe,
+            "pretrain",
+            tmp_path,
+            torch.device("cpu"),
+            None,
+            distributed.Context(),
+            bank,
+            [],
+            np.random.default_rng(seed),
+        )
+        return sample_batch(session, 3)
+
+    x, hr = batch("none")
+    assert torch.equal(hr[0], hr[1]) and torch.equal(x[0], x[2])
+    torch.testing.assert_close(x, tasks.make_pairs(hr, 2.0))
+    x, hr = batch("meta")
+    assert torch.equal(hr[0], hr[1]) and not torch.allclose(x[0], x[1])
+    # Replaying the random stream: scale, patches, then one kernel per patch.
+    rng = np.random.default_rng(1)
+    rng.integers(1)
+    bank.sample(rng, 3, 24)
+    for i in range(3):
+        kernel = torch.from_numpy(tasks.sample_kernel(rng, 2.0, 0.2)).float()
+        torch.testing.assert_close(x[i : i + 1], tasks.make_pairs(hr[i : i + 1], 2.0, kernel))
+
+
+def test_identity_tasks_and_validation_without_blur():
+    from napari_mzsr.core.resize import imresize_tensor
+    from training import validate
+
+    a, b = np.random.default_rng(4), np.random.default_rng(4)
+    # No share: the same kernels from the same stream as before the option existed.
+    for _ in range(5):
+        np.testing.assert_array_equal(
+            tasks.task_kernel(a, 2.0, 0.2), tasks.sample_kernel(b, 2.0, 0.2)
+        )
+    np.testing.assert_array_equal(tasks.task_kernel(a, 2.0, 0.2, 1.0), np.ones((1, 1)))
+    shapes = [tasks.task_kernel(a, 2.0, 0.2, 0.3).shape for _ in range(400)]
+    assert 0.2 < shapes.count((1, 1)) / 400 < 0.4 and (15, 15) in shapes
+
+    hr = np.random.default_rng(0).random((24, 24, 3)).astype(np.float32)
+    recipe = {
+        "validation": {"kernels": [[0.0, 0.0, 0.0]], "kernel_size": 21, "scales": [2.0]},
+        "degradation": "bicubic",
+    }
+    (item,) = validate.build([hr], recipe)
+    plain = imresize_tensor(torch.from_numpy(hr.transpose(2, 0, 1).copy())[None].double(), 0.5)
+    torch.testing.assert_close(item.lr, (torch.round(plain.clamp(0, 1) * 255) / 255).float())
+    assert item.kernel.shape == (1, 1)
+
+
 class _FixedBank:
     """The same HR patches for every task: the task's randomness is its kernel only."""
 
@@ -169,7 +323,8 @@ def _tiny_session(patches: np.ndarray, first_order: bool = False):
     from types import SimpleNamespace
 
     cfg = {"inner_steps": 2, "inner_lr": 0.3, "first_order": first_order, "support": 2,
-           "query": 2, "patch": patches.shape[-1], "kernel_variance_min": 1.0}  # fmt: skip
+           "query": 2, "patch": patches.shape[-1], "kernel_variance_min": 1.0,
+           "identity_kernel_share": 0.0, "second_order_last_only": False}  # fmt: skip
     return SimpleNamespace(
         settings=cfg,
         recipe={"scales": [2.0], "degradation": "direct"},
@@ -181,6 +336,12 @@ def _tiny_session(patches: np.ndarray, first_order: bool = False):
     )
 
 
+def _task_loss(session, net, weights):
+    from training.meta import sample_task, task_loss
+
+    return task_loss(net, sample_task(session), weights, session.settings)[0]
+
+
 def test_meta_gradient_is_second_order_maml_on_the_query_set():
     """The meta-gradient of one fixed task equals a hand-written second-order MAML
     gradient: inner SGD steps on the support L1 loss, differentiated through, and the
@@ -188,13 +349,12 @@ def test_meta_gradient_is_second_order_maml_on_the_query_set():
     from torch.func import functional_call
 
     from napari_mzsr.core.network import MZSRNet
-    from training.meta import task_loss
 
     patches = np.random.default_rng(1).random((4, 1, 16, 16)).astype(np.float32)
     net = MZSRNet(1, features=3, layers=3, generator=torch.Generator().manual_seed(2))
     weights = torch.tensor([0.3, 0.7])
     params = list(net.parameters())
-    meta = torch.autograd.grad(task_loss(_tiny_session(patches), net, weights)[0], params)
+    meta = torch.autograd.grad(_task_loss(_tiny_session(patches), net, weights), params)
 
     # The same task, drawn from the same generator as task_loss draws it.
     session = _tiny_session(patches)
@@ -215,6 +375,50 @@ def test_meta_gradient_is_second_order_maml_on_the_query_set():
     for m, e in zip(meta, expected, strict=True):
         torch.testing.assert_close(m, e, atol=1e-6, rtol=1e-4)
     first = torch.autograd.grad(
-        task_loss(_tiny_session(patches, first_order=True), net, weights)[0], params
+        _task_loss(_tiny_session(patches, first_order=True), net, weights), params
     )
     assert max(float((m - f).abs().max()) for m, f in zip(meta, first, strict=True)) > 1e-4
+
+
+def test_study_resumes_a_stage_from_its_checkpoint(tmp_path):
+    """An interrupted stage (checkpoint, no output) is resumed from its own checkpoint,
+    replacing any ``resume`` of the arms file; a finished stage is skipped."""
+    from training import study
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('name = "x"\n')
+    plan = {
+        "recipe": str(recipe),
+        "arm": [
+            {
+                "name": "a",
+                "stage": [
+                    {"command": "pretrain", "resume": "old.pt", "cpu_minutes": 1},
+                    {"command": "meta", "pretrained": "@previous", "cpu_minutes": 2},
+                ],
+            }
+        ],
+    }
+    runs = tmp_path / "runs"
+    first, second = study.stage_dirs(plan["arm"][0], runs)
+    calls = []
+    study.run_arm(plan, plan["arm"][0], "DATA", runs, lambda cmd, log: calls.append(cmd))
+    assert [c[c.index("--resume") + 1] for c in calls if "--resume" in c] == ["old.pt"]
+    assert "--resume" not in calls[1]
+
+    calls.clear()
+    (first / "pretrained.pt").write_bytes(b"")
+    (second / "checkpoint.pt").write_bytes(b"")
+    study.run_arm(plan, plan["arm"][0], "DATA", runs, lambda cmd, log: calls.append(cmd))
+    (cmd,) = calls
+    assert cmd[0] == "meta" and cmd.count("--resume") == 1
+    assert cmd[cmd.index("--resume") + 1] == str(second / "checkpoint.pt")
+    assert cmd[cmd.index("--pretrained") + 1] == str(first / "pretrained.pt")
+    assert len((second / "command.txt").read_text().splitlines()) == 2
+
+    calls.clear()
+    (first / "pretrained.pt").unlink()
+    (first / "checkpoint.pt").write_bytes(b"")
+    study.run_arm(plan, plan["arm"][0], "DATA", runs, lambda cmd, log: calls.append(cmd))
+    assert calls[0].count("--resume") == 1
+    assert calls[0][calls[0].index("--resume") + 1] == str(first / "checkpoint.pt")

@@ -25,6 +25,7 @@ def model_info(payload: dict[str, Any]) -> ModelInfo:
         "recipe_toml": payload["recipe"].get("source", ""),
         "iterations": payload["step"],
         "wall_time_s": round(float(payload["elapsed_s"]), 1),
+        "cpu_time_s": round(float(payload.get("cpu_s", 0.0)), 3),
         "validation_psnr": history[-1]["val"] if history else {},
         "validation_history": history,
         **payload["provenance"],

@@ -1,67 +1,112 @@
 """Meta-transfer learning (REFERENCE section 5), written functionally.
 
 For each task (a kernel from the paper's distribution, optionally widened to sharper
-kernels by ``kernel_variance_min``, and a scale), support and query
+kernels by ``kernel_variance_min`` or, for a share ``identity_kernel_share`` of the
+tasks, no blur at all, and a scale), support and query
 sets of external HR patches are degraded with that kernel. The inner loop takes plain
 SGD steps on the support L1 loss with fast weights passed through
 ``torch.func.functional_call``; the gradients are kept differentiable (second order)
-unless ``first_order`` is set. The outer loss is the query L1 loss after every inner
-step, weighted by the annealed MAML++ schedule (:func:`training.tasks.multi_step_weights`),
-and Adam updates the initial point theta_M. Tasks are split across processes.
+unless ``first_order`` is set, or only the last one with ``second_order_last_only``
+(about a quarter of the second-order cost at 5 steps). The outer loss is the query
+L1 loss after every inner step, weighted by the annealed MAML++ schedule
+(:func:`training.tasks.multi_step_weights`), and Adam updates the initial point
+theta_M, with an optional warm-up and cosine decay of its learning rate
+(:func:`meta_learning_rate`). Tasks are split across processes.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.autograd.profiler import record_function
 from torch.func import functional_call
 
 from napari_mzsr.io.model_file import load_model
 
 from . import distributed, export
 from .session import Session, open_session, restore, run_loop
-from .tasks import make_pairs, multi_step_weights, sample_kernel
+from .tasks import make_pairs, multi_step_weights, task_kernel
 
 
-def task_loss(
-    session: Session, net: torch.nn.Module, weights: torch.Tensor
-) -> tuple[torch.Tensor, float]:
-    """Sample one task and return its weighted multi-step query loss (differentiable
-    with respect to ``net``'s parameters) and its query loss after the last step."""
+@dataclass
+class Task:
+    """One meta-learning task's pairs, ready for the network: inputs (N, C, P, P)
+    and their HR targets, for the support and the query set."""
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+
+
+def sample_task(session: Session) -> Task:
+    """Draw a task: a scale and a kernel from the recipe's distribution, and support
+    and query sets of external HR patches degraded with that kernel."""
     cfg, recipe, rng = session.settings, session.recipe, session.rng
     scale = float(recipe["scales"][int(rng.integers(len(recipe["scales"])))])
-    kernel = sample_kernel(rng, scale, cfg["kernel_variance_min"])
+    kernel = task_kernel(rng, scale, cfg["kernel_variance_min"], cfg["identity_kernel_share"])
     kernel = torch.from_numpy(kernel).float().to(session.device)
     count = cfg["support"] + cfg["query"]
     hr = torch.from_numpy(session.bank.sample(rng, count, cfg["patch"])).to(session.device)
     x = session.prepare(make_pairs(hr, scale, kernel, recipe["degradation"]))
-    xs, xq = x[: cfg["support"]], x[cfg["support"] :]
-    ys, yq = hr[: cfg["support"]], hr[cfg["support"] :]
+    n = cfg["support"]
+    return Task(x[:n], hr[:n], x[n:], hr[n:])
 
+
+def task_loss(
+    net: torch.nn.Module,
+    task: Task,
+    weights: torch.Tensor,
+    cfg: dict[str, Any],
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A task's weighted multi-step query loss (differentiable with respect to
+    ``net``'s parameters) and its query loss after the last step (detached).
+
+    ``cfg`` is the recipe's ``meta`` table; ``autocast`` a context for the forward
+    passes. Inner gradients are differentiated (second order) unless ``first_order``,
+    and only at the last inner step when ``second_order_last_only``.
+    """
+    steps = cfg["inner_steps"]
     fast = dict(net.named_parameters())
-    total = torch.zeros((), device=session.device)
-    for j in range(cfg["inner_steps"]):
-        with session.autocast():
-            out = functional_call(net, fast, (xs,))
-        support_loss = (out.float() - ys).abs().mean()
-        grads = torch.autograd.grad(
-            support_loss,
-            tuple(fast.values()),
-            create_graph=not cfg["first_order"],
-            # First order: the support graph is not differentiated through, but the
-            # query losses still backpropagate through the fast weights' update chain.
-            retain_graph=True,
-        )
+    total = torch.zeros((), device=weights.device)
+    for j in range(steps):
+        second = not cfg["first_order"] and (j == steps - 1 or not cfg["second_order_last_only"])
+        with record_function("inner-forward"), autocast():
+            out = functional_call(net, fast, (task.support_x,))
+        support_loss = (out.float() - task.support_y).abs().mean()
+        # Without create_graph the inner gradient is a constant: the query losses still
+        # backpropagate through the update chain, but not through the support graph.
+        with record_function("inner-grad"):
+            grads = torch.autograd.grad(support_loss, tuple(fast.values()), create_graph=second)
         fast = {
             name: w - cfg["inner_lr"] * g for (name, w), g in zip(fast.items(), grads, strict=True)
         }
-        with session.autocast():
-            out = functional_call(net, fast, (xq,))
-        query_loss = (out.float() - yq).abs().mean()
+        with record_function("query-forward"), autocast():
+            out = functional_call(net, fast, (task.query_x,))
+        query_loss = (out.float() - task.query_y).abs().mean()
         total = total + weights[j] * query_loss
-    return total, query_loss.item()
+    return total, query_loss.detach()
+
+
+def meta_learning_rate(step: int, cfg: dict[str, Any]) -> float:
+    """Meta learning rate at ``step``: ``meta_lr``, reached linearly over the first
+    ``meta_lr_warmup`` iterations, then constant or, with ``meta_lr_decay = "cosine"``,
+    decayed along a half cosine to ``meta_lr_min`` at ``iterations``."""
+    lr, warmup = cfg["meta_lr"], cfg["meta_lr_warmup"]
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    if cfg["meta_lr_decay"] == "none":
+        return lr
+    progress = min((step - warmup) / max(cfg["iterations"] - warmup, 1), 1.0)
+    low = cfg["meta_lr_min"]
+    return low + 0.5 * (lr - low) * (1.0 + math.cos(math.pi * progress))
 
 
 def run(
@@ -110,14 +155,17 @@ def run(
     def step(index: int) -> dict[str, float]:
         w = multi_step_weights(index, cfg["inner_steps"], cfg["anneal_iterations"])
         weights = torch.tensor(w, dtype=torch.float32, device=session.device)
+        lr = meta_learning_rate(index, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         meta_loss = last_loss = 0.0
         for _ in range(my_tasks):
-            loss, last = task_loss(session, net, weights)
+            loss, last = task_loss(net, sample_task(session), weights, cfg, session.autocast)
             # Backward per task frees its graph before the next task is built.
             (loss / cfg["tasks"]).backward()
             meta_loss += loss.item()
-            last_loss += last
+            last_loss += last.item()
         distributed.all_reduce_gradients(net, ctx, average=False)
         optimizer.step()
         return {
@@ -126,6 +174,7 @@ def run(
                 meta_loss / max(my_tasks, 1), ctx, session.device
             ),
             "last_weight": float(w[-1]),
+            "meta_lr": lr,
         }
 
     payload = run_loop(session, net, optimizer, step, cfg["iterations"], resumed)

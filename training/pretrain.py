@@ -1,26 +1,73 @@
 """Large-scale pretraining (REFERENCE section 5): MATLAB-bicubic LR/HR pairs at the
 model's scale(s), L1 loss, Adam with the learning rate halved at fixed intervals
-down to a floor."""
+down to a floor.
+
+With ``kernels = "meta"`` the pairs are degraded instead like the meta-learning tasks,
+each patch with its own kernel from the meta stage's distribution: a cheap, first-order
+way to learn the kernel distribution before meta-learning.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.autograd.profiler import record_function
 
 from napari_mzsr.core.network import MZSRNet
 from napari_mzsr.io.model_file import load_model
 
 from . import distributed, export
-from .session import open_session, restore, run_loop
-from .tasks import make_pairs
+from .session import Session, open_session, restore, run_loop
+from .tasks import make_pairs, sample_kernel
 from .transfer import initial_state
 
 
 def learning_rate(step: int, cfg: dict[str, Any]) -> float:
     """``lr / 2^(step // lr_halve_every)``, not below ``lr_min``."""
     return max(cfg["lr"] * 0.5 ** (step // cfg["lr_halve_every"]), cfg["lr_min"])
+
+
+def sample_batch(session: Session, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` training pairs at one random scale of the recipe: network inputs
+    (count, C, P, P), prepared for the device, and their HR targets."""
+    cfg, recipe, rng = session.settings, session.recipe, session.rng
+    scale = float(recipe["scales"][int(rng.integers(len(recipe["scales"])))])
+    patches = session.bank.sample(rng, count, cfg["patch"])
+    hr = torch.from_numpy(patches).to(session.device)
+    if cfg["kernels"] == "none":
+        return session.prepare(make_pairs(hr, scale)), hr
+    low = recipe["meta"]["kernel_variance_min"]
+    pairs = []
+    for patch in hr.split(1):
+        kernel = torch.from_numpy(sample_kernel(rng, scale, low)).float().to(session.device)
+        pairs.append(make_pairs(patch, scale, kernel, recipe["degradation"]))
+    return session.prepare(torch.cat(pairs)), hr
+
+
+def train_step(
+    net: torch.nn.Module,
+    x: torch.Tensor,
+    hr: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
+    reduce: Callable[[], None] = lambda: None,
+) -> torch.Tensor:
+    """One Adam step on the L1 loss of ``net(x)`` against ``hr``; returns the loss
+    (detached). ``reduce`` runs between backward and the update (gradient all-reduce)."""
+    with record_function("forward"), autocast():
+        out = net(x)
+    loss = (out.float() - hr).abs().mean()
+    optimizer.zero_grad(set_to_none=True)
+    with record_function("backward"):
+        loss.backward()
+    reduce()
+    with record_function("optimizer"):
+        optimizer.step()
+    return loss.detach()
 
 
 def run(
@@ -55,23 +102,20 @@ def run(
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     resumed = restore(session, resume, net, optimizer) if resume else None
     distributed.broadcast_parameters(net, ctx)
-    scales = recipe["scales"]
 
     def step(index: int) -> dict[str, float]:
         lr = learning_rate(index, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        scale = float(scales[int(session.rng.integers(len(scales)))])
-        patches = session.bank.sample(session.rng, cfg["batch"] // ctx.world, cfg["patch"])
-        hr = torch.from_numpy(patches).to(session.device)
-        x = session.prepare(make_pairs(hr, scale))
-        with session.autocast():
-            out = net(x)
-        loss = (out.float() - hr).abs().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.all_reduce_gradients(net, ctx, average=True)
-        optimizer.step()
+        x, hr = sample_batch(session, cfg["batch"] // ctx.world)
+        loss = train_step(
+            net,
+            x,
+            hr,
+            optimizer,
+            session.autocast,
+            lambda: distributed.all_reduce_gradients(net, ctx, average=True),
+        )
         return {"loss": distributed.all_reduce_mean(loss.item(), ctx, session.device), "lr": lr}
 
     payload = run_loop(session, net, optimizer, step, cfg["steps"], resumed)

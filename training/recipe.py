@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,19 @@ DEFAULTS: dict[str, Any] = {
     "name": "",
     "channels": 3,
     "scales": [2.0],
+    # "mzsr" (the plain network) or "scale-aware" (training.scale_tasks only).
+    "architecture": "mzsr",
+    # Scale-pair tasks (training.scale_tasks): asymmetric [sy, sx] pairs drawn beside the
+    # symmetric `scales`; the layers followed by a scale-aware adaptation; the meta
+    # learning rate of those (fresh) modules; whether only they are meta-learned; the
+    # share of tasks without blur.
+    "scale_tasks": {
+        "pairs": [],
+        "adaptation_layers": [2, 5],
+        "module_lr": 1e-3,
+        "freeze_body": False,
+        "plain_share": 0.0,
+    },
     "degradation": "direct",
     "seed": 0,
     "device": "auto",
@@ -41,9 +55,16 @@ DEFAULTS: dict[str, Any] = {
         "lr": 4e-4,
         "lr_halve_every": 100_000,
         "lr_min": 1e-4,
+        # "none": MATLAB bicubic LR (the paper's). "meta": every patch blurred with its own
+        # kernel from the meta stage's distribution (meta.kernel_variance_min), then
+        # subsampled by the recipe's degradation: supervised, first-order training on
+        # the tasks' degradations.
+        "kernels": "none",
         # Wall-time budget of the stage in minutes (0: none); the run then stops early,
         # validates, checkpoints and exports as after its last step.
         "max_minutes": 0,
+        # CPU-time budget (process CPU time of the training steps, all threads; 0: none).
+        "max_cpu_minutes": 0,
         "log_every": 10,
         "val_every": 500,
         "checkpoint_every": 500,
@@ -57,17 +78,29 @@ DEFAULTS: dict[str, Any] = {
         "inner_steps": 5,
         "inner_lr": 1e-2,
         "first_order": False,
+        # Second order only through the last inner step's gradient (earlier ones first order).
+        "second_order_last_only": False,
         "meta_lr": 1e-4,
+        # Linear warm-up over this many iterations, then "none" (constant) or "cosine"
+        # decay to meta_lr_min at `iterations`.
+        "meta_lr_warmup": 0,
+        "meta_lr_decay": "none",
+        "meta_lr_min": 1e-6,
         # Smallest task-kernel variance; the paper's 1.0 leaves out sharp kernels (g^d_0.2).
         "kernel_variance_min": 1.0,
+        # Share of tasks without blur (1x1 identity kernel; with bicubic subsampling the
+        # plain bicubic LR of the paper's Table 1, which the Gaussian tasks leave out).
+        "identity_kernel_share": 0.0,
         "anneal_iterations": 3000,
         "max_minutes": 0,
+        "max_cpu_minutes": 0,
         "log_every": 5,
         "val_every": 100,
         "checkpoint_every": 50,
     },
     "validation": {
-        # [l1, l2, theta] variances; defaults are the paper's g_2.0 and g_ani.
+        # [l1, l2, theta] variances; defaults are the paper's g_2.0 and g_ani. [0, 0, 0]:
+        # no blur (1x1 identity kernel; with bicubic subsampling the paper's Table 1).
         "kernels": [[2.0, 2.0, 0.0], [4.0, 1.0, -0.5]],
         "kernel_size": 21,
         "scales": [],
@@ -108,6 +141,20 @@ def _check(recipe: dict[str, Any]) -> None:
     meta = recipe["meta"]
     if meta["inner_steps"] < 1 or meta["tasks"] < 1 or meta["support"] < 1 or meta["query"] < 1:
         raise RecipeError("meta tasks, support, query and inner_steps must be >= 1")
+    if meta["first_order"] and meta["second_order_last_only"]:
+        raise RecipeError("meta first_order and second_order_last_only exclude each other")
+    if meta["meta_lr_decay"] not in ("none", "cosine"):
+        raise RecipeError(f"meta meta_lr_decay must be none or cosine, got {meta['meta_lr_decay']}")
+    if meta["meta_lr_warmup"] < 0:
+        raise RecipeError(f"meta meta_lr_warmup must be >= 0, got {meta['meta_lr_warmup']}")
+    if recipe["pretrain"]["kernels"] not in ("none", "meta"):
+        raise RecipeError(
+            f"pretrain kernels must be none or meta, got {recipe['pretrain']['kernels']}"
+        )
+    if not 0 <= meta["identity_kernel_share"] <= 1:
+        raise RecipeError(
+            f"meta identity_kernel_share must be in [0, 1], got {meta['identity_kernel_share']}"
+        )
     low = meta["kernel_variance_min"]
     if not 0 < low < 2.5 * min(float(s) for s in scales):
         raise RecipeError(
@@ -115,18 +162,39 @@ def _check(recipe: dict[str, Any]) -> None:
         )
 
 
-def load_recipe(path: str | Path) -> dict[str, Any]:
+def _override(raw: dict[str, Any], assignment: str) -> None:
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"override {assignment!r} is not KEY=VALUE (e.g. meta.patch=48)")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text  # a bare word, e.g. meta.meta_lr_decay=cosine
+    *tables, name = key.strip().split(".")
+    target = raw
+    for table in tables:
+        target = target.setdefault(table, {})
+        if not isinstance(target, dict):
+            raise RecipeError(f"override {assignment!r}: {table!r} is not a table")
+    target[name] = value
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Read a TOML recipe and merge it over :data:`DEFAULTS`.
 
     Parameters
     ----------
     path : str or Path
         The recipe file.
+    overrides : sequence of str
+        ``"table.key=value"`` assignments (``value`` in TOML syntax, or a bare word
+        taken as a string) applied over the file, checked like it.
 
     Returns
     -------
     dict
-        The complete recipe, with ``"source"`` (the file's text) and ``"file"`` added.
+        The complete recipe, with ``"source"`` (the file's text), ``"file"`` and
+        ``"overrides"`` added.
 
     Raises
     ------
@@ -139,6 +207,8 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{path}: {exc}") from exc
+    for assignment in overrides:
+        _override(raw, assignment)
     recipe = _merge(DEFAULTS, raw, "")
     _check(recipe)
     recipe["scales"] = [float(s) for s in recipe["scales"]]
@@ -147,6 +217,7 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         recipe["validation"]["scales"] = sorted({min(scales), max(scales)})
     recipe["file"] = path.name
     recipe["source"] = text
+    recipe["overrides"] = list(overrides)
     return recipe
 
 

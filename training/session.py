@@ -159,12 +159,26 @@ def restore(
     return ck
 
 
-def _validate(session: Session, net: torch.nn.Module, step: int, log: RunLog, history: list):
+def _validate(
+    session: Session,
+    net: torch.nn.Module,
+    step: int,
+    log: RunLog,
+    history: list,
+    clocks: dict[str, float],
+):
+    start = time.process_time()
     result = validate.evaluate(
         net, session.val_items, session.recipe, session.device, session.autocast_dtype
     )
-    history.append({"step": step, "val": result})
-    log.write({"step": step, "val": result})
+    record = {
+        "step": step,
+        "val": result,
+        **clocks,
+        "val_cpu_s": round(time.process_time() - start, 3),
+    }
+    history.append(record)
+    log.write(record)
     log.plot(f"{session.recipe['name']} {session.stage}")
     return result
 
@@ -180,7 +194,10 @@ def run_loop(
     """Run ``step_fn(step)`` for the remaining steps up to ``total``.
 
     Stops early once the stage's ``max_minutes`` (wall time of the whole stage,
-    resumed parts included; 0 means no limit) are spent. Logs the mean of the step
+    resumed parts included; 0 means no limit) or ``max_cpu_minutes`` (CPU time of
+    this process, all threads, spent in ``step_fn`` during the stage, resumed parts
+    included: validation, logging and checkpoints do not count, so that runs sharing
+    a CPU with other jobs still get equal budgets) are spent. Logs the mean of the step
     records every ``log_every`` steps, validates every
     ``val_every`` steps (and once before the first meta-learning step, to measure the
     pretrained weights the same way), checkpoints every ``checkpoint_every`` steps,
@@ -196,11 +213,17 @@ def run_loop(
     if start >= total:
         raise ValueError(f"the checkpoint is at step {start}; raise the recipe's steps above it")
     elapsed = float(resumed["elapsed_s"]) if resumed else 0.0
+    # Checkpoints written before CPU time was recorded count from their resumption.
+    cpu = float(resumed.get("cpu_s", 0.0)) if resumed else 0.0
     history = list(resumed["validation"]) if resumed else []
     log = RunLog(session.out, resume_step=start if resumed else None) if ctx.main else None
-    if ctx.main and start == 0 and session.stage == "meta":
-        _validate(session, net, 0, log, history)
     t0 = time.perf_counter()
+
+    def clocks() -> dict[str, float]:
+        return {"cpu_s": round(cpu, 3), "wall_s": round(elapsed + time.perf_counter() - t0, 3)}
+
+    if ctx.main and start == 0 and session.stage == "meta":
+        _validate(session, net, 0, log, history, clocks())
     window: list[dict[str, float]] = []
     payload: dict[str, Any] = {}
     with tqdm(
@@ -211,38 +234,41 @@ def run_loop(
         dynamic_ncols=True,
     ) as bar:
         for step in range(start, total):
+            started = time.process_time()
             window.append(step_fn(step))
+            cpu += time.process_time() - started
             done = step + 1
             bar.update()
-            over = _out_of_time(cfg["max_minutes"], elapsed + time.perf_counter() - t0, session)
+            over = _out_of_time(cfg, elapsed + time.perf_counter() - t0, cpu, session)
             last = done == total or over
             if over:
-                bar.write(f"time budget of {cfg['max_minutes']} min spent after step {done}")
+                bar.write(f"time budget spent after step {done}: {clocks()}")
             if ctx.main and (done % cfg["log_every"] == 0 or last):
                 record = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                log.write({"step": done, **record})
+                log.write({"step": done, **record, **clocks()})
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
                 window = []
             if ctx.main and (done % cfg["val_every"] == 0 or last):
-                result = _validate(session, net, done, log, history)
+                result = _validate(session, net, done, log, history, clocks())
                 bar.write(f"step {done}: validation PSNR {result}")
             if done % cfg["checkpoint_every"] == 0 or last:
-                payload = _checkpoint(
-                    session, net, optimizer, done, elapsed + time.perf_counter() - t0, history
-                )
+                payload = _checkpoint(session, net, optimizer, done, clocks(), history)
             if last:
                 break
     return payload
 
 
-def _out_of_time(max_minutes: float, elapsed: float, session: Session) -> bool:
-    if not max_minutes:
+def _out_of_time(cfg: dict[str, Any], elapsed: float, cpu: float, session: Session) -> bool:
+    wall_limit, cpu_limit = cfg["max_minutes"], cfg["max_cpu_minutes"]
+    if not (wall_limit or cpu_limit):
         return False
+    over = bool(wall_limit and elapsed > 60.0 * wall_limit)
+    over = over or bool(cpu_limit and cpu > 60.0 * cpu_limit)
     # Rank 0's clock decides, so that every rank stops after the same step.
-    return bool(distributed.gather(elapsed > 60.0 * max_minutes, session.ctx)[0])
+    return bool(distributed.gather(over, session.ctx)[0])
 
 
-def _checkpoint(session, net, optimizer, step, elapsed, history) -> dict[str, Any]:
+def _checkpoint(session, net, optimizer, step, clocks, history) -> dict[str, Any]:
     # Collective: every rank contributes its RNG state and a digest of its weights.
     rngs = distributed.gather(checkpoint.rng_state(session.rng), session.ctx)
     digests = distributed.gather(distributed.digest(net), session.ctx)
@@ -257,7 +283,8 @@ def _checkpoint(session, net, optimizer, step, elapsed, history) -> dict[str, An
         "rank_digests": digests,
         "recipe": {k: v for k, v in session.recipe.items()},
         "provenance": session.provenance,
-        "elapsed_s": elapsed,
+        "elapsed_s": clocks["wall_s"],
+        "cpu_s": clocks["cpu_s"],
         "validation": history,
     }
     if session.ctx.main:

@@ -38,6 +38,18 @@ def sample_kernel(rng: np.random.Generator, scale: float, variance_min: float = 
     return gaussian_kernel(l1, l2, theta, size=kernel_size(scale))
 
 
+def task_kernel(
+    rng: np.random.Generator, scale: float, variance_min: float = 1.0, identity_share: float = 0.0
+) -> np.ndarray:
+    """A meta-learning task's kernel: with probability ``identity_share`` the 1x1
+    identity (no blur: with bicubic subsampling, the plain MATLAB-bicubic LR of the
+    paper's Table 1), else :func:`sample_kernel`. Draws nothing extra when
+    ``identity_share`` is 0, so recipes without it keep their random stream."""
+    if identity_share > 0 and rng.random() < identity_share:
+        return np.ones((1, 1))
+    return sample_kernel(rng, scale, variance_min)
+
+
 def make_pairs(
     hr: torch.Tensor,
     scale: float,

@@ -40,6 +40,10 @@ _API = {
     "iter_super_resolve_stack": "pipeline.stacks",
     "StackProgress": "pipeline.stacks",
     "super_resolve_dask": "pipeline.lazy",
+    "super_resolve_axial": "pipeline.axial",
+    "iter_super_resolve_axial": "pipeline.axial",
+    "AxialProgress": "pipeline.axial",
+    "AxialOptions": "pipeline.axial_options",
     "result_placement": "plugin.geometry",
 }
 
@@ -48,6 +52,8 @@ __all__ = [
     "AdaptOptions",
     "AdaptedModel",
     "ApplyOptions",
+    "AxialOptions",
+    "AxialProgress",
     "CalibrateOptions",
     "Cancelled",
     "IntensityMap",
@@ -64,6 +70,7 @@ __all__ = [
     "imresize",
     "iter_adapt",
     "iter_super_resolve",
+    "iter_super_resolve_axial",
     "iter_super_resolve_stack",
     "load_kernel",
     "load_model",
@@ -73,6 +80,7 @@ __all__ = [
     "save_model",
     "ssim",
     "super_resolve",
+    "super_resolve_axial",
     "super_resolve_dask",
     "super_resolve_stack",
 ]
@@ -87,6 +95,8 @@ if TYPE_CHECKING:
     from .core.resize import imresize
     from .io.model_file import ModelFileError, ModelInfo, load_model, save_model
     from .pipeline.adapted import AdaptedModel
+    from .pipeline.axial import AxialProgress, iter_super_resolve_axial, super_resolve_axial
+    from .pipeline.axial_options import AxialOptions
     from .pipeline.calibrate import CalibrateOptions, calibrate
     from .pipeline.lazy import super_resolve_dask
     from .pipeline.options import AdaptOptions, ApplyOptions

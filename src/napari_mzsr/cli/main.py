@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .arguments import add_run_options
+from .axial import add_axial_options
 from .batch import FORMATS, run
 from .calibrate import add_calibrate_parser
 
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "png or ome-zarr (written block by block; OME-Zarr inputs always give OME-Zarr)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_axial_options(p)
     p.set_defaults(func=run)
 
     d = sub.add_parser("demo", help="super-resolve a bundled sample, write a before/after PNG")

@@ -31,13 +31,12 @@ DEFAULT_MODEL = "direct-x2"
 
 
 def calibration_scale(value: object) -> float:
-    """A checked calibration factor: one number > 1, or an ``(sy, sx)`` pair of equal
+    """A checked calibration factor: one number > 1 (see
+    :func:`~napari_mzsr.pipeline.options.scale_pair`), or an ``(sy, sx)`` pair of equal
     numbers (the network's input is the LR image magnified the same along both axes)."""
     sy, sx = scale_pair(value)
     if sy != sx:
         raise ValueError(f"scale must be the same for Y and X in a calibration, got {value!r}")
-    if sy <= 1:
-        raise ValueError(f"scale must be greater than 1, got {value!r}")
     return sy
 
 

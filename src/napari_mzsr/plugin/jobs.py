@@ -283,6 +283,7 @@ class JobProgress:
     slices_done: int
     slices_total: int
     loss: float | None
+    unit: str = "slice"  # what the slice counts count: "slice", or "block" (isotropic Z)
 
     @property
     def done(self) -> int:

@@ -38,6 +38,15 @@ from ..core.kernels import ESTIMATE, PRESETS, gaussian_kernel, load_kernel, vali
 from ..pipeline.images import split_axes
 from ..pipeline.stacks import default_index
 from . import memory
+from .axial_job import (
+    AxialJob,
+    AxialOutcome,
+    AxialValues,
+    axial_layer,
+    layer_z_factor,
+    make_axial_job,
+    work_axial,
+)
 from .calibration_job import (
     METHODS,
     SOURCES,
@@ -105,6 +114,12 @@ TOOLTIPS = {
     "scale, the image's channels and the kernel (bicubic presets: a bicubic model). "
     "Each entry: scales, data, subsampling, validation PSNR after 10 steps (see Help)",
     "model_file": "a theta_M file (.pt) made by training/ or napari_mzsr.save_model",
+    "isotropic": "Z stacks whose Z step is coarser than the pixel size (the layer's "
+    "scale): super-resolve Z alone, learnt from the stack's own XY slices, to a result "
+    "with isotropic voxels that overlays the input. Scale, kernel, stack and preview "
+    "are not used",
+    "axial_sigma": "isotropic Z: the axial blur beyond the lateral one, a Gaussian sigma "
+    "along Z in lateral pixels ('estimate': fitted to the stack's side planes)",
     "scale": "super-resolution factor (1.1 to 8); with 'different factor for X', the "
     "factor along Y. The model must serve it (see the model line)",
     "scale_x_on": "use another factor along X than along Y (e.g. 2 x 3)",
@@ -203,10 +218,6 @@ class MZSRWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from ..cli.model_table import summarize
-        from ..core.devices import available_devices, resolve_device
-        from ..io.model_file import shipped_models
-
         super().__init__()
         self._viewer = viewer
         self.worker = None
@@ -220,7 +231,30 @@ class MZSRWidget(Container):
         self._started = 0.0
         self._help_dialog = None
         self._restoring = False
-        prefs = _plugin_defaults()
+
+        self._add_input_controls()
+        self._add_kernel_controls()
+        self._add_run_controls()
+        self._controls = {
+            name: getattr(self, f"_{name}_button" if name in BUTTONS else f"_{name}")
+            for name in TOOLTIPS
+        }
+        self._style_controls()
+        self._apply_preferences(_plugin_defaults())
+        self._restore()
+        self._connect(viewer)
+
+        self._advanced.visible = self._show_advanced.value
+        self._update_scale()
+        self._on_model_changed()
+        self._on_image_changed()
+
+    # -- building ---------------------------------------------------------------------
+
+    def _add_input_controls(self) -> None:
+        """The image, what to run it on, the model and the scale."""
+        from ..cli.model_table import summarize
+        from ..io.model_file import shipped_models
 
         self._image = create_widget(annotation=Image, label="image")
         self._scope = ComboBox(label="run on", choices=SCOPES, value="layer")
@@ -243,12 +277,39 @@ class MZSRWidget(Container):
         self._model_info = Label(label="")
         self._model_warning = Label(label="")
         self._help = Label(label="")
+        self._isotropic = CheckBox(text="isotropic Z")
+        self._axial_info = Label(label="")
+        self._axial_sigma = FloatSpinBox(
+            label="axial sigma", value=0.0, min=0.0, max=20.0, step=0.1
+        )
+        self._axial_sigma.native.setSpecialValueText("estimate")
         self._scale = FloatSpinBox(label="scale", value=2.0, min=1.1, max=8.0, step=0.1)
         self._scale_x_on = CheckBox(text="different factor for X")
         self._scale_x = FloatSpinBox(label="scale X", value=2.0, min=1.1, max=8.0, step=0.1)
         for spin in (self._scale, self._scale_x):  # a camera profile's factor, e.g. 2.8871
             spin.native.setDecimals(SCALE_DECIMALS)
+        self.extend(
+            [
+                self._image,
+                self._scope,
+                self._channel_mode,
+                self._scope_info,
+                self._model,
+                self._model_file,
+                self._model_info,
+                self._model_warning,
+                self._help,
+                self._isotropic,
+                self._axial_info,
+                self._axial_sigma,
+                self._scale,
+                self._scale_x_on,
+                self._scale_x,
+            ]
+        )
 
+    def _add_kernel_controls(self) -> None:
+        """The blur to undo: a Gaussian, a preset, a file, a layer or an estimate."""
         self._kernel_kind = ComboBox(label="kernel", choices=KERNEL_KINDS, value="isotropic")
         self._variance = FloatSpinBox(label="variance", value=2.0, min=0.01, max=100.0, step=0.1)
         self._l1 = FloatSpinBox(label="lambda 1", value=4.0, min=0.01, max=100.0, step=0.1)
@@ -263,6 +324,23 @@ class MZSRWidget(Container):
         self._kernel_layer = create_widget(annotation=Image, label="kernel layer")
         self._kernel_preview = Label(label="preview")
         self._kernel_preview.native.setMinimumHeight(PREVIEW_PIXELS)
+        self.extend(
+            [
+                self._kernel_kind,
+                self._variance,
+                self._l1,
+                self._l2,
+                self._theta,
+                self._preset,
+                self._kernel_file,
+                self._kernel_layer,
+                self._kernel_preview,
+            ]
+        )
+
+    def _add_run_controls(self) -> None:
+        """Steps, device, stack handling, the advanced options and the buttons."""
+        from ..core.devices import available_devices, resolve_device
 
         self._steps = SpinBox(label="steps", value=10, min=0, max=1000)
         detected = resolve_device("auto")
@@ -303,30 +381,8 @@ class MZSRWidget(Container):
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self._status = Label(label="")
-
         self.extend(
             [
-                self._image,
-                self._scope,
-                self._channel_mode,
-                self._scope_info,
-                self._model,
-                self._model_file,
-                self._model_info,
-                self._model_warning,
-                self._help,
-                self._scale,
-                self._scale_x_on,
-                self._scale_x,
-                self._kernel_kind,
-                self._variance,
-                self._l1,
-                self._l2,
-                self._theta,
-                self._preset,
-                self._kernel_file,
-                self._kernel_layer,
-                self._kernel_preview,
                 self._steps,
                 self._device,
                 self._stack_mode,
@@ -345,13 +401,14 @@ class MZSRWidget(Container):
         )
         self.calibration = CalibrationSection(self)
         self.append(self.calibration)
-        self._controls = {
-            name: getattr(self, f"_{name}_button" if name in BUTTONS else f"_{name}")
-            for name in TOOLTIPS
-        }
+
+    def _style_controls(self) -> None:
         for name, text in TOOLTIPS.items():
             self._controls[name].tooltip = text
-        for label in (self._model_info, self._model_warning, self._status, self._scope_info):
+        for label in (
+            self._model_info, self._model_warning, self._status, self._scope_info,
+            self._axial_info,
+        ):  # fmt: skip
             label.native.setWordWrap(True)
             label.native.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
         self._model_warning.native.setStyleSheet(WARNING_STYLE)
@@ -360,12 +417,11 @@ class MZSRWidget(Container):
         self._help.value = '<a href="help">Help: what each control does, and the models</a>'
         self._help.native.linkActivated.connect(self.show_help)
 
-        self._apply_preferences(prefs)
-        self._restore()
-
+    def _connect(self, viewer: napari.viewer.Viewer) -> None:
         self._model.changed.connect(self._on_model_changed)
         self._model_file.changed.connect(self._on_model_changed)
         self._image.changed.connect(self._on_image_changed)
+        self._isotropic.changed.connect(self._on_image_changed)
         self._scope.changed.connect(self._update_scope)
         for widget in (self._scale, self._scale_x_on, self._scale_x):
             widget.changed.connect(self._update_scale)
@@ -386,11 +442,6 @@ class MZSRWidget(Container):
         self._orphan_watch = _Orphaned(self._on_closed)
         self.native.installEventFilter(self._orphan_watch)
         self.native.destroyed.connect(self._on_destroyed)
-
-        self._advanced.visible = self._show_advanced.value
-        self._update_scale()
-        self._on_model_changed()
-        self._on_image_changed()
 
     # -- choices: preferences, memory -------------------------------------------------
 
@@ -536,6 +587,32 @@ class MZSRWidget(Container):
         self._current_only.enabled = slices
         self._update_scope()
         self._update_model_advice()
+        self._update_axial()
+
+    def _axial_on(self) -> bool:
+        """Whether Run makes the chosen layer isotropic along Z."""
+        return bool(self._isotropic.value and layer_z_factor(self._image.value)[0] is not None)
+
+    def _update_axial(self) -> None:
+        """Offer "isotropic Z" for (Z, Y, X) layers, with the factor their scale gives;
+        in that mode the controls of 2-D super-resolution are greyed out."""
+        layer = self._image.value
+        factor, text = layer_z_factor(layer)
+        offered = bool(layer is not None and layer.data.ndim == 3 and not layer.rgb)
+        self._isotropic.visible = offered
+        self._isotropic.enabled = factor is not None
+        self._axial_info.visible = offered
+        self._axial_info.value = text
+        on = self._axial_on()
+        self._axial_sigma.visible = on
+        for control in (
+            self._scale, self._scale_x_on, self._scale_x, self._kernel_kind, self._variance,
+            self._l1, self._l2, self._theta, self._preset, self._kernel_file,
+            self._kernel_layer, self._ensemble, self._back_projection,
+        ):  # fmt: skip
+            control.enabled = not on
+        if on:
+            self._stack_mode.enabled = self._current_only.enabled = False
 
     def _layers_to_run(self) -> list[Image]:
         """The layers the scope control stands for, the chosen one first."""
@@ -683,7 +760,25 @@ class MZSRWidget(Container):
             region=self._visible_region(layers[0]) if preview else None,
         )
 
-    def _make_job(self, preview: bool = False) -> Job:
+    def _axial_values(self) -> AxialValues:
+        sigma = float(self._axial_sigma.value)
+        return AxialValues(
+            layers=self._layers_to_run(),
+            model=self._load_model(),
+            sigma=sigma if sigma > 0 else None,
+            steps=int(self._steps.value),
+            device=self._device.value,
+            seed=int(self._seed.value),
+            normalization=self._normalization.value,
+            float_output=self._float_output.value,
+            replace=self._replace.value,
+        )
+
+    def _make_job(self, preview: bool = False) -> Job | AxialJob:
+        if self._axial_on():
+            if preview:
+                raise ValueError("Preview is for 2-D super-resolution; untick 'isotropic Z'")
+            return make_axial_job(self._axial_values())
         job = make_job(self._values(preview))
         model = job.tasks[0].options.model
         job.settings = {"model": model.info.name, "model_source": model.source, **job.settings}
@@ -719,7 +814,7 @@ class MZSRWidget(Container):
             return
         self._job = job
         self._cancel_reason = None
-        worker = work(job)
+        worker = work_axial(job) if isinstance(job, AxialJob) else work(job)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.aborted.connect(self._on_aborted)
@@ -769,7 +864,7 @@ class MZSRWidget(Container):
         if p.phase == "adapt":
             parts.append(f"step {p.step}/{p.steps}")
         if p.n_slices > 1:
-            parts.append(f"slice {min(p.slice_done + 1, p.n_slices)}/{p.n_slices}")
+            parts.append(f"{p.unit} {min(p.slice_done + 1, p.n_slices)}/{p.n_slices}")
         if p.loss is not None:
             parts.append(f"loss {p.loss:.4g}")
         left = self._eta.update(p)
@@ -794,6 +889,9 @@ class MZSRWidget(Container):
             self._fail(outcome.error)
             return
         job = self._job
+        if isinstance(outcome, AxialOutcome):
+            self._add_axial(job, outcome)
+            return
         present = [task.layer for task, _ in outcome.results if task.layer in self._viewer.layers]
         if len(present) < len(outcome.results):
             self._status.value = "cancelled: an input layer was deleted; nothing was added"
@@ -805,6 +903,41 @@ class MZSRWidget(Container):
             self._fail(plain_message(exc))
             return
         self._status.value = self._summary(job, outcome)
+
+    def _add_axial(self, job: AxialJob, outcome: AxialOutcome) -> None:
+        """Add the isotropic results (one per layer), each over its input."""
+        if any(task.layer not in self._viewer.layers for task, _, _ in outcome.results):
+            self._status.value = "cancelled: an input layer was deleted; nothing was added"
+            return
+        layers = self._viewer.layers
+        parts = [f"done in {time.monotonic() - self._started:.1f} s"]
+        try:
+            for task, data, sigma in outcome.results:
+                src = task.layer
+                linear = Affine(rotate=src.rotate, shear=src.shear, ndim=src.ndim).linear_matrix
+                new = Image(data, **axial_layer(job, task, data, sigma, linear))
+                source_id = str(src.unique_id)
+                previous = [
+                    i
+                    for i, layer in enumerate(layers)
+                    if job.replace
+                    and layer.metadata.get("mzsr", {}).get("source_id") == source_id
+                    and layer.metadata["mzsr"].get("mode") == "isotropic Z"
+                ]
+                for i in reversed(previous):
+                    layers.pop(i)
+                if previous:
+                    layers.insert(previous[0], new)
+                else:
+                    layers.append(new)
+                kind = "estimated" if task.options.estimate else "given"
+                sigma_text = f", axial sigma {sigma:.2f} px ({kind})" if sigma is not None else ""
+                parts.append(f"{src.name}: Z x{task.z_factor:g}{sigma_text}")
+        except Exception as exc:  # e.g. the viewer refused the layer: keep it unchanged
+            self._fail(plain_message(exc))
+            return
+        parts.append(f"model {job.settings['model']}")
+        self._status.value = ", ".join(parts)
 
     def _summary(self, job: Job, outcome: Outcome) -> str:
         seconds = time.monotonic() - self._started
