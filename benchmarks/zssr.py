@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_mzsr.core.adaptation import make_son
+from napari_mzsr.core.adaptation import make_son, prepare, prepare_net
 from napari_mzsr.core.degradation import degrade_tensor
 from napari_mzsr.core.network import MZSRNet
-from napari_mzsr.core.resize import imresize_tensor
+from napari_mzsr.core.resize import imresize_tensor, parse_scale
 
 from .machine import synchronize
 
@@ -137,13 +138,6 @@ class ZSSRStats:
     infer_s: float = 0.0
 
 
-def _layout(x: torch.Tensor) -> torch.Tensor:
-    # oneDNN convolutions are faster in channels-last layout on CPU.
-    if x.device.type == "cpu":
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
 def _affine_crop(image: torch.Tensor, size: int, rng: np.random.Generator) -> torch.Tensor:
     """A ``size`` x ``size`` crop of ``image`` (1, C, H, W) seen through a random zoom-out
     (0.5-1), shear and rotation, sampled bicubically with mirrored borders."""
@@ -168,10 +162,16 @@ def _affine_crop(image: torch.Tensor, size: int, rng: np.random.Generator) -> to
 
 
 def sample_father(
-    image: torch.Tensor, size: int, rng: np.random.Generator, affine: bool = True
+    image: torch.Tensor,
+    size: int,
+    rng: np.random.Generator,
+    affine: bool = True,
+    quarter_turns: bool = True,
 ) -> torch.Tensor:
     """One training target: a random crop of ``image`` (1, C, H, W) after ZSSR's
-    augmentation (5 %: as is; else about half flips/rot90 only, half random affine)."""
+    augmentation (5 %: as is; else about half flips/rot90 only, half random affine).
+    Without ``quarter_turns`` only half turns (unequal factors: a quarter turn, like
+    an arbitrary rotation, would swap them)."""
     h, w = image.shape[-2:]
     size = min(size, h, w)
     mode = rng.random()
@@ -180,7 +180,8 @@ def sample_father(
     y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
     crop = image[..., y : y + size, x : x + size]
     if mode >= 0.05:
-        crop = torch.rot90(crop, int(rng.integers(4)), dims=(-2, -1))
+        turns = int(rng.integers(4)) if quarter_turns else 2 * int(rng.integers(2))
+        crop = torch.rot90(crop, turns, dims=(-2, -1))
         if rng.random() < 0.5:
             crop = crop.flip(-1)
     return crop.contiguous()
@@ -188,7 +189,7 @@ def sample_father(
 
 def _forward(net: nn.Module, lr_image: torch.Tensor, scale: float, shape=None) -> torch.Tensor:
     up = imresize_tensor(lr_image, scale, output_shape=shape)
-    return net(_layout(up)).clamp_(0, 1)
+    return net(prepare(up)).clamp_(0, 1)
 
 
 def train_zssr(
@@ -197,6 +198,7 @@ def train_zssr(
     scale: float,
     method: str,
     config: ZSSRConfig = ZSSRConfig(),
+    on_iteration: Callable[[ZSSRNet, ZSSRStats], None] | None = None,
 ) -> tuple[ZSSRNet, ZSSRStats]:
     """Train a ZSSR network on ``lr_image`` (1, C, h, w) float32 in [0, 1].
 
@@ -212,6 +214,10 @@ def train_zssr(
         Subsampling of the degradation.
     config : ZSSRConfig
         Hyper-parameters; ``max_iters`` caps the run.
+    on_iteration : callable(net, stats), optional
+        Called after every iteration, outside the timed parts: a run of ``k``
+        iterations is the first ``k`` of a longer one, so it can read the network
+        after any count.
 
     Returns
     -------
@@ -225,17 +231,18 @@ def train_zssr(
     net = ZSSRNet(
         lr_image.shape[1], config.features, config.layers, config.init_variance, generator
     ).to(device)
-    if device.type == "cpu":
-        net.to(memory_format=torch.channels_last)
+    # The layouts MZSR's adaptation uses, so that both methods run as fast as this CPU allows.
+    prepare_net(net, training=True)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     policy = LearningRatePolicy(config)
     son_of_input = make_son(lr_image, kernel, scale, method)
+    equal = _equal_factors(scale)
     stats = ZSSRStats()
     for iteration in range(config.max_iters):
         synchronize(device)
         start = time.perf_counter()
-        father = sample_father(lr_image, config.crop_size, rng, config.affine)
-        son_up = _layout(make_son(father, kernel, scale, method))
+        father = sample_father(lr_image, config.crop_size, rng, config.affine and equal, equal)
+        son_up = prepare(make_son(father, kernel, scale, method), training=True)
         loss = (net(son_up) - father).abs().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -245,24 +252,31 @@ def train_zssr(
         if iteration % config.test_every == 0:
             start = time.perf_counter()
             with torch.no_grad():
-                rec = net(_layout(son_of_input)).clamp_(0, 1)
+                rec = net(prepare(son_of_input, training=True)).clamp_(0, 1)
                 policy.record(iteration, float(((rec - lr_image) ** 2).mean()))
             stats.tests += 1
             stats.test_s += time.perf_counter() - start
         for group in optimizer.param_groups:
             group["lr"] = policy.update(iteration)
         stats.iterations = iteration + 1
+        if on_iteration is not None:
+            on_iteration(net, stats)
         if policy.done:
             break
     stats.final_lr = policy.lr
     return net, stats
 
 
+def _equal_factors(scale: float | tuple[float, float]) -> bool:
+    sy, sx = parse_scale(scale)
+    return sy == sx
+
+
 def back_project(
     sr: torch.Tensor, lr_image: torch.Tensor, kernel: torch.Tensor, scale: float, method: str
 ) -> torch.Tensor:
     """One back-projection step: add the upsampled error of the re-degraded ``sr``."""
-    error = lr_image - degrade_tensor(sr, kernel, scale, method)
+    error = lr_image - degrade_tensor(sr, kernel, scale, method, output_shape=lr_image.shape[-2:])
     return (sr + imresize_tensor(error, scale, output_shape=sr.shape[-2:])).clamp_(0, 1)
 
 
@@ -277,9 +291,12 @@ def zssr_infer(
     """ZSSR's final test: per geometric variant, infer, undo the transform and
     back-project; median of the variants; back-project again. Returns (1, C, H, W)."""
     outputs = []
+    prepare_net(net)
     net.eval()
     with torch.no_grad():
         for k in range(8 if config.ensemble else 1):
+            if k % 2 and not _equal_factors(scale):
+                continue  # a quarter turn would swap unequal factors
             x = torch.rot90(lr_image, k % 4, dims=(-2, -1))
             x = x.flip(-1) if k >= 4 else x
             y = _forward(net, x, scale)

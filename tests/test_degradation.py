@@ -6,7 +6,7 @@ from scipy import ndimage
 from scipy.io import loadmat
 
 from napari_mzsr import degrade, gaussian_kernel, imresize
-from napari_mzsr.core.degradation import blur_tensor, degrade_tensor, subsample_indices
+from napari_mzsr.core.degradation import blur_tensor, decimated_axes, degrade_tensor
 
 
 def test_conformance_with_official_lr_inputs(data_dir, set5):
@@ -52,8 +52,24 @@ def test_shapes_and_noninteger_direct():
     assert degrade(img, k, 4).shape == (7, 8)
     assert degrade(img, k, 2.5).shape == (10, 13)
     assert degrade(img, k, (2, 3), "bicubic").shape == (13, 11)
-    np.testing.assert_array_equal(subsample_indices(10, 2), [0, 2, 4, 6, 8])
-    np.testing.assert_array_equal(subsample_indices(10, 2.5), [0, 3, 5, 8])
+    assert degrade(img, k, (2.2, 4.2)).shape == (12, 8)
+    assert degrade(img, k, (3.5, 1)).shape == (8, 31)
+
+
+def test_noninteger_direct_is_blur_then_bicubic_per_axis():
+    """The convention for factors without a decimation: integer axes keep [0::s] (bit
+    for bit), the others get the MATLAB bicubic downscale of the blurred image."""
+    img = np.random.default_rng(1).random((30, 28, 3))
+    k = gaussian_kernel(1.7, 0.9, 0.4, size=9)
+    blurred = np.stack([ndimage.correlate(img[..., c], k, mode="reflect") for c in range(3)], -1)
+    np.testing.assert_allclose(degrade(img, k, 2.5), imresize(blurred, 1 / 2.5), atol=1e-12)
+    np.testing.assert_allclose(degrade(img, k, 2.5, "bicubic"), degrade(img, k, 2.5))
+    mixed = degrade(img, k, (2, 3.5))
+    np.testing.assert_array_equal(mixed, imresize(blurred[::2], (1, 1 / 3.5)))
+    np.testing.assert_array_equal(degrade(img, k, (3, 1)), blurred[::3])
+    np.testing.assert_array_equal(degrade(img, k, (2.0 + 1e-12, 2)), degrade(img, k, 2))
+    assert decimated_axes((2, 3.5)) == (True, False)
+    assert decimated_axes((1.5, 4), "bicubic") == (False, False)
 
 
 def test_input_untouched_and_errors():

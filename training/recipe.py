@@ -20,6 +20,19 @@ DEFAULTS: dict[str, Any] = {
     "name": "",
     "channels": 3,
     "scales": [2.0],
+    # "mzsr" (the plain network) or "scale-aware" (training.scale_tasks only).
+    "architecture": "mzsr",
+    # Scale-pair tasks (training.scale_tasks): asymmetric [sy, sx] pairs drawn beside the
+    # symmetric `scales`; the layers followed by a scale-aware adaptation; the meta
+    # learning rate of those (fresh) modules; whether only they are meta-learned; the
+    # share of tasks without blur.
+    "scale_tasks": {
+        "pairs": [],
+        "adaptation_layers": [2, 5],
+        "module_lr": 1e-3,
+        "freeze_body": False,
+        "plain_share": 0.0,
+    },
     "degradation": "direct",
     "seed": 0,
     "device": "auto",

@@ -17,6 +17,8 @@ from napari_mzsr.core.adaptation import adapt, infer
 from napari_mzsr.core.degradation import degrade_tensor
 from napari_mzsr.core.kernels import gaussian_kernel
 from napari_mzsr.core.metrics import psnr
+from napari_mzsr.core.resize import parse_scale
+from napari_mzsr.core.scale_aware import bind_scale
 from napari_mzsr.core.schedules import rate_at
 
 
@@ -27,7 +29,7 @@ class Item:
     lr: torch.Tensor  # (1, C, h, w), quantised to 8 bit like the official test inputs
     hr: np.ndarray  # (H, W, C) float32
     kernel: torch.Tensor
-    scale: float
+    scale: tuple[float, float]  # (sy, sx); recipes may give one factor or a pair
 
 
 def build(crops: list[np.ndarray], recipe: dict) -> list[Item]:
@@ -45,17 +47,17 @@ def build(crops: list[np.ndarray], recipe: dict) -> list[Item]:
             for scale in val["scales"]:
                 lr = degrade_tensor(hr_t.double(), kernel, scale, recipe["degradation"])
                 lr = torch.round(lr.clamp(0, 1) * 255) / 255
-                items.append(Item(lr.float(), hr, kernel.float(), float(scale)))
+                items.append(Item(lr.float(), hr, kernel.float(), parse_scale(scale)))
     return items
 
 
-def _psnr(sr: torch.Tensor, hr: np.ndarray, scale: float) -> float:
+def _psnr(sr: torch.Tensor, hr: np.ndarray, scale: tuple[float, float]) -> float:
     out = sr[0].permute(1, 2, 0).cpu().numpy()
     h, w = min(out.shape[0], hr.shape[0]), min(out.shape[1], hr.shape[1])
     out, ref = out[:h, :w], hr[:h, :w]
     if out.shape[-1] == 1:
         out, ref = out[..., 0], ref[..., 0]
-    return psnr(out, ref, shave=int(scale))
+    return psnr(out, ref, shave=int(max(scale)))
 
 
 def evaluate(
@@ -74,7 +76,7 @@ def evaluate(
     schedule = recipe["meta_test"]["lr_schedule"]
     totals = dict.fromkeys(counts, 0.0)
     for item in items:
-        adapted = copy.deepcopy(net).to(device)
+        adapted = bind_scale(copy.deepcopy(net).to(device), item.scale)
         lr_image = item.lr.to(device)
         done = 0
         for count in counts:

@@ -32,12 +32,18 @@ _API = {
     "ApplyOptions": "pipeline.options",
     "AdaptedModel": "pipeline.adapted",
     "super_resolve": "pipeline.run",
+    "calibrate": "pipeline.calibrate",
+    "CalibrateOptions": "pipeline.calibrate",
     "iter_super_resolve": "pipeline.run",
     "iter_adapt": "pipeline.run",
     "super_resolve_stack": "pipeline.stacks",
     "iter_super_resolve_stack": "pipeline.stacks",
     "StackProgress": "pipeline.stacks",
     "super_resolve_dask": "pipeline.lazy",
+    "super_resolve_axial": "pipeline.axial",
+    "iter_super_resolve_axial": "pipeline.axial",
+    "AxialProgress": "pipeline.axial",
+    "AxialOptions": "pipeline.axial_options",
     "result_placement": "plugin.geometry",
 }
 
@@ -46,6 +52,9 @@ __all__ = [
     "AdaptOptions",
     "AdaptedModel",
     "ApplyOptions",
+    "AxialOptions",
+    "AxialProgress",
+    "CalibrateOptions",
     "Cancelled",
     "IntensityMap",
     "KernelEstimate",
@@ -54,12 +63,14 @@ __all__ = [
     "StackProgress",
     "StepReport",
     "__version__",
+    "calibrate",
     "degrade",
     "estimate_kernel",
     "gaussian_kernel",
     "imresize",
     "iter_adapt",
     "iter_super_resolve",
+    "iter_super_resolve_axial",
     "iter_super_resolve_stack",
     "load_kernel",
     "load_model",
@@ -69,6 +80,7 @@ __all__ = [
     "save_model",
     "ssim",
     "super_resolve",
+    "super_resolve_axial",
     "super_resolve_dask",
     "super_resolve_stack",
 ]
@@ -83,6 +95,9 @@ if TYPE_CHECKING:
     from .core.resize import imresize
     from .io.model_file import ModelFileError, ModelInfo, load_model, save_model
     from .pipeline.adapted import AdaptedModel
+    from .pipeline.axial import AxialProgress, iter_super_resolve_axial, super_resolve_axial
+    from .pipeline.axial_options import AxialOptions
+    from .pipeline.calibrate import CalibrateOptions, calibrate
     from .pipeline.lazy import super_resolve_dask
     from .pipeline.options import AdaptOptions, ApplyOptions
     from .pipeline.run import iter_adapt, iter_super_resolve, super_resolve

@@ -59,7 +59,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="iso:VAR | aniso:L1,L2,THETA | preset | FILE | estimate (a Gaussian fitted "
         "to the image; default iso:2.0)",
     )
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, help="adaptation steps (default 10)")
     parser.add_argument("--model", help="shipped name or theta_M file (default: by scale/channels)")
     parser.add_argument("--device", default="auto")
     parser.add_argument(
@@ -98,7 +98,7 @@ def options_from_args(args: argparse.Namespace):
     adapt = AdaptOptions(
         scale=args.scale,
         kernel=args.kernel,
-        steps=args.steps,
+        steps=10 if args.steps is None else args.steps,
         model=args.model,
         device=args.device,
         seed=args.seed,

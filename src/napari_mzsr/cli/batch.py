@@ -38,9 +38,12 @@ from ..io.image_files import (
     write_image,
 )
 from .arguments import options_from_args
+from .axial import TAG as AXIAL_TAG
+from .axial import axial_options_from_args
 
-# Output names: <stem>_x<factor>_mzsr<suffixes>, e.g. "a_x2_mzsr.tif", "b_x2x3_mzsr.png".
-OUTPUT_NAME = re.compile(r"_x[0-9.]+(x[0-9.]+)?_mzsr(\.ome)?\.[A-Za-z]+$")
+# Output names: <stem>_x<factor>_mzsr<suffixes>, e.g. "a_x2_mzsr.tif", "b_x2x3_mzsr.png";
+# with --axial <stem>_isoz_mzsr<suffixes>.
+OUTPUT_NAME = re.compile(r"(_x[0-9.]+(x[0-9.]+)?|_isoz)_mzsr(\.ome)?\.[A-Za-z]+$")
 FORMATS = ("auto", "tiff", "png", "ome-zarr")
 FORMAT_SUFFIX = {"tiff": ".tif", "png": ".png", "ome-zarr": ".ome.zarr"}
 
@@ -97,11 +100,16 @@ def format_scale(scale: tuple[float, float]) -> str:
 
 
 def output_path(
-    source: Path, outdir: Path, scale: float | tuple[float, float], fmt: str = "auto"
+    source: Path,
+    outdir: Path,
+    scale: float | tuple[float, float],
+    fmt: str = "auto",
+    tag: str | None = None,
 ) -> Path:
-    """``OUTDIR/<stem>_x<scale>_mzsr<suffixes>``, keeping ``.ome.tif`` and ``.ome.zarr``
-    together. ``fmt="auto"`` keeps the input's format, except that JPEG, BMP and WebP
-    inputs give PNG (lossless: a JPEG would blur away what was resolved)."""
+    """``OUTDIR/<stem>_x<scale>_mzsr<suffixes>`` (``_<tag>_mzsr`` with a ``tag``),
+    keeping ``.ome.tif`` and ``.ome.zarr`` together. ``fmt="auto"`` keeps the input's
+    format, except that JPEG, BMP and WebP inputs give PNG (lossless: a JPEG would blur
+    away what was resolved)."""
     pair = (scale, scale) if isinstance(scale, int | float) else tuple(scale)
     name = source.name
     lower = name.lower()
@@ -114,7 +122,7 @@ def output_path(
         ext = ext if keep else new
     elif ext.lower() in PILLOW_SUFFIXES:
         ext = ".png"
-    return outdir / f"{stem}_x{format_scale(pair)}_mzsr{ext}"
+    return outdir / f"{stem}_{tag or 'x' + format_scale(pair)}_mzsr{ext}"
 
 
 def check_inputs(files: list[Path], outdir: Path) -> tuple[list[Path], list[str], list[str]]:
@@ -213,6 +221,11 @@ def process(path: Path, target: Path, args: argparse.Namespace, options, apply) 
     """Super-resolve one file into ``target`` with checked options."""
     from ..pipeline.stacks import run_stack, stack_data
 
+    if getattr(args, "axial", False):
+        from .axial import process_axial
+
+        return process_axial(path, target, args, options)
+
     data, meta = read_image(path)
     if meta.kind == "ome-zarr":
         _process_lazy(path, target, data, meta, args, options, apply)
@@ -309,14 +322,18 @@ def run(args: argparse.Namespace) -> int:
     total = len(files) + len(report.skipped) + len(report.failed)
     todo = []
     for path in files:
-        target = output_path(path, outdir, args.scale, getattr(args, "format", "auto"))
+        tag = AXIAL_TAG if getattr(args, "axial", False) else None
+        target = output_path(path, outdir, args.scale, getattr(args, "format", "auto"), tag)
         if target.exists() and not args.overwrite:
             report.skipped.append(f"{path}: {target} exists (--overwrite replaces it)")
         else:
             todo.append((path, target))
     if todo:
         try:
-            options, apply = options_from_args(args)
+            if getattr(args, "axial", False):
+                options, apply = axial_options_from_args(args), None
+            else:
+                options, apply = options_from_args(args)
         except (ValueError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -331,7 +348,7 @@ def _process_all(todo, args, options, apply, report: BatchReport) -> None:
     with sigterm_as_interrupt(), tqdm(todo, desc="files", unit="file", position=0) as overall:
         for path, target in overall:
             try:
-                process(path, target, args, options, apply)
+                note = process(path, target, args, options, apply)
             except KeyboardInterrupt:
                 report.print(len(todo))
                 raise
@@ -339,4 +356,4 @@ def _process_all(todo, args, options, apply, report: BatchReport) -> None:
                 report.failed.append(f"{path}: {exc}")
                 continue
             report.written.append(target)
-            tqdm.write(f"wrote {target}")
+            tqdm.write(f"wrote {target}" + (f" ({note})" if note else ""))

@@ -1,5 +1,6 @@
 """Command line: ``napari-mzsr run`` for batches, ``napari-mzsr demo`` for a first try,
-``napari-mzsr models`` to list the shipped theta_M files."""
+``napari-mzsr models`` to list the shipped theta_M files, ``napari-mzsr calibrate`` for a
+camera profile from real pairs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .arguments import add_run_options
+from .axial import add_axial_options
 from .batch import FORMATS, run
+from .calibrate import add_calibrate_parser
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -76,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "png or ome-zarr (written block by block; OME-Zarr inputs always give OME-Zarr)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_axial_options(p)
     p.set_defaults(func=run)
 
     d = sub.add_parser("demo", help="super-resolve a bundled sample, write a before/after PNG")
@@ -91,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "models", help="table of the shipped theta_M files: scales, data, validation PSNR"
     )
     m.set_defaults(func=models)
+    add_calibrate_parser(sub)
     return parser
 
 

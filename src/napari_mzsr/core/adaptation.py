@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .degradation import degrade_tensor
+from .devices import memory_format
 from .network import MZSRNet
 from .resize import imresize_tensor
 
@@ -75,18 +76,16 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def prepare(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in the layout the network runs fastest in on its device."""
-    # oneDNN's convolutions are faster in channels-last layout on CPU, in every precision.
-    if x.device.type == "cpu":
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
+def prepare(x: torch.Tensor, *, training: bool = False) -> torch.Tensor:
+    """``x`` in the layout the network runs fastest in on its device, for training
+    (forward and backward) or inference (see :func:`~.devices.memory_format`)."""
+    return x.contiguous(memory_format=memory_format(x.device, training=training))
 
 
-def prepare_net(net: MZSRNet) -> None:
+def prepare_net(net: MZSRNet, *, training: bool = False) -> None:
     """Put ``net`` in the layout :func:`prepare` gives its inputs."""
-    if next(net.parameters()).device.type == "cpu":
-        net.to(memory_format=torch.channels_last)
+    device = next(net.parameters()).device
+    net.to(memory_format=memory_format(device, training=training))
 
 
 def make_son(
@@ -175,7 +174,7 @@ def adapt(
     StepReport
         After each step; stop iterating to cancel between steps.
     """
-    prepare_net(net)
+    prepare_net(net, training=True)
     net.train()
     params = [p for p in net.parameters() if p.requires_grad]
     pair = None
@@ -185,7 +184,7 @@ def adapt(
         if pair is None or not whole_image:
             image = batch_at(step)
             son_up = make_son(image, kernel, scale, degradation, clamp=clamp)
-            pair = (prepare(son_up), prepare(image))
+            pair = (prepare(son_up, training=True), prepare(image, training=True))
         rate = learning_rate(step) * rate_factor
         with autocast(pair[0].device, autocast_dtype):
             out = net(pair[0])

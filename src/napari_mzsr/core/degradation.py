@@ -3,6 +3,14 @@
 ``direct``: correlate each channel with the kernel (symmetric "reflect" borders, as
 ``scipy.ndimage.correlate``), then keep every ``s``-th pixel starting at 0.
 ``bicubic``: the same blur, then the MATLAB bicubic downscale by ``1 / s``.
+
+Non-integer factors. Keeping every ``s``-th pixel is defined for an integer ``s``
+only, so ``direct`` subsampling of an axis whose factor is not an integer is the
+MATLAB bicubic downscale by ``1 / s`` of that axis (ZSSR's and ArbSR's convention), and
+each axis is treated on its own: ``(2, 2.5)`` keeps every second row and resizes the
+columns. Integer axes stay bit-exact ``[0::s]``. A factor of 1 leaves its axis as the
+blur made it. :func:`decimated_axes` says which axes are decimated; the geometry of
+the refinements (:mod:`napari_mzsr.core.refinement`) follows it.
 """
 
 from __future__ import annotations
@@ -14,9 +22,11 @@ import torch
 import torch.nn.functional as F
 
 from .kernels import validate_kernel
-from .resize import imresize_tensor, output_size, parse_scale
+from .resize import imresize_tensor, parse_scale
 
 METHODS = ("direct", "bicubic")
+# Factors this close to an integer (relative) are decimated as that integer.
+INTEGER_TOLERANCE = 1e-9
 
 
 def _mirror_index(length: int, pad: int, device: torch.device) -> torch.Tensor:
@@ -39,12 +49,27 @@ def blur_tensor(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, weight, groups=c)
 
 
-def subsample_indices(length: int, scale: float) -> np.ndarray:
-    """Rows (or columns) kept by direct subsampling: ``round(i * scale)`` for
-    ``i < ceil(length / scale)``; ``[0::s]`` for an integer ``s``."""
-    n = output_size(length, 1.0 / scale)
-    idx = np.floor(np.arange(n) * scale + 0.5).astype(np.int64)
-    return np.minimum(idx, length - 1)
+def is_integer_factor(scale: float) -> bool:
+    """Whether ``scale`` is an integer (to 1e-9 relative, against float noise)."""
+    return abs(scale - round(scale)) < INTEGER_TOLERANCE * max(1.0, abs(scale))
+
+
+def decimated_axes(scale: float | Sequence[float], method: str = "direct") -> tuple[bool, bool]:
+    """Whether the rows and the columns are decimated (``[0::s]``) rather than resized
+    bicubically: ``direct`` subsampling by an integer factor.
+
+    Examples
+    --------
+    >>> decimated_axes((2, 2.5)), decimated_axes(2, "bicubic")
+    ((True, False), (False, False))
+    """
+    if method not in METHODS:
+        raise ValueError(f"degradation method must be one of {METHODS}, got {method!r}")
+    sy, sx = parse_scale(scale)
+    return (
+        method == "direct" and is_integer_factor(sy),
+        method == "direct" and is_integer_factor(sx),
+    )
 
 
 def degrade_tensor(
@@ -52,24 +77,36 @@ def degrade_tensor(
     kernel: torch.Tensor,
     scale: float | Sequence[float],
     method: str = "direct",
+    *,
+    output_shape: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Blur (N, C, H, W) float ``x`` with ``kernel`` and subsample it by ``scale``.
 
-    No clipping. See :func:`degrade` for the conventions.
+    No clipping. See :func:`degrade` for the conventions. ``output_shape`` sets the
+    size of the resized (non-decimated) axes, sample positions still following
+    ``scale``: a super-resolved image of ``ceil(h * s)`` rows degrades back to ``h`` rows
+    (``ceil(ceil(h s) / s)`` can be ``h + 1`` for a non-integer ``s``).
     """
     if method not in METHODS:
         raise ValueError(f"degradation method must be one of {METHODS}, got {method!r}")
     sy, sx = parse_scale(scale)
     if sy < 1 or sx < 1:
         raise ValueError(f"degradation scale must be >= 1, got {scale!r}")
-    blurred = blur_tensor(x, kernel)
-    if method == "bicubic":
-        return imresize_tensor(blurred, (1.0 / sy, 1.0 / sx))
-    if sy == int(sy) and sx == int(sx):
-        return blurred[..., :: int(sy), :: int(sx)]
-    rows = torch.from_numpy(subsample_indices(x.shape[-2], sy)).to(x.device)
-    cols = torch.from_numpy(subsample_indices(x.shape[-1], sx)).to(x.device)
-    return blurred.index_select(-2, rows).index_select(-1, cols)
+    out = blur_tensor(x, kernel)
+    row_step, col_step = decimated_axes((sy, sx), method)
+    if row_step or col_step:
+        out = out[..., :: round(sy) if row_step else 1, :: round(sx) if col_step else 1]
+    # Decimating one axis and resizing the other commute: each acts along its own axis.
+    resize = (1.0 if row_step else 1.0 / sy, 1.0 if col_step else 1.0 / sx)
+    if resize != (1.0, 1.0):
+        shape = None
+        if output_shape is not None:
+            shape = [
+                out.shape[-2 + axis] if resize[axis] == 1.0 else int(output_shape[axis])
+                for axis in (0, 1)
+            ]
+        out = imresize_tensor(out, resize, output_shape=shape)
+    return out
 
 
 def degrade(
@@ -88,8 +125,9 @@ def degrade(
         Odd-sized blur kernel, applied by correlation with its centre on the middle
         pixel (no half-pixel shift); normalised to sum 1 first.
     scale : float or (float, float)
-        Downscaling factor (>= 1). ``direct`` keeps pixels ``[0::s]`` for an integer
-        ``s`` and the nearest pixel to ``i * s`` otherwise.
+        Downscaling factor (>= 1), per axis if a pair. ``direct`` keeps pixels
+        ``[0::s]`` along an axis of integer factor and resizes an axis of any other
+        factor with the MATLAB bicubic ``1 / s`` (see the module docstring).
     method : {"direct", "bicubic"}
         Subsampling after the blur: direct decimation, or MATLAB bicubic ``1 / s``.
 

@@ -1,6 +1,11 @@
-"""Choosing the torch device and the fastest numerically safe precision on it."""
+"""Choosing the torch device, and the fastest numerically safe precision, memory layout
+and CPU thread count on it."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
@@ -75,8 +80,33 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX tiles)."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return _cpu_probe("_is_avx512_bf16_supported") or _cpu_probe("_is_amx_tile_supported")
+
+
+def cpu_has_avx512() -> bool:
+    """Whether this CPU has AVX-512 (oneDNN then has faster kernels, see
+    :func:`memory_format`)."""
+    return _cpu_probe("_is_avx512_supported")
+
+
+def _cpu_probe(name: str) -> bool:
+    # Probes torch does not have (older versions) answer False.
+    return bool(getattr(torch.cpu, name, lambda: False)())
+
+
+def memory_format(device: torch.device, *, training: bool = False) -> torch.memory_format:
+    """Layout of the network's 4-D tensors that runs fastest on ``device``.
+
+    On CPU oneDNN's convolutions are faster channels-last (NHWC) in inference. Its
+    NHWC backward-by-weights kernel without AVX-512, however, is its old AVX2 one:
+    on an AVX2 EPYC it took 0.19 s for a 64 -> 64 channel 3x3 layer at 128 x 128
+    pixels against 0.05 s in NCHW (one core), which made an adaptation step twice as
+    slow as in NCHW. So training runs NCHW on CPUs without AVX-512; CUDA and MPS keep
+    torch's default (NCHW).
+    """
+    if device.type != "cpu" or (training and not cpu_has_avx512()):
+        return torch.contiguous_format
+    return torch.channels_last
 
 
 def available_memory(device: torch.device) -> int:
@@ -98,3 +128,68 @@ def available_memory(device: torch.device) -> int:
     except OSError:
         pass
     return 4 << 30
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on: the CPUs of its affinity mask counted
+    once per core (hyperthread siblings share one), at most the CPU quota of its
+    cgroup (a container's limit), rounded up; at least 1."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = list(range(os.cpu_count() or 1))
+    cores = {_core_of(cpu) for cpu in cpus}
+    quota = cgroup_cpu_quota()
+    count = len(cores) if quota is None else min(len(cores), -int(-quota // 1))
+    return max(1, count)
+
+
+def _core_of(cpu: int) -> str:
+    """The core ``cpu`` belongs to: its list of hyperthread siblings (Linux sysfs), or
+    itself where sysfs does not say."""
+    topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+    for name in ("core_cpus_list", "thread_siblings_list"):
+        try:
+            return (topology / name).read_text().strip()
+        except OSError:
+            continue
+    return str(cpu)
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs this process's cgroup may use (``cpu.max`` of cgroup v2, or
+    ``cpu.cfs_quota_us / cpu.cfs_period_us`` of v1), None when unlimited or unknown."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def cpu_threads(current: int, cores: int, environ: Mapping[str, str]) -> int:
+    """Torch CPU threads for a run: ``current`` capped at the physical ``cores``.
+
+    Torch starts with one thread per physical core of the whole machine, which
+    oversubscribes a process restricted to fewer CPUs (``taskset``, a container's
+    quota); more threads than cores only make the convolutions slower. A lower count
+    someone chose (``torch.set_num_threads``) is kept, and so is any count when
+    ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set.
+    """
+    if any(environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+        return current
+    return max(1, min(current, cores))
+
+
+def limit_cpu_threads() -> int:
+    """Apply :func:`cpu_threads` to torch (only ever lowering its count); returns the
+    threads in use."""
+    threads = cpu_threads(torch.get_num_threads(), physical_cores(), os.environ)
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    return threads

@@ -9,9 +9,11 @@ spectrum of the LR image is therefore modelled as::
 
     P(g) = N + sum_n A |g + n|^-alpha exp(-4 pi^2 (g + n)^T T (g + n)) |H((g + n) / s)|^2
 
-with ``T = Sigma / s^2``, ``n`` the integer aliasing shifts, ``H`` the antialiasing
-filter of MATLAB's bicubic downscale (1 for direct subsampling) and ``N`` a white noise
-floor (quantisation). The power law's slope ``alpha`` is fitted per image, so the blur
+with ``T = S^-1 Sigma S^-1`` (``S = diag(sx, sy)``, the factors of the two axes), ``n``
+the integer aliasing shifts, ``H`` the antialiasing filter of MATLAB's bicubic
+downscale along each resized axis (1 along a decimated one, see
+:func:`~napari_mzsr.core.degradation.decimated_axes`) and ``N`` a white noise floor
+(quantisation). The power law's slope ``alpha`` is fitted per image, so the blur
 is told apart from the image's own smoothness by the shape of the fall-off, not its
 level. The fit is a least-squares fit of the log of a Welch estimate of the spectrum,
 averaged in polar cells; it takes well under a second.
@@ -47,6 +49,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from .checks import check_image
+from .degradation import decimated_axes
 from .kernels import check_kernel_size, gaussian_kernel
 from .resize import cubic, parse_scale
 
@@ -114,7 +117,7 @@ class KernelEstimate:
 
 def estimate_kernel(
     image: np.ndarray,
-    scale: float = 2,
+    scale: float | tuple[float, float] = 2,
     degradation: str = "direct",
     *,
     size: int = 21,
@@ -128,9 +131,9 @@ def estimate_kernel(
     image : ndarray, shape (H, W), (H, W, 3) or (H, W, 4)
         The low-resolution image, any real dtype and intensity range (the fit does not
         depend on it). RGB(A) is reduced to its luma; alpha is ignored. Never modified.
-    scale : float
-        Super-resolution factor (>= 1): the covariance is returned in the pixels of the
-        high-resolution image, as the meta-test needs it.
+    scale : float or (float, float)
+        Super-resolution factor (>= 1), per axis if a pair: the covariance is returned
+        in the pixels of the high-resolution image, as the meta-test needs it.
     degradation : {"direct", "bicubic"}
         Subsampling of the model the kernel is for; it sets the aliasing model.
     size : int
@@ -166,16 +169,18 @@ def estimate_kernel(
     if degradation not in DEGRADATIONS:
         raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {degradation!r}")
     sy, sx = parse_scale(scale)
-    if sy != sx or sy < 1:
-        raise ValueError(f"scale must be a single factor >= 1, got {scale!r}")
+    if sy < 1 or sx < 1:
+        raise ValueError(f"scale factors must be >= 1, got {scale!r}")
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 16:
         raise ValueError(f"window must be an integer of at least 16, got {window!r}")
     check_kernel_size(size)
     luma = _luma(np.asarray(image), rgb)
     side = min(int(window), *luma.shape)
     freq_x, freq_y, log_power, weight = _binned_log_spectrum(luma, side)
-    fit = _fit_spectrum(freq_x, freq_y, log_power, weight, sy, degradation)
-    covariance = _clip_variances(fit.blur * sy**2, MIN_VARIANCE, (size // 2 / 3) ** 2)
+    fit = _fit_spectrum(freq_x, freq_y, log_power, weight, (sy, sx), degradation)
+    stretch = np.diag([sx, sy])  # (x, y) order, as the covariance
+    covariance = stretch @ fit.blur @ stretch
+    covariance = _clip_variances(covariance, MIN_VARIANCE, (size // 2 / 3) ** 2)
     l1, l2, theta = _principal_axes(covariance)
     return KernelEstimate(
         kernel=gaussian_kernel(l1, l2, theta, size=size),
@@ -277,22 +282,31 @@ def _fit_spectrum(
     fy: np.ndarray,
     log_power: np.ndarray,
     weight: np.ndarray,
-    scale: float,
+    scale: tuple[float, float],
     degradation: str,
 ) -> _SpectrumFit:
-    """Least-squares fit of the module's spectrum model to the binned log spectrum."""
-    reach = math.ceil(scale / 2)
-    shifts = range(-reach, reach + 1) if scale > 1 else range(1)
+    """Least-squares fit of the module's spectrum model to the binned log spectrum;
+    ``scale`` is ``(sy, sx)``."""
+    sy, sx = scale
+
+    def shifts(s: float) -> range:
+        reach = math.ceil(s / 2)
+        return range(-reach, reach + 1) if s > 1 else range(1)
+
+    resized_y, resized_x = (
+        s > 1 and not decimated
+        for s, decimated in zip(scale, decimated_axes(scale, degradation), strict=True)
+    )
     terms = []
-    for ny in shifts:
-        for nx in shifts:
+    for ny in shifts(sy):
+        for nx in shifts(sx):
             gx, gy = fx + nx, fy + ny
-            extra = np.zeros_like(gx)
-            if degradation == "bicubic":
-                response = _bicubic_response(gx / scale, scale) * _bicubic_response(
-                    gy / scale, scale
-                )
-                extra = np.log(np.maximum(response, np.finfo(np.float64).tiny))
+            response = np.ones_like(gx)
+            if resized_x:
+                response = response * _bicubic_response(gx / sx, sx)
+            if resized_y:
+                response = response * _bicubic_response(gy / sy, sy)
+            extra = np.log(np.maximum(response, np.finfo(np.float64).tiny))
             quad = np.stack([gx * gx, 2 * gx * gy, gy * gy])
             terms.append((np.log(np.hypot(gx, gy)), -4 * np.pi**2 * quad, extra))
 

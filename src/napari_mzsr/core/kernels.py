@@ -295,3 +295,30 @@ def as_kernel(spec: object = None, size: int = 21) -> np.ndarray:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def stretch_kernel(kernel: np.ndarray, factors: tuple[float, float]) -> np.ndarray:
+    """The Gaussian with ``kernel``'s covariance stretched by ``(fy, fx)`` per axis:
+    ``Sigma' = D Sigma D`` with ``D = diag(fx, fy)`` in (x, y) order.
+
+    Used for the steps of gradual super-resolution (the blur of a whole factor ``s``
+    re-expressed for a step ``s_j``: ``factors = s_j / s`` per axis). A kernel whose
+    stretched variances are both below 1e-3 px^2 becomes the 1x1 identity; otherwise
+    the grid covers +-3 standard deviations (odd, at most :data:`MAX_KERNEL_SIZE`).
+
+    Examples
+    --------
+    >>> k = stretch_kernel(gaussian_kernel(4.0), (0.5, 0.5))
+    >>> bool(np.allclose(kernel_covariance(k), np.eye(2), atol=0.02)), k.shape
+    (True, (7, 7))
+    """
+    fy, fx = (float(f) for f in factors)
+    stretch = np.diag([fx, fy])
+    covariance = stretch @ kernel_covariance(kernel) @ stretch
+    values, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
+    if values[1] < 1e-3:
+        return np.ones((1, 1))
+    low = max(float(values[0]), 1e-3)
+    size = min(2 * math.ceil(3 * math.sqrt(values[1])) + 1, MAX_KERNEL_SIZE)
+    theta = math.atan2(vectors[1, 1], vectors[0, 1])
+    return gaussian_kernel(float(values[1]), low, theta, size=size)

@@ -9,7 +9,14 @@ on high-resolution pixel ``s * i`` (``[0::s]``). Mirroring the input along an ax
 the mirrored HR image, with ``d = N - 1 - s * (n - 1)`` (``s - 1`` for an integer
 scale). The network still places them on ``s * i``, so its output, mirrored back, is
 shifted by ``d`` pixels and is moved back here. ``bicubic`` models are centred, so
-their grid is mirror-symmetric and nothing moves.
+their grid is mirror-symmetric and nothing moves. Each axis has its own geometry: an
+axis is decimated only for ``direct`` subsampling by an integer factor; any other
+factor is resized bicubically, centred (:func:`~napari_mzsr.core.degradation.
+decimated_axes`), so with factors (2, 2.5) only the rows move.
+
+Unequal factors. A quarter turn swaps the rows and the columns, and with them the two
+factors, so with ``sy != sx`` only the four transforms that keep the axes in place are
+used (:func:`axis_preserving`): the identity, the two mirrors and the half turn.
 
 Kernels. The network adapted to an image has learnt to undo that image's kernel ``k``.
 A transformed input carries the transformed kernel, so only the transforms that leave
@@ -32,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .degradation import degrade_tensor
+from .degradation import decimated_axes, degrade_tensor
 from .resize import parse_scale
 
 TRANSFORMS = tuple(range(8))
@@ -142,14 +149,14 @@ def self_ensemble(
     factors = parse_scale(scale)
     if factors[0] != factors[1]:
         transforms = axis_preserving(transforms)
+    decimated = decimated_axes(factors, degradation)
     results = []
     for index in transforms:
         out = undo_dihedral(upscale(dihedral(x, index)), index)
-        if degradation == "direct":
-            for dim, mirrored in zip((-2, -1), _mirrored_axes(index), strict=True):
-                if mirrored:
-                    offset = _grid_offset(x.shape[dim], out.shape[dim], factors[dim])
-                    out = _shift_back(out, dim, offset)
+        for dim, mirrored, moves in zip((-2, -1), _mirrored_axes(index), decimated, strict=True):
+            if mirrored and moves:
+                offset = _grid_offset(x.shape[dim], out.shape[dim], factors[dim])
+                out = _shift_back(out, dim, offset)
         results.append(out)
     stack = torch.stack(results)
     if combine == "mean":
@@ -160,15 +167,18 @@ def self_ensemble(
     return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
 
 
-def _upsample_aligned(x: torch.Tensor, shape: tuple[int, int], degradation: str) -> torch.Tensor:
+def _upsample_aligned(
+    x: torch.Tensor, shape: tuple[int, int], scale: tuple[float, float], degradation: str
+) -> torch.Tensor:
     """Bicubic interpolation of ``x`` onto the HR grid of ``shape``: HR pixel ``j`` reads
-    LR position ``j / s`` (direct) or ``(j + 0.5) / s - 0.5`` (bicubic)."""
+    LR position ``j / s`` along a decimated axis, ``(j + 0.5) / s - 0.5`` along any other
+    (``s`` the factor of the axis)."""
     h, w = x.shape[-2:]
     axes = []
-    for n_in, n_out in ((h, shape[0]), (w, shape[1])):
-        scale = n_out / n_in
+    decimated = decimated_axes(scale, degradation)
+    for n_in, n_out, s, moves in zip((h, w), shape, scale, decimated, strict=True):
         pos = torch.arange(n_out, dtype=x.dtype, device=x.device)
-        pos = pos / scale if degradation == "direct" else (pos + 0.5) / scale - 0.5
+        pos = pos / s if moves else (pos + 0.5) / s - 0.5
         # grid_sample's normalised coordinates with align_corners=True.
         axes.append(2 * pos / max(n_in - 1, 1) - 1)
     gy, gx = torch.meshgrid(axes[0], axes[1], indexing="ij")
@@ -180,7 +190,7 @@ def back_project(
     sr: torch.Tensor,
     lr: torch.Tensor,
     kernel: torch.Tensor,
-    scale: float,
+    scale: float | tuple[float, float],
     degradation: str = "direct",
     iterations: int = 10,
     clamp: tuple[float, float] = (0.0, 1.0),
@@ -196,11 +206,11 @@ def back_project(
         The low-resolution input, same dtype.
     kernel : Tensor, shape (k, k)
         Blur kernel in the project's convention.
-    scale : float
-        Super-resolution factor.
+    scale : float or (float, float)
+        Super-resolution factor, per axis if a pair.
     degradation : {"direct", "bicubic"}
         How ``sr`` is degraded to compare with ``lr``; the residual is interpolated back
-        on the same grid (:func:`_upsample_aligned`).
+        on the same grid, axis by axis (:func:`_upsample_aligned`).
     iterations : int
         Number of corrections (0 returns ``sr`` unchanged).
     clamp : (float, float)
@@ -213,8 +223,11 @@ def back_project(
     """
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
         raise ValueError(f"back-projection iterations must be an integer >= 0, got {iterations!r}")
+    factors = parse_scale(scale)
     out = sr
     for _ in range(iterations):
-        residual = lr - degrade_tensor(out, kernel, scale, degradation)
-        out = (out + _upsample_aligned(residual, out.shape[-2:], degradation)).clamp(*clamp)
+        degraded = degrade_tensor(out, kernel, factors, degradation, output_shape=lr.shape[-2:])
+        residual = lr - degraded
+        upsampled = _upsample_aligned(residual, out.shape[-2:], factors, degradation)
+        out = (out + upsampled).clamp(*clamp)
     return out if iterations else sr.clone()

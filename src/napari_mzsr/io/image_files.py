@@ -291,10 +291,13 @@ def first_centre(scale: float, degradation: str) -> float:
     """Position of the result's first pixel centre, in input pixels from the input's
     first pixel centre: ``-(s - 1) / (2 s)`` for bicubic models (each input pixel is the
     centre of its ``s x s`` block), 0 for direct ones (input pixel ``i`` is output pixel
-    ``s * i``); see :mod:`napari_mzsr.plugin.geometry`."""
+    ``s * i``); see :mod:`napari_mzsr.plugin.geometry`. Direct subsampling decimates
+    integer factors only; other factors are resized, centred, as bicubic ones
+    (:func:`napari_mzsr.core.degradation.decimated_axes`)."""
     if degradation not in ("bicubic", "direct"):
         raise ValueError(f"degradation must be 'bicubic' or 'direct', got {degradation!r}")
-    return -(scale - 1) / (2 * scale) if degradation == "bicubic" else 0.0
+    decimated = degradation == "direct" and float(scale).is_integer()
+    return 0.0 if decimated else -(scale - 1) / (2 * scale)
 
 
 def scaled_meta(

@@ -11,6 +11,12 @@ A file is a ``torch.save`` of a plain dict ``{"format", "version", "metadata",
    loader allocate more than it holds);
 3. verifies the SHA-256 checksum of the tensors stored in the metadata, so a corrupted
    file is refused instead of loading with changed weights.
+
+Versions. Version 2 holds the plain MZSR network. Version 3 adds the metadata fields
+``architecture`` (:data:`ARCHITECTURES`) and ``adaptation_layers`` for the scale-aware
+network (:mod:`napari_mzsr.core.scale_aware`); a version 2 reader would not know them,
+so only files of a scale-aware network are written as version 3, and plain ones stay
+version 2, readable by every release. Both versions are read.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 
 import torch
 
+from ..core import scale_aware
 from ..core.network import MZSRNet, parameter_shapes
 from ..core.resize import parse_scale
 from ..core.schedules import learning_rate_schedule
@@ -35,6 +42,10 @@ from .atomic import atomic_path
 
 FORMAT = "napari-mzsr-theta"
 VERSION = 2
+# Written for the scale-aware network only (see the module docstring).
+VERSION_SCALE_AWARE = 3
+VERSIONS = (VERSION, VERSION_SCALE_AWARE)
+ARCHITECTURES = ("mzsr", "scale-aware")
 SUFFIX = ".pt"
 DEGRADATIONS = ("direct", "bicubic")
 # Far above any network of this family (the paper's has 64 features and 8 layers), far
@@ -66,6 +77,11 @@ class ModelInfo:
         Meta-test step learning rates as ``[first_step, lr]`` pairs, piecewise constant.
     features, layers : int
         Network shape (64 and 8 for the paper's network).
+    architecture : {"mzsr", "scale-aware"}
+        The plain network (:class:`~napari_mzsr.core.network.MZSRNet`) or the
+        scale-aware one (:class:`~napari_mzsr.core.scale_aware.ScaleAwareNet`).
+    adaptation_layers : list of int
+        Layers followed by a scale-aware adaptation; empty for ``"mzsr"``.
     training : dict
         Provenance: recipe, data, iterations, device, wall time, validation PSNR.
 
@@ -83,6 +99,8 @@ class ModelInfo:
     features: int = 64
     layers: int = 8
     training: dict[str, Any] = field(default_factory=dict)
+    architecture: str = "mzsr"
+    adaptation_layers: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -106,6 +124,23 @@ class ModelInfo:
         self.lr_schedule = [[step, rate] for step, rate in schedule]
         if not isinstance(self.training, dict):
             raise _field_error("training", "a dict", type(self.training).__name__)
+        if self.architecture not in ARCHITECTURES:
+            raise _field_error("architecture", f"one of {ARCHITECTURES}", self.architecture)
+        layers = self.adaptation_layers
+        if not isinstance(layers, list | tuple) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in layers
+        ):
+            raise _field_error("adaptation_layers", "a list of layer indices", layers)
+        if self.architecture == "mzsr" and layers:
+            raise _field_error("adaptation_layers", "empty for architecture 'mzsr'", layers)
+        if self.architecture == "scale-aware":
+            try:
+                scale_aware.check_adaptation_layers(layers, self.layers)
+            except ValueError as exc:
+                raise ModelFileError(f"model metadata {exc}") from None
+            if not layers:
+                raise _field_error("adaptation_layers", "non-empty for 'scale-aware'", layers)
+        self.adaptation_layers = list(layers)
 
     def supports_scale(self, scale: float | tuple[float, float]) -> bool:
         """Whether the model was trained for the factor(s) ``scale`` (one, or ``(sy,
@@ -115,6 +150,28 @@ class ModelInfo:
         if len(self.scales) > 1:
             return all(lo - 1e-6 <= s <= hi + 1e-6 for s in scale)
         return all(abs(s - lo) < 1e-6 for s in scale)
+
+    @property
+    def radius(self) -> int:
+        """Receptive radius of the network in output pixels (for tiling margins)."""
+        return scale_aware.receptive_radius(self.layers, self.adaptation_layers)
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Names and shapes of the network's tensors, computed without building it."""
+        if self.architecture == "scale-aware":
+            return scale_aware.parameter_shapes(
+                self.channels, self.features, self.layers, self.adaptation_layers
+            )
+        return parameter_shapes(self.channels, self.features, self.layers)
+
+    def metadata(self) -> tuple[int, dict[str, Any]]:
+        """The file version and metadata dict that describe this model (without the
+        checksum): the plain network's files leave out the version 3 fields."""
+        fields = asdict(self)
+        if self.architecture == "mzsr":
+            del fields["architecture"], fields["adaptation_layers"]
+            return VERSION, fields
+        return VERSION_SCALE_AWARE, fields
 
     def describe_scales(self) -> str:
         """``"x2"`` or ``"x2 to x4"``."""
@@ -130,9 +187,21 @@ class MZSRModel:
     state_dict: dict[str, torch.Tensor]
     source: str = ""
 
-    def network(self, device: torch.device | str = "cpu") -> MZSRNet:
-        """A fresh network holding a copy of the weights (safe to adapt in place)."""
-        net = MZSRNet(self.info.channels, self.info.features, self.info.layers)
+    def network(
+        self, device: torch.device | str = "cpu", scale: float | tuple[float, float] | None = None
+    ) -> torch.nn.Module:
+        """A fresh network holding a copy of the weights (safe to adapt in place).
+
+        A scale-aware network is bound to ``scale`` (:func:`~napari_mzsr.core.
+        scale_aware.bind_scale`), which it then needs; a plain one ignores it.
+        """
+        info = self.info
+        if info.architecture == "scale-aware":
+            net = scale_aware.ScaleAwareNet(
+                info.channels, info.features, info.layers, True, info.adaptation_layers, scale
+            )
+        else:
+            net = MZSRNet(info.channels, info.features, info.layers)
         net.load_state_dict(self.state_dict)
         return net.to(device)
 
@@ -157,7 +226,7 @@ def checksum(state: Mapping[str, torch.Tensor]) -> str:
 
 def save_model(
     path: str | os.PathLike,
-    net: MZSRNet | Mapping[str, torch.Tensor],
+    net: torch.nn.Module | Mapping[str, torch.Tensor],
     info: ModelInfo,
     *,
     overwrite: bool = False,
@@ -181,10 +250,11 @@ def save_model(
     state = net.state_dict() if isinstance(net, torch.nn.Module) else dict(net)
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
     _check_state(state, info, str(path))
-    metadata = {**asdict(info), "checksum": checksum(state)}
+    version, fields = info.metadata()
+    metadata = {**fields, "checksum": checksum(state)}
     payload = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": version,
         "metadata": json.dumps(metadata, sort_keys=True),
         "state_dict": state,
     }
@@ -249,14 +319,19 @@ def load_model(name_or_path: str | os.PathLike | MZSRModel) -> MZSRModel:
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a napari-mzsr theta_M file")
-    if payload.get("version") != VERSION:
+    version = payload.get("version")
+    if version not in VERSIONS:
         raise ModelFileError(
-            f"{path} has format version {payload.get('version')!r}; this napari-mzsr "
-            f"reads version {VERSION}"
+            f"{path} has format version {version!r}; this napari-mzsr reads versions "
+            f"{', '.join(map(str, VERSIONS))}"
         )
     try:
         metadata = json.loads(payload["metadata"])
         stored_sum = metadata.pop("checksum")
+        if version == VERSION and metadata.get("architecture", "mzsr") != "mzsr":
+            raise ModelFileError("version 2 files hold the plain MZSR network only")
+        if version == VERSION_SCALE_AWARE and "architecture" not in metadata:
+            raise ModelFileError("version 3 metadata must name its architecture")
         info = ModelInfo(**metadata)
     except ModelFileError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
@@ -276,10 +351,11 @@ def load_model(name_or_path: str | os.PathLike | MZSRModel) -> MZSRModel:
 def _check_state(state: Mapping[str, Any], info: ModelInfo, where: str) -> None:
     """The tensors' names and shapes against the network ``info`` describes, without
     building it."""
-    expected = parameter_shapes(info.channels, info.features, info.layers)
+    expected = info.parameter_shapes()
     if set(state) != set(expected):
+        kind = "scale-aware " if info.architecture == "scale-aware" else ""
         raise ModelFileError(
-            f"{where}: weights do not match a {info.channels}-channel network with "
+            f"{where}: weights do not match a {info.channels}-channel {kind}network with "
             f"{info.layers} layers of {info.features} features"
         )
     for key, shape in expected.items():

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ..core.adaptation import infer
+from ..core.devices import limit_cpu_threads
 from ..core.intensity import IntensityMap, intensity_map
 from ..core.kernel_estimation import KernelEstimate
 from ..core.refinement import TRANSFORMS, back_project, kernel_symmetries, self_ensemble
@@ -124,8 +125,10 @@ class AdaptedModel:
                 "back_projection needs the adaptation kernel and the whole image (no region)"
             )
         dtype = image.intensity.dtype if options.output_dtype is None else options.output_dtype
+        if self.device.type == "cpu":
+            limit_cpu_threads()
         shape = image.shape
-        margin = tile_margin(self.scale, self.info.layers)
+        margin = tile_margin(self.scale, self.info.radius)
         tile = options.tile
         if tile is None:
             info = self.info

@@ -112,7 +112,7 @@ def _super_resolve_block(
     # The lazy image could not be scanned for NaN/inf up front; its blocks are, here.
     check_finite(block)
     state = {name: torch.tensor(value) for name, value in weights.items()}
-    net = MZSRModel(plan.info, state).network(resolve_device(plan.device))
+    net = MZSRModel(plan.info, state).network(resolve_device(plan.device), plan.scale)
     adapted = AdaptedModel(net, plan.info, plan.scale, plan.intensity, plan.autocast_dtype)
     region = []
     for axis in (0, 1):
@@ -181,7 +181,7 @@ def _lazy_result(
     arr = data.array
     scale = adapted.scale
     steps = (grid_step(scale[0]), grid_step(scale[1]))
-    margin = tile_margin(scale, adapted.info.layers)
+    margin = tile_margin(scale, adapted.info.radius)
     if None in steps:
         spatial = ((arr.shape[0],), (arr.shape[1],))
     else:

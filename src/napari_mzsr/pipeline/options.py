@@ -23,26 +23,44 @@ from ..core.kernels import ESTIMATE, PRESETS, as_kernel
 from ..core.refinement import COMBINE
 from ..core.resize import output_size, parse_scale
 from ..core.schedules import Schedule, learning_rate_schedule
-from ..io.model_file import MZSRModel, load_model, shipped_models
+from ..io.model_file import load_model, shipped_models
+from . import gradual
 
 # Factors beyond this are refused: at x16 an image of 64 pixels is already 1024 wide,
 # and no degradation of this package is modelled that far.
 MAX_SCALE = 16.0
-# adapt_patch="auto" (see AdaptOptions): images up to this many pixels adapt on the
-# whole image; larger ones on AUTO_PATCHES random patches of AUTO_PATCH pixels per step.
-# On four Set14 images (x2, g^d_2.0, direct-x2, 10 steps) 4 patches of 128 were within
-# 0.08 dB of whole-image adaptation (-0.08 to +0.06) and 8 patches no closer.
-AUTO_WHOLE_IMAGE_PIXELS = 512 * 512
-AUTO_PATCH = 128
-AUTO_PATCHES = 4
+# adapt_patch="auto" (see AdaptOptions.patch_size): each step adapts on AUTO_PATCHES random
+# patches of AUTO_PATCH pixels, so that a step costs the same on an image of any size,
+# unless the whole image costs no more. A step on patches also measures their loss after
+# the update (one forward pass, a quarter of a step's time), so the whole image is as
+# cheap up to 5/4 of the patches' pixels. Chosen by measurement against whole-image
+# adaptation on Set14 (x2, g^d_2.0, direct-x2, 10 steps, LR images of 19,000 to 104,000
+# pixels; 14 images x seed 0 and 8 images x seeds 1-2, patches redrawn every step; the
+# project's 2-core AVX2 machine, one thread, 2026-12-01): 2 x 96 gave +0.006 dB on average,
+# worst -0.095, in 4.5 CPU-s against 11.7 s; 1 x 128 -0.002 (worst -0.18) and 4 x 64 -0.003
+# (worst -0.16) cost the same; 2 x 64, 1 x 96 and 1 x 64 halve the time but lose up to
+# 0.14, 0.46 and 0.50 dB on single images. The same comparison, timed, in
+# benchmarks/results/time_to_quality_cpu.md.
+AUTO_PATCH = 96
+AUTO_PATCHES = 2
+AUTO_WHOLE_IMAGE_PIXELS = AUTO_PATCHES * AUTO_PATCH**2 * 5 // 4
 
 
 def scale_pair(value: object) -> tuple[float, float]:
-    """A checked super-resolution factor ``(sy, sx)``, each in [1, :data:`MAX_SCALE`]."""
+    """A checked super-resolution factor ``(sy, sx)``, each in [1, :data:`MAX_SCALE`]
+    and not both 1, from a number or a pair of numbers.
+
+    Examples
+    --------
+    >>> scale_pair(2.5), scale_pair((2, 3.5)), scale_pair([3, 1])
+    ((2.5, 2.5), (2.0, 3.5), (3.0, 1.0))
+    """
     sy, sx = parse_scale(value)
     for s in (sy, sx):
         if not 1 <= s <= MAX_SCALE:
             raise ValueError(f"scale factors must be between 1 and {MAX_SCALE:g}, got {value!r}")
+    if sy == sx == 1:
+        raise ValueError(f"scale must enlarge at least one axis (a factor > 1), got {value!r}")
     return sy, sx
 
 
@@ -84,12 +102,15 @@ def scale_for_shape(
 def choose_model(scale: tuple[float, float], rgb: bool, degradation: str = "direct") -> str:
     """The shipped model for ``scale``, a grey or colour image and the kernel's kind of
     subsampling: the single-scale model of that factor (its 1-channel version for grey
-    data where shipped), else a shipped multi-scale model that covers the factors.
+    data where shipped), else the scale-aware ``arbitrary`` model (``arbitrary-gray``
+    for grey data) that covers the factors, else the plain ``multiscale`` one.
 
     Raises
     ------
     ValueError
-        No shipped model serves the factors; the message says which factors are served.
+        No shipped model serves the factors in one step; the message says which factors
+        are served (:func:`~napari_mzsr.super_resolve` reaches larger ones in steps,
+        :mod:`~napari_mzsr.pipeline.gradual`).
     """
     shipped = shipped_models()
     sy, sx = scale
@@ -99,13 +120,15 @@ def choose_model(scale: tuple[float, float], rgb: bool, degradation: str = "dire
             for name in (f"{base}-gray", base) if not rgb else (base,):
                 if name in shipped:
                     return name
-    for name in ("arbitrary" if rgb else "arbitrary-gray", "arbitrary", "multiscale"):
+    for name in dict.fromkeys(
+        ("arbitrary" if rgb else "arbitrary-gray", "arbitrary", "multiscale")
+    ):
         if name in shipped and load_model(name).info.supports_scale(scale):
             return name
-    single = sorted({n.split("-x")[1].split("-")[0] for n in shipped if "-x" in n})
+    served = sorted({load_model(path).info.describe_scales() for path in shipped.values()})
     raise ValueError(
-        f"no shipped model serves scale {sy:g}x{sx:g} (shipped: x{', x'.join(single)}); "
-        "give a theta_M file as model"
+        f"no shipped model serves scale {sy:g}x{sx:g} in one step (shipped: "
+        f"{', '.join(served) or 'none'}); give a theta_M file as model"
     )
 
 
@@ -158,7 +181,8 @@ class AdaptOptions:
         put("steps", checks.integer(self.steps, "steps"))
         if self.model is not None:
             put("model", load_model(self.model))
-            _check_model_scale(self.model, self.scale)
+            # Raises unless the model serves the factors, in one step or in several.
+            gradual.plan_steps(self.scale, self.model.info)
         put("device", resolve_device(self.device))
         put("autocast_dtype", resolve_precision(self.precision, self.device))
         put("seed", checks.seed(self.seed))
@@ -192,11 +216,44 @@ class AdaptOptions:
 
     def for_image(self, rgb: bool) -> AdaptOptions:
         """These options with the model chosen for a grey or colour image when none was
-        given (:func:`choose_model`)."""
+        given (:func:`choose_model`); for factors that no model serves in one step, the
+        model of the first gradual step (:mod:`~napari_mzsr.pipeline.gradual`), whose
+        subsampling then describes the result's geometry."""
         if self.model is not None:
             return self
-        name = choose_model(self.scale, rgb, preferred_degradation(self.kernel_spec))
-        return replace(self, model=name)
+        degradation = preferred_degradation(self.kernel_spec)
+        if _serves_in_one_step(self.scale):
+            return replace(self, model=choose_model(self.scale, rgb, degradation))
+        first = gradual.plan_steps(self.scale)[0]
+        return replace(self, model=choose_model(first, rgb, degradation))
+
+    def stages(self, rgb: bool, shape: tuple[int, int]) -> tuple[AdaptOptions, ...]:
+        """The options of each step of a run on a grey or colour image of ``shape``:
+        these options with the model chosen (:meth:`for_image`) when the factors take one
+        step; else one set per gradual step (:mod:`~napari_mzsr.pipeline.gradual`), each
+        with its factors, model and kernel. The kernel must be resolved first (not
+        :data:`ESTIMATE`) when there are several steps.
+
+        Raises
+        ------
+        ValueError
+            No model serves the factors, in one step or in steps.
+        """
+        info = None if self.model is None else self.model.info
+        if info is not None and info.supports_scale(self.scale):
+            return (self,)
+        if info is None and _serves_in_one_step(self.scale):
+            return (self.for_image(rgb),)
+        planned = gradual.plan_steps(self.scale, info)
+        if self.estimate:
+            raise ValueError("resolve kernel='estimate' before planning gradual steps")
+        degradation = preferred_degradation(self.kernel_spec)
+        stages = []
+        for step in gradual.step_factors(shape, self.scale, planned):
+            model = self.model or choose_model(step, rgb, degradation)
+            kernel = gradual.step_kernel(self.kernel, self.scale, step, len(planned))
+            stages.append(replace(self, scale=step, model=model, kernel=kernel))
+        return tuple(stages)
 
     def with_kernel(self, kernel: np.ndarray) -> AdaptOptions:
         """These options with an estimated (or otherwise chosen) kernel array."""
@@ -204,7 +261,12 @@ class AdaptOptions:
 
     def patch_size(self, shape: tuple[int, int]) -> tuple[int, int] | None:
         """Patch height and width of crop adaptation for an image of ``shape``, or None
-        for whole-image adaptation."""
+        for whole-image adaptation.
+
+        ``adapt_patch="auto"``: the whole image up to :data:`AUTO_WHOLE_IMAGE_PIXELS`
+        pixels, else patches of :data:`AUTO_PATCH` pixels (at least the kernel size,
+        at most the image), whatever the image size.
+        """
         size = self.adapt_patch
         min_size = self.kernel.shape[0] if not self.estimate else 1
         if size == "auto":
@@ -256,14 +318,8 @@ class ApplyOptions:
         )
 
 
-def _check_model_scale(model: MZSRModel, scale: tuple[float, float]) -> None:
-    info = model.info
-    if not info.supports_scale(scale):
-        served = info.describe_scales().replace("x", "")
-        raise ValueError(
-            f"model {info.name!r} supports scale {served}, not {scale[0]:g}x{scale[1]:g}; "
-            "choose another model (or none: one is chosen by the scale)"
-        )
+def _serves_in_one_step(scale: tuple[float, float]) -> bool:
+    return any(load_model(path).info.supports_scale(scale) for path in shipped_models().values())
 
 
 def _kernel_text(kernel: object) -> str:

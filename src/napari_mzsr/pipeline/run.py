@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 import numpy as np
 import torch
 
 from ..core.adaptation import Cancelled, StepReport, adapt, patch_corner
+from ..core.devices import limit_cpu_threads
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
 from ..core.schedules import rate_at
 from ..core.tensors import to_batch
 from ..io.model_file import MZSRModel
+from . import gradual
 from .adapted import AdaptedModel
 from .images import ImageData, image_data
 from .kernel_choice import resolve_kernel
@@ -38,8 +41,14 @@ def adapt_image(
     Yields a :class:`~napari_mzsr.core.adaptation.StepReport` after every step and
     returns the :class:`AdaptedModel`. Closing it between steps cancels the run.
     """
-    options, estimate = resolve_kernel(options, image)
     info = options.model.info
+    if not info.supports_scale(options.scale):
+        raise ValueError(
+            f"model {info.name!r} serves scale {options.scale[0]:g}x{options.scale[1]:g} "
+            f"only in steps of {info.describe_scales()}: super_resolve and stacks run them, "
+            "an adaptation (iter_adapt, dask arrays) needs a factor the model serves"
+        )
+    options, estimate = resolve_kernel(options, image)
     kernel = options.kernel
     height, width = image.shape
     if min(height, width) < kernel.shape[0]:
@@ -49,8 +58,10 @@ def adapt_image(
         )
     patch = options.patch_size((height, width))
     device = options.device
+    if device.type == "cpu":
+        limit_cpu_threads()
     torch.manual_seed(options.seed)
-    net = options.model.network(device)
+    net = options.model.network(device, options.scale)
     kt = torch.from_numpy(kernel).float().to(device)
     if patch is None:
         whole = to_batch(image.unit(), info.channels).to(device)
@@ -82,6 +93,52 @@ def adapt_image(
     return AdaptedModel(
         net, info, options.scale, image.intensity, options.autocast_dtype, kernel, estimate, kept
     )
+
+
+def super_resolve_image(
+    image: ImageData, options: AdaptOptions, apply: ApplyOptions
+) -> Generator[StepReport, None, np.ndarray]:
+    """Adapt and infer a checked 2-D ``image`` with checked options: in one step, or in
+    gradual steps when the factors need several (:mod:`~napari_mzsr.pipeline.gradual`).
+
+    Yields every adaptation step's report, numbered across the steps of a gradual run,
+    and returns the result (the input's dtype unless ``apply`` says otherwise).
+    """
+    stages = plan_stages(image, options)
+    total = sum(stage.steps for stage in stages)
+    done = 0
+    for stage in stages[:-1]:
+        adapted = yield from _renumbered(adapt_image(image, stage), done, total)
+        # Float between the steps: no rounding to the output dtype until the end.
+        result = adapted.render(image, replace(apply, output_dtype=np.dtype(np.float32)))
+        image = gradual.next_input(result, image)
+        done += stage.steps
+    adapted = yield from _renumbered(adapt_image(image, stages[-1]), done, total)
+    return adapted.render(image, apply)
+
+
+def plan_stages(image: ImageData, options: AdaptOptions) -> tuple[AdaptOptions, ...]:
+    """The options of each step for a 2-D ``image`` (:meth:`AdaptOptions.stages`);
+    ``kernel="estimate"`` of a gradual run is resolved first, once, at the whole factor
+    (the steps get it scaled)."""
+    if options.estimate:
+        planned = replace(options, kernel=None).stages(image.rgb, image.shape)
+        if len(planned) > 1:
+            resolved, _ = resolve_kernel(replace(options, model=planned[0].model), image)
+            options = replace(resolved, model=options.model)
+    return options.stages(image.rgb, image.shape)
+
+
+def _renumbered(
+    run: Generator[StepReport, None, T], done: int, total: int
+) -> Generator[StepReport, None, T]:
+    """``run``'s reports numbered as steps ``done + step`` of ``total``."""
+    try:
+        while True:
+            report = next(run)
+            yield replace(report, step=done + report.step, steps=total)
+    except StopIteration as finished:
+        return finished.value
 
 
 def drive(
@@ -166,8 +223,7 @@ def iter_super_resolve(
     data = image_data(
         image, rgb=rgb, normalization=options.normalization, percentiles=options.percentiles
     )
-    adapted = yield from adapt_image(data, options.for_image(data.rgb))
-    return adapted.render(data, apply)
+    return (yield from super_resolve_image(data, options, apply))
 
 
 def super_resolve(
@@ -252,9 +308,11 @@ def super_resolve(
         Crop adaptation: each step fits ``adapt_patches`` random patches of
         ``adapt_patch`` pixels (clipped to the image), placed by a generator seeded with
         ``seed``, instead of the whole image. ``None`` always adapts on the whole image.
-        ``"auto"``: the whole image up to 512 x 512 pixels, patches of 128 pixels beyond.
+        ``"auto"``: 2 patches of 96 pixels per step whatever the image size, or the
+        whole image where that costs no more (up to 23,040 pixels; see
+        :meth:`~napari_mzsr.pipeline.options.AdaptOptions.patch_size`).
     adapt_patches : int
-        Patches per step of crop adaptation (default 4).
+        Patches per step of crop adaptation (default 2).
     tile : int, optional
         Inference tile side in input pixels (see :meth:`AdaptedModel.apply`); default:
         from the device's free memory. Tiles join exactly; the result does not depend
@@ -306,5 +364,4 @@ def super_resolve(
         adapt_patches=adapt_patches,
     )
     apply_options = ApplyOptions(output_dtype, tile, ensemble, back_projection)
-    adapted = drive(adapt_image(data, adapt_options.for_image(data.rgb)), progress, cancel)
-    return adapted.render(data, apply_options)
+    return drive(super_resolve_image(data, adapt_options, apply_options), progress, cancel)

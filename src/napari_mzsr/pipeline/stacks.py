@@ -12,15 +12,17 @@ other axis is a "slice" axis and is kept in the result. Two modes:
 Intensities are mapped to the network's range with one map fitted on the whole stack
 (on a strided sample for percentiles), so the slices of the result stay comparable.
 ``kernel="estimate"`` is estimated once, on the adaptation slice
-(:mod:`napari_mzsr.pipeline.kernel_choice`). No Qt or napari here: the widget drives
-the generator from a worker thread.
+(:mod:`napari_mzsr.pipeline.kernel_choice`). A factor the model serves only in steps
+(:mod:`napari_mzsr.pipeline.gradual`) runs the stack through each step in turn, in
+float between the steps; progress then restarts at every step. No Qt or napari here:
+the widget drives the generator from a worker thread.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -35,7 +37,7 @@ from .adapted import AdaptedModel
 from .images import ImageData, image_data, split_axes
 from .kernel_choice import resolve_kernel
 from .options import AUTO_PATCHES, AdaptOptions, ApplyOptions
-from .run import adapt_image
+from .run import adapt_image, plan_stages
 
 Mode = Literal["once", "per_slice"]
 MODES: tuple[str, ...] = ("once", "per_slice")
@@ -130,11 +132,33 @@ def run_stack(
     current_only: bool = False,
 ) -> Generator[StackProgress, None, StackResult]:
     """Super-resolve every slice of checked stack ``data`` with checked options (the
-    model resolved): the pipeline's stack run, driven by the widget and the command
-    line. Parameters as in :func:`iter_super_resolve_stack`."""
+    model resolved, or left to the gradual steps): the pipeline's stack run, driven by
+    the widget and the command line. Parameters as in :func:`iter_super_resolve_stack`."""
     checks.one_of(mode, "stack mode", MODES)
     slice_shape = data.slice_shape
     index = default_index(slice_shape) if index is None else _check_index(index, slice_shape)
+    stages = plan_stages(data.slice(index), options)
+    kept: list[int] = []
+    for stage in stages[:-1]:
+        float_apply = replace(apply, output_dtype=np.dtype(np.float32))
+        result = yield from _run_stage(data, stage, float_apply, mode, index, current_only)
+        data = image_data(result.data, rgb=data.rgb, stack=True, normalization=data.intensity)
+        index = (0,) * len(slice_shape) if current_only else index
+        current_only, kept = False, kept + list(result.steps_taken)
+    result = yield from _run_stage(data, stages[-1], apply, mode, index, current_only)
+    return replace(result, steps_taken=(*kept, *result.steps_taken))
+
+
+def _run_stage(
+    data: ImageData,
+    options: AdaptOptions,
+    apply: ApplyOptions,
+    mode: Mode,
+    index: tuple[int, ...],
+    current_only: bool,
+) -> Generator[StackProgress, None, StackResult]:
+    """One step of a stack run (the whole run when the factors take one step)."""
+    slice_shape = data.slice_shape
     positions = [index] if current_only else list(np.ndindex(*slice_shape))
     n_slices = len(positions)
     adaptations = n_slices if mode == "per_slice" else 1

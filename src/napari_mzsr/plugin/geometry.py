@@ -89,7 +89,8 @@ def output_scale_translate(
     new_scale = scale / factors
     if degradation not in ("bicubic", "direct"):
         raise ValueError(f"degradation must be 'bicubic' or 'direct', got {degradation!r}")
-    centre_shift = -(factors - 1) / (2 * factors) if degradation == "bicubic" else 0.0
+    decimated = (degradation == "direct") & (factors == np.round(factors))  # core.degradation
+    centre_shift = np.where(decimated, 0.0, -(factors - 1) / (2 * factors))
     offset_data = np.where(spatial, centre_shift, 0.0)
     if origin is not None:
         if slice_index is not None:

@@ -38,6 +38,25 @@ from ..core.kernels import ESTIMATE, PRESETS, gaussian_kernel, load_kernel, vali
 from ..pipeline.images import split_axes
 from ..pipeline.stacks import default_index
 from . import memory
+from .axial_job import (
+    AxialJob,
+    AxialOutcome,
+    AxialValues,
+    axial_layer,
+    layer_z_factor,
+    make_axial_job,
+    work_axial,
+)
+from .calibration_job import (
+    METHODS,
+    SOURCES,
+    CalibrationOutcome,
+    CalibrationValues,
+    calibration_work,
+    make_calibration,
+    profile_label,
+)
+from .calibration_job import summary as calibration_summary
 from .geometry import output_name, output_scale_translate, visible_region
 from .jobs import (
     AUTO,
@@ -74,6 +93,7 @@ KERNEL_KINDS = (
     ("estimate from the image", ESTIMATE),
 )
 PREVIEW_PIXELS = 84
+SCALE_DECIMALS = 4  # as io.pair_files rounds a measured scale
 # The quick preview adapts one step on the whole visible region, then infers it: time
 # grows with its pixels. MZSR(1) of 256 x 256 pixels took 1.3 s on an idle 2-core
 # AVX-512 CPU (benchmarks/results/meta_test_speed_cpu.md); 160 x 160 is 0.39 of that.
@@ -94,6 +114,12 @@ TOOLTIPS = {
     "scale, the image's channels and the kernel (bicubic presets: a bicubic model). "
     "Each entry: scales, data, subsampling, validation PSNR after 10 steps (see Help)",
     "model_file": "a theta_M file (.pt) made by training/ or napari_mzsr.save_model",
+    "isotropic": "Z stacks whose Z step is coarser than the pixel size (the layer's "
+    "scale): super-resolve Z alone, learnt from the stack's own XY slices, to a result "
+    "with isotropic voxels that overlays the input. Scale, kernel, stack and preview "
+    "are not used",
+    "axial_sigma": "isotropic Z: the axial blur beyond the lateral one, a Gaussian sigma "
+    "along Z in lateral pixels ('estimate': fitted to the stack's side planes)",
     "scale": "super-resolution factor (1.1 to 8); with 'different factor for X', the "
     "factor along Y. The model must serve it (see the model line)",
     "scale_x_on": "use another factor along X than along Y (e.g. 2 x 3)",
@@ -192,10 +218,6 @@ class MZSRWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from ..cli.model_table import summarize
-        from ..core.devices import available_devices, resolve_device
-        from ..io.model_file import shipped_models
-
         super().__init__()
         self._viewer = viewer
         self.worker = None
@@ -209,7 +231,30 @@ class MZSRWidget(Container):
         self._started = 0.0
         self._help_dialog = None
         self._restoring = False
-        prefs = _plugin_defaults()
+
+        self._add_input_controls()
+        self._add_kernel_controls()
+        self._add_run_controls()
+        self._controls = {
+            name: getattr(self, f"_{name}_button" if name in BUTTONS else f"_{name}")
+            for name in TOOLTIPS
+        }
+        self._style_controls()
+        self._apply_preferences(_plugin_defaults())
+        self._restore()
+        self._connect(viewer)
+
+        self._advanced.visible = self._show_advanced.value
+        self._update_scale()
+        self._on_model_changed()
+        self._on_image_changed()
+
+    # -- building ---------------------------------------------------------------------
+
+    def _add_input_controls(self) -> None:
+        """The image, what to run it on, the model and the scale."""
+        from ..cli.model_table import summarize
+        from ..io.model_file import shipped_models
 
         self._image = create_widget(annotation=Image, label="image")
         self._scope = ComboBox(label="run on", choices=SCOPES, value="layer")
@@ -232,10 +277,39 @@ class MZSRWidget(Container):
         self._model_info = Label(label="")
         self._model_warning = Label(label="")
         self._help = Label(label="")
+        self._isotropic = CheckBox(text="isotropic Z")
+        self._axial_info = Label(label="")
+        self._axial_sigma = FloatSpinBox(
+            label="axial sigma", value=0.0, min=0.0, max=20.0, step=0.1
+        )
+        self._axial_sigma.native.setSpecialValueText("estimate")
         self._scale = FloatSpinBox(label="scale", value=2.0, min=1.1, max=8.0, step=0.1)
         self._scale_x_on = CheckBox(text="different factor for X")
         self._scale_x = FloatSpinBox(label="scale X", value=2.0, min=1.1, max=8.0, step=0.1)
+        for spin in (self._scale, self._scale_x):  # a camera profile's factor, e.g. 2.8871
+            spin.native.setDecimals(SCALE_DECIMALS)
+        self.extend(
+            [
+                self._image,
+                self._scope,
+                self._channel_mode,
+                self._scope_info,
+                self._model,
+                self._model_file,
+                self._model_info,
+                self._model_warning,
+                self._help,
+                self._isotropic,
+                self._axial_info,
+                self._axial_sigma,
+                self._scale,
+                self._scale_x_on,
+                self._scale_x,
+            ]
+        )
 
+    def _add_kernel_controls(self) -> None:
+        """The blur to undo: a Gaussian, a preset, a file, a layer or an estimate."""
         self._kernel_kind = ComboBox(label="kernel", choices=KERNEL_KINDS, value="isotropic")
         self._variance = FloatSpinBox(label="variance", value=2.0, min=0.01, max=100.0, step=0.1)
         self._l1 = FloatSpinBox(label="lambda 1", value=4.0, min=0.01, max=100.0, step=0.1)
@@ -250,6 +324,23 @@ class MZSRWidget(Container):
         self._kernel_layer = create_widget(annotation=Image, label="kernel layer")
         self._kernel_preview = Label(label="preview")
         self._kernel_preview.native.setMinimumHeight(PREVIEW_PIXELS)
+        self.extend(
+            [
+                self._kernel_kind,
+                self._variance,
+                self._l1,
+                self._l2,
+                self._theta,
+                self._preset,
+                self._kernel_file,
+                self._kernel_layer,
+                self._kernel_preview,
+            ]
+        )
+
+    def _add_run_controls(self) -> None:
+        """Steps, device, stack handling, the advanced options and the buttons."""
+        from ..core.devices import available_devices, resolve_device
 
         self._steps = SpinBox(label="steps", value=10, min=0, max=1000)
         detected = resolve_device("auto")
@@ -290,30 +381,8 @@ class MZSRWidget(Container):
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self._status = Label(label="")
-
         self.extend(
             [
-                self._image,
-                self._scope,
-                self._channel_mode,
-                self._scope_info,
-                self._model,
-                self._model_file,
-                self._model_info,
-                self._model_warning,
-                self._help,
-                self._scale,
-                self._scale_x_on,
-                self._scale_x,
-                self._kernel_kind,
-                self._variance,
-                self._l1,
-                self._l2,
-                self._theta,
-                self._preset,
-                self._kernel_file,
-                self._kernel_layer,
-                self._kernel_preview,
                 self._steps,
                 self._device,
                 self._stack_mode,
@@ -330,13 +399,16 @@ class MZSRWidget(Container):
                 self._status,
             ]
         )
-        self._controls = {
-            name: getattr(self, f"_{name}_button" if name in BUTTONS else f"_{name}")
-            for name in TOOLTIPS
-        }
+        self.calibration = CalibrationSection(self)
+        self.append(self.calibration)
+
+    def _style_controls(self) -> None:
         for name, text in TOOLTIPS.items():
             self._controls[name].tooltip = text
-        for label in (self._model_info, self._model_warning, self._status, self._scope_info):
+        for label in (
+            self._model_info, self._model_warning, self._status, self._scope_info,
+            self._axial_info,
+        ):  # fmt: skip
             label.native.setWordWrap(True)
             label.native.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
         self._model_warning.native.setStyleSheet(WARNING_STYLE)
@@ -345,12 +417,11 @@ class MZSRWidget(Container):
         self._help.value = '<a href="help">Help: what each control does, and the models</a>'
         self._help.native.linkActivated.connect(self.show_help)
 
-        self._apply_preferences(prefs)
-        self._restore()
-
+    def _connect(self, viewer: napari.viewer.Viewer) -> None:
         self._model.changed.connect(self._on_model_changed)
         self._model_file.changed.connect(self._on_model_changed)
         self._image.changed.connect(self._on_image_changed)
+        self._isotropic.changed.connect(self._on_image_changed)
         self._scope.changed.connect(self._update_scope)
         for widget in (self._scale, self._scale_x_on, self._scale_x):
             widget.changed.connect(self._update_scale)
@@ -371,11 +442,6 @@ class MZSRWidget(Container):
         self._orphan_watch = _Orphaned(self._on_closed)
         self.native.installEventFilter(self._orphan_watch)
         self.native.destroyed.connect(self._on_destroyed)
-
-        self._advanced.visible = self._show_advanced.value
-        self._update_scale()
-        self._on_model_changed()
-        self._on_image_changed()
 
     # -- choices: preferences, memory -------------------------------------------------
 
@@ -521,6 +587,32 @@ class MZSRWidget(Container):
         self._current_only.enabled = slices
         self._update_scope()
         self._update_model_advice()
+        self._update_axial()
+
+    def _axial_on(self) -> bool:
+        """Whether Run makes the chosen layer isotropic along Z."""
+        return bool(self._isotropic.value and layer_z_factor(self._image.value)[0] is not None)
+
+    def _update_axial(self) -> None:
+        """Offer "isotropic Z" for (Z, Y, X) layers, with the factor their scale gives;
+        in that mode the controls of 2-D super-resolution are greyed out."""
+        layer = self._image.value
+        factor, text = layer_z_factor(layer)
+        offered = bool(layer is not None and layer.data.ndim == 3 and not layer.rgb)
+        self._isotropic.visible = offered
+        self._isotropic.enabled = factor is not None
+        self._axial_info.visible = offered
+        self._axial_info.value = text
+        on = self._axial_on()
+        self._axial_sigma.visible = on
+        for control in (
+            self._scale, self._scale_x_on, self._scale_x, self._kernel_kind, self._variance,
+            self._l1, self._l2, self._theta, self._preset, self._kernel_file,
+            self._kernel_layer, self._ensemble, self._back_projection,
+        ):  # fmt: skip
+            control.enabled = not on
+        if on:
+            self._stack_mode.enabled = self._current_only.enabled = False
 
     def _layers_to_run(self) -> list[Image]:
         """The layers the scope control stands for, the chosen one first."""
@@ -668,7 +760,25 @@ class MZSRWidget(Container):
             region=self._visible_region(layers[0]) if preview else None,
         )
 
-    def _make_job(self, preview: bool = False) -> Job:
+    def _axial_values(self) -> AxialValues:
+        sigma = float(self._axial_sigma.value)
+        return AxialValues(
+            layers=self._layers_to_run(),
+            model=self._load_model(),
+            sigma=sigma if sigma > 0 else None,
+            steps=int(self._steps.value),
+            device=self._device.value,
+            seed=int(self._seed.value),
+            normalization=self._normalization.value,
+            float_output=self._float_output.value,
+            replace=self._replace.value,
+        )
+
+    def _make_job(self, preview: bool = False) -> Job | AxialJob:
+        if self._axial_on():
+            if preview:
+                raise ValueError("Preview is for 2-D super-resolution; untick 'isotropic Z'")
+            return make_axial_job(self._axial_values())
         job = make_job(self._values(preview))
         model = job.tasks[0].options.model
         job.settings = {"model": model.info.name, "model_source": model.source, **job.settings}
@@ -704,7 +814,7 @@ class MZSRWidget(Container):
             return
         self._job = job
         self._cancel_reason = None
-        worker = work(job)
+        worker = work_axial(job) if isinstance(job, AxialJob) else work(job)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.aborted.connect(self._on_aborted)
@@ -754,7 +864,7 @@ class MZSRWidget(Container):
         if p.phase == "adapt":
             parts.append(f"step {p.step}/{p.steps}")
         if p.n_slices > 1:
-            parts.append(f"slice {min(p.slice_done + 1, p.n_slices)}/{p.n_slices}")
+            parts.append(f"{p.unit} {min(p.slice_done + 1, p.n_slices)}/{p.n_slices}")
         if p.loss is not None:
             parts.append(f"loss {p.loss:.4g}")
         left = self._eta.update(p)
@@ -779,6 +889,9 @@ class MZSRWidget(Container):
             self._fail(outcome.error)
             return
         job = self._job
+        if isinstance(outcome, AxialOutcome):
+            self._add_axial(job, outcome)
+            return
         present = [task.layer for task, _ in outcome.results if task.layer in self._viewer.layers]
         if len(present) < len(outcome.results):
             self._status.value = "cancelled: an input layer was deleted; nothing was added"
@@ -790,6 +903,41 @@ class MZSRWidget(Container):
             self._fail(plain_message(exc))
             return
         self._status.value = self._summary(job, outcome)
+
+    def _add_axial(self, job: AxialJob, outcome: AxialOutcome) -> None:
+        """Add the isotropic results (one per layer), each over its input."""
+        if any(task.layer not in self._viewer.layers for task, _, _ in outcome.results):
+            self._status.value = "cancelled: an input layer was deleted; nothing was added"
+            return
+        layers = self._viewer.layers
+        parts = [f"done in {time.monotonic() - self._started:.1f} s"]
+        try:
+            for task, data, sigma in outcome.results:
+                src = task.layer
+                linear = Affine(rotate=src.rotate, shear=src.shear, ndim=src.ndim).linear_matrix
+                new = Image(data, **axial_layer(job, task, data, sigma, linear))
+                source_id = str(src.unique_id)
+                previous = [
+                    i
+                    for i, layer in enumerate(layers)
+                    if job.replace
+                    and layer.metadata.get("mzsr", {}).get("source_id") == source_id
+                    and layer.metadata["mzsr"].get("mode") == "isotropic Z"
+                ]
+                for i in reversed(previous):
+                    layers.pop(i)
+                if previous:
+                    layers.insert(previous[0], new)
+                else:
+                    layers.append(new)
+                kind = "estimated" if task.options.estimate else "given"
+                sigma_text = f", axial sigma {sigma:.2f} px ({kind})" if sigma is not None else ""
+                parts.append(f"{src.name}: Z x{task.z_factor:g}{sigma_text}")
+        except Exception as exc:  # e.g. the viewer refused the layer: keep it unchanged
+            self._fail(plain_message(exc))
+            return
+        parts.append(f"model {job.settings['model']}")
+        self._status.value = ", ".join(parts)
 
     def _summary(self, job: Job, outcome: Outcome) -> str:
         seconds = time.monotonic() - self._started
@@ -838,12 +986,14 @@ class MZSRWidget(Container):
         """The dock's "x": stop the run, add nothing, let go of the viewer's events."""
         self._closed = True
         self.cancel("the widget was closed")
+        self.calibration.cancel()
         self._disconnect()
 
     def _on_destroyed(self, *_: object) -> None:
         self._alive = False
         if self.worker is not None:
             self.worker.quit()
+        self.calibration.cancel()
         self._disconnect()
 
     def _disconnect(self) -> None:
@@ -998,3 +1148,184 @@ def _readme_link() -> str:
     if readme.is_file():
         return f'<p>More: <a href="{readme.as_uri()}">README.md</a> of napari-mzsr.</p>'
     return "<p>More: the README of napari-mzsr (in its source repository).</p>"
+
+
+CALIBRATION_TOOLTIPS = {
+    "show": "calibrate the model to your camera or microscope from a few registered real "
+    "(LR, HR) pairs of the same field; the profile is saved and added to the model list",
+    "source": "one pair from two image layers, or every pair of a folder (files such as "
+    "001L.png / 001H.png or a_LR.tif / a_HR.tif; an LR image stored at the HR size is read "
+    "back on its grid)",
+    "lr": "the low-resolution shot (2-D grey or RGB)",
+    "hr": "the high-resolution shot of the same field, registered to the LR one",
+    "folder": "the folder of (LR, HR) pairs",
+    "scale": "magnification from LR to HR (non-integer allowed, e.g. 2.8871); the profile "
+    "serves exactly this factor. A pair that does not fit it is refused with its measured "
+    "shift and ratio",
+    "method": "DRTL adds synthetic distortions weighted by how their gradient relates to "
+    "your pairs'; the meta-learning variant uses them as inner tasks; plain fine-tune uses "
+    "the pairs alone",
+    "steps": "updates (about 1 s each for fine-tune and 2 s for DRTL on one CPU core)",
+    "save_to": "the profile file (.pt) to write",
+    "overwrite": "replace the file if it exists",
+    "calibrate": "start the calibration in the background; the model line switches to the "
+    "profile when it is done",
+    "cancel": "stop the calibration; nothing is saved",
+}
+
+
+class CalibrationSection(Container):
+    """The "calibrate from pairs" section of :class:`MZSRWidget`: controls, a worker
+    with progress, and the profile added to the owner's model list."""
+
+    def __init__(self, owner: MZSRWidget) -> None:
+        super().__init__()
+        self._owner = owner
+        self.worker = None
+        self._started = 0.0
+        self._show = CheckBox(text="calibrate from pairs")
+        self._source = ComboBox(label="pairs from", choices=SOURCES, value="layers")
+        self._lr = create_widget(annotation=Image, label="LR layer")
+        self._hr = create_widget(annotation=Image, label="HR layer")
+        self._folder = FileEdit(label="pairs folder", mode="d")
+        self._scale = FloatSpinBox(label="pair scale", value=2.0, min=1.01, max=16.0, step=0.1)
+        self._scale.native.setDecimals(SCALE_DECIMALS)
+        self._method = ComboBox(label="method", choices=METHODS, value="drtl")
+        self._steps = SpinBox(label="updates", value=300, min=1, max=100_000)
+        self._save_to = FileEdit(label="save profile to", mode="w", filter="*.pt")
+        self._overwrite = CheckBox(text="replace existing file")
+        self._calibrate_button = PushButton(text="Calibrate")
+        self._cancel_button = PushButton(text="Cancel calibration", enabled=False)
+        self._progress = ProgressBar(label="calibration", value=0, min=0, max=1)
+        self._status = Label(label="")
+        self._status.native.setWordWrap(True)
+        self._body = Container(
+            widgets=[
+                self._source,
+                self._lr,
+                self._hr,
+                self._folder,
+                self._scale,
+                self._method,
+                self._steps,
+                self._save_to,
+                self._overwrite,
+                Container(
+                    widgets=[self._calibrate_button, self._cancel_button], layout="horizontal"
+                ),
+                self._progress,
+                self._status,
+            ]
+        )
+        self.extend([self._show, self._body])
+        for name, text in CALIBRATION_TOOLTIPS.items():
+            attr = f"_{name}_button" if name in ("calibrate", "cancel") else f"_{name}"
+            getattr(self, attr).tooltip = text
+        self._show.changed.connect(self._update_visible)
+        self._source.changed.connect(self._update_visible)
+        self._calibrate_button.changed.connect(self.start)
+        self._cancel_button.changed.connect(self.cancel)
+        # The layer choices follow the viewer's layers through the dock widget's
+        # reset_choices, which napari calls on the whole container.
+        self._update_visible()
+
+    @property
+    def running(self) -> bool:
+        """Whether a calibration is in progress."""
+        return self.worker is not None
+
+    def _update_visible(self, *_: object) -> None:
+        self._body.visible = self._show.value
+        layers = self._source.value == "layers"
+        self._lr.visible = self._hr.visible = layers
+        self._folder.visible = not layers
+
+    def _values(self) -> CalibrationValues:
+        lr, hr = self._lr.value, self._hr.value
+        owner = self._owner
+        return CalibrationValues(
+            source=self._source.value,
+            lr=None if lr is None else lr.data,
+            hr=None if hr is None else hr.data,
+            lr_name="" if lr is None else lr.name,
+            hr_name="" if hr is None else hr.name,
+            folder=str(self._folder.value) if str(self._folder.value) not in ("", ".") else "",
+            scale=round(float(self._scale.value), SCALE_DECIMALS),
+            method=self._method.value,
+            steps=int(self._steps.value),
+            save_to=str(self._save_to.value) if str(self._save_to.value) not in ("", ".") else "",
+            overwrite=bool(self._overwrite.value),
+            # The model chosen above is the start; "auto" starts from direct-x2.
+            model=owner._load_model() or "direct-x2",
+            device=owner._device.value,
+        )
+
+    def start(self, *_: object) -> None:
+        """Check the values, then calibrate in a worker (the Calibrate button)."""
+        if self.running:
+            return
+        try:
+            job = make_calibration(self._values())
+        except Exception as exc:  # bad value or unreadable pairs: say so, start nothing
+            self._fail(plain_message(exc))
+            return
+        worker = calibration_work(job)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._set_running(True)
+        self._progress.max, self._progress.value = job.options.steps, 0
+        self._status.native.setStyleSheet("")
+        pairs = "pair" if len(job.pairs) == 1 else "pairs"
+        self._status.value = f"calibrating on {len(job.pairs)} {pairs}..."
+        self._started = time.monotonic()
+        worker.start()
+
+    def cancel(self, *_: object) -> None:
+        """Stop after the current update; nothing is saved."""
+        if self.worker is not None:
+            self.worker.quit()
+
+    def _set_running(self, running: bool) -> None:
+        self._calibrate_button.enabled = not running
+        self._cancel_button.enabled = running
+
+    def _fail(self, message: str) -> None:
+        self._status.native.setStyleSheet(ERROR_STYLE)
+        self._status.value = f"failed: {message}"
+        show_error(f"MZSR calibration: {message}")
+
+    def _on_progress(self, report: tuple[int, int, float]) -> None:
+        done, steps, loss = report
+        self._progress.max, self._progress.value = steps, done
+        self._status.value = f"update {done}/{steps}, loss {loss:.4g}"
+
+    def _on_returned(self, outcome: CalibrationOutcome) -> None:
+        if outcome.error is not None:
+            self._fail(outcome.error)
+            return
+        self.add_profile(outcome.profile, outcome.path)
+        self._status.value = calibration_summary(outcome, time.monotonic() - self._started)
+
+    def add_profile(self, profile: Any, path: Path) -> None:
+        """Put a saved profile in the owner's model list, select it and set the scale
+        it serves."""
+        owner = self._owner
+        source = str(path)
+        owner._loaded = {source: profile}
+        owner._model.set_choice(profile_label(profile, path), source)
+        owner._model.value = source
+        owner._scale_x_on.value = False
+        owner._scale.value = profile.info.scales[0]
+
+    def _on_aborted(self) -> None:
+        self._status.value = "calibration cancelled; nothing was saved"
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        try:
+            self._set_running(False)
+        except RuntimeError:
+            pass  # the widget is already gone
