@@ -23,8 +23,10 @@ position-aware component could help is measured by the PSNR of each phase class
 minus the worst's, in the same run.
 
 Every cell is kept in ``<out>/<name>.partial.json`` as it is computed, and a re-run
-of the same command computes only the cells missing there (e.g. the rows of a model
-added since); delete that file to start afresh. Writes ``<name>.md`` and ``.json``.
+with the same steps, ZSSR and adaptation options, image limit, device and weights
+computes only the cells missing there (e.g. ZSSR at settings added with
+``--zssr-settings``, or the rows of a model added since) and reports them all; delete
+that file to start afresh. Writes ``<name>.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from napari_mzsr.core.kernels import gaussian_kernel
 from napari_mzsr.core.metrics import luminance, psnr, ssim
 from napari_mzsr.core.resize import imresize
 from napari_mzsr.io.atomic import atomic_path
-from napari_mzsr.io.model_file import MZSRModel
+from napari_mzsr.io.model_file import MZSRModel, checksum
 from napari_mzsr.pipeline.run import super_resolve
 
 from .lr_inputs import load_hr_images
@@ -225,17 +227,33 @@ def method_runner(
     return _mzsr(models[name], steps, device, adapt or {})
 
 
-def _load_partial(path: Path, command: str) -> dict[str, Any]:
+def _load_partial(path: Path, key: str) -> dict[str, Any]:
     if path.is_file():
         data = json.loads(path.read_text())
-        if data.get("command") == command:
+        if data.get("key") == key:
             return data["cells"]
     return {}
 
 
-def _save_partial(path: Path, command: str, cells: dict[str, Any]) -> None:
+def _save_partial(path: Path, key: str, cells: dict[str, Any]) -> None:
     with atomic_path(path, overwrite=True) as tmp:
-        tmp.write_text(json.dumps({"command": command, "cells": cells}))
+        tmp.write_text(json.dumps({"key": key, "cells": cells}))
+
+
+def cells_key(
+    models: Mapping[str, MZSRModel],
+    steps: int,
+    zssr: ZSSRConfig,
+    device: torch.device,
+    adapt: Mapping[str, Any],
+    limit: int | None,
+) -> str:
+    """What a cell's result depends on beyond its set, setting, method and image: kept
+    cells are reused by any command with the same key (other methods, settings or
+    sets may be added)."""
+    weights = {name: checksum(model.state_dict) for name, model in sorted(models.items())}
+    config = {"steps": steps, "zssr": asdict(zssr), "device": str(device), "adapt": adapt}
+    return json.dumps({**config, "limit": limit, "weights": weights}, sort_keys=True)
 
 
 def evaluate(
@@ -247,21 +265,26 @@ def evaluate(
     steps: int,
     zssr: ZSSRConfig,
     zssr_sets: Sequence[str] | None,
+    zssr_settings: Sequence[str] | None = None,
     device: torch.device,
     partial: Path | None = None,
-    command: str = "",
+    key: str = "",
     log=print,
     adapt: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every method on every image of every set at every setting.
+    """Every method on every image of every set at every setting (ZSSR only on
+    ``zssr_sets`` and at ``zssr_settings``, by setting name, where given).
 
     Returns ``cells[set][setting][method][image] = {"psnr", "ssim", "seconds"}``.
     """
-    cells = _load_partial(partial, command) if partial else {}
+    cells = _load_partial(partial, key) if partial else {}
     for set_name, images in image_sets.items():
         for setting in all_settings:
             for method in methods:
-                if method == "ZSSR" and zssr_sets is not None and set_name not in zssr_sets:
+                if method == "ZSSR" and (
+                    (zssr_sets is not None and set_name not in zssr_sets)
+                    or (zssr_settings is not None and setting.name not in zssr_settings)
+                ):
                     continue
                 run = method_runner(method, setting, models, steps, zssr, device, adapt)
                 if run is None:
@@ -290,7 +313,7 @@ def evaluate(
                         f"{done[stem]['psnr']:6.2f} dB {seconds:7.2f} s"
                     )
                     if partial:
-                        _save_partial(partial, command, cells)
+                        _save_partial(partial, key, cells)
     return cells
 
 
@@ -401,6 +424,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--zssr-iters", type=int, default=100)
     parser.add_argument("--zssr-features", type=int, default=64)
     parser.add_argument("--zssr-sets", nargs="*", help="run ZSSR on these sets only")
+    parser.add_argument(
+        "--zssr-settings", nargs="*", help="run ZSSR at these settings only ('blur 1.5x4', ...)"
+    )
     parser.add_argument("--model-dir", type=Path, help="folder with <name>.pt theta_M files")
     add_models_option(parser)
     parser.add_argument("--device", default="cpu")
@@ -412,6 +438,10 @@ def main(argv: list[str] | None = None) -> Path:
     for d in args.degradations:
         if d not in DEGRADATIONS:
             parser.error(f"--degradations: choose from {DEGRADATIONS}, got {d!r}")
+    names = [s.name for s in settings(args.degradations)]
+    for name in args.zssr_settings or []:
+        if name not in names:
+            parser.error(f"--zssr-settings: choose from {names}, got {name!r}")
 
     patch = {"auto": "auto", "none": None}.get(args.adapt_patch.lower(), None)
     if args.adapt_patch.lower() not in ("auto", "none"):
@@ -438,9 +468,10 @@ def main(argv: list[str] | None = None) -> Path:
         steps=args.steps,
         zssr=zssr,
         zssr_sets=args.zssr_sets,
+        zssr_settings=args.zssr_settings,
         device=device,
         partial=partial,
-        command=command,
+        key=cells_key(models, args.steps, zssr, device, adapt, args.limit),
         adapt=adapt,
     )
     machine = machine_description(device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def test_partial_results_are_reused(model_dir, hr_dir, tmp_path):
         zssr_sets=[],
         device=torch.device("cpu"),
         partial=partial,
-        command="c",
+        key="c",
         log=lambda line: None,
     )
     first = arbitrary_scale.evaluate(images, setting, ["scale-aware MZSR"], models, **kwargs)
@@ -121,8 +122,25 @@ def test_partial_results_are_reused(model_dir, hr_dir, tmp_path):
     partial.write_text(json.dumps(saved))
     again = arbitrary_scale.evaluate(images, setting, ["scale-aware MZSR"], models, **kwargs)
     assert again["Tiny"]["bicubic 2x3.5"]["scale-aware MZSR"]["im0"]["psnr"] == -1.0
-    # Another command starts afresh.
+    # More methods with the same key keep the cells and add theirs; ZSSR only at the
+    # settings asked for.
+    two = [*setting, arbitrary_scale.Setting("bicubic", (2.0, 2.0))]
+    more = arbitrary_scale.evaluate(
+        images,
+        two,
+        ["scale-aware MZSR", "ZSSR"],
+        models,
+        **{**kwargs, "zssr_sets": None},
+        zssr_settings=["bicubic x2"],
+    )
+    assert more["Tiny"]["bicubic 2x3.5"]["scale-aware MZSR"]["im0"]["psnr"] == -1.0
+    assert "ZSSR" not in more["Tiny"]["bicubic 2x3.5"]
+    assert set(more["Tiny"]["bicubic x2"]["ZSSR"]) == {"im0", "im1"}
+    # Another key (other weights, steps, ...) starts afresh.
     other = arbitrary_scale.evaluate(
-        images, setting, ["scale-aware MZSR"], models, **{**kwargs, "command": "d"}
+        images, setting, ["scale-aware MZSR"], models, **{**kwargs, "key": "d"}
     )
     assert other["Tiny"]["bicubic 2x3.5"]["scale-aware MZSR"]["im0"]["psnr"] > 0
+    a = arbitrary_scale.cells_key(models, 10, ZSSRConfig(), torch.device("cpu"), {}, None)
+    changed = {"arbitrary": replace(models["arbitrary"], state_dict={})}
+    assert a != arbitrary_scale.cells_key(changed, 10, ZSSRConfig(), torch.device("cpu"), {}, None)

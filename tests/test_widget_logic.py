@@ -76,6 +76,21 @@ def test_model_choice_follows_the_image_and_the_kernel():
     assert bicubic.name == "bicubic-x2" and bicubic.warnings == ()
     x4 = choose(None, (4.0, 4.0), rgb=False)
     assert x4.name == "direct-x4" and "RGB model" in x4.warnings[0]
+    # Other factors: the scale-aware models; beyond x4 the model of the first step.
+    assert choose(None, (3.0, 3.0), rgb=True).name == "arbitrary"
+    assert choose(None, (2.5, 1.5), rgb=True).name == "arbitrary"
+    assert choose(None, (6.0, 6.0), rgb=True).name == "arbitrary"
+    grey = choose(None, (3.0, 3.0), rgb=False)  # no grey scale-aware model shipped yet
+    assert grey.name == "arbitrary" and "RGB model" in grey.warnings[0]
+
+
+def test_model_choice_says_when_no_shipped_model_serves_the_factors(monkeypatch):
+    from napari_mzsr.io.model_file import shipped_models
+    from napari_mzsr.pipeline import gradual, options
+
+    single = {k: v for k, v in shipped_models().items() if k.startswith(("direct", "bicubic"))}
+    monkeypatch.setattr(options, "shipped_models", lambda: single)
+    monkeypatch.setattr(gradual, "shipped_models", lambda: single)
     none = choose(None, (3.0, 3.0), rgb=True)
     assert none.name is None and "no shipped model serves scale 3x3" in none.warnings[0]
 

@@ -160,8 +160,10 @@ def choose(
     """The model for an image (``rgb`` or grey), the factors and the kind of
     subsampling the kernel choice implies (a bicubic preset: ``"bicubic"``): ``model``
     when given, else the shipped one :func:`~napari_mzsr.pipeline.options.choose_model`
-    picks; with a warning for each mismatch."""
+    picks (for factors no model serves in one step, the one of the first gradual step,
+    :mod:`~napari_mzsr.pipeline.gradual`); with a warning for each mismatch."""
     from ..io.model_file import shipped_models
+    from ..pipeline.gradual import plan_steps
     from ..pipeline.options import choose_model
 
     sy, sx = scale
@@ -169,7 +171,7 @@ def choose(
     warnings = []
     if model is None:
         try:
-            name = choose_model(scale, rgb, degradation)
+            name = choose_model(plan_steps(scale)[0], rgb, degradation)
         except ValueError as exc:
             return ModelChoice(None, None, True, (plain_message(exc),))
         info = _shipped_info(name)
