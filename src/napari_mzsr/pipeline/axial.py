@@ -138,8 +138,8 @@ class AdaptedAxial:
     @property
     def margin(self) -> int:
         """Lateral context in pixels a block needs on each side: each stage's planes
-        read ``layers`` pixels either side."""
-        return self.info.layers * len(self.stages)
+        read the network's receptive radius (:attr:`ModelInfo.radius`) either side."""
+        return self.info.radius * len(self.stages)
 
     def output_shape(self, shape: Sequence[int]) -> tuple[int, int, int]:
         z, y, x = (int(n) for n in shape)
@@ -153,12 +153,12 @@ class AdaptedAxial:
         where the stack ends). Returns float32 (Z', core rows, core columns)."""
         x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)
         rows, cols = core
-        layers = self.info.layers
+        radius = self.info.radius
         length = block.shape[0]
         for index, stage in enumerate(self.stages):
             # Later stages need less context: shrink the region computed by one stage's
             # reach per stage, down to the core at the last one.
-            reach = layers * (len(self.stages) - 1 - index)
+            reach = radius * (len(self.stages) - 1 - index)
             r = slice(max(0, rows.start - reach), min(x.shape[1], rows.stop + reach))
             c = slice(max(0, cols.start - reach), min(x.shape[2], cols.stop + reach))
             last = index == len(self.stages) - 1
@@ -293,7 +293,8 @@ def iter_adapt_axial(
     stages = []
     losses: list[float] = []
     for index, (rel_sigma, spacing) in enumerate(stage_kernels(sigma, factors)):
-        net = options.model.network(dev)
+        # A scale-aware network is bound to the stage's factors, Z on rows (axis -2).
+        net = options.model.network(dev, (factors[index], 1.0))
         blur = _stage_blur(sigma, z_factor, spacing)
         plan = patch_plan(shape[0], shape[1:], size, options.adapt_patches, steps, rng)
         batches = (
@@ -556,7 +557,8 @@ def super_resolve_axial(
         Adaptation steps per gradual stage.
     model : str, path or MZSRModel
         theta_M to start from; any channel count (a grey stack is fed to a 3-channel
-        model as three equal channels).
+        model as three equal channels). A scale-aware model runs each stage with its
+        network bound to the stage's factors ``(z, 1)``.
     device : str or torch.device
         ``"auto"``, ``"cpu"``, ``"cuda:1"``, ...
     seed : int
