@@ -403,3 +403,35 @@ def _adapted_stages(volume, model, factor, **extra):
             next(run)
     except StopIteration as done:
         return done.value.stages
+
+
+def test_out_must_have_the_output_shape_and_dtype(axial_model):
+    """``out`` is checked for the dtype asked for (output_dtype, default the volume's) as
+    well as its shape, before any work; a matching one is filled and returned."""
+    volume = _smooth_volume((6, 20, 18))
+    options = _options(axial_model)
+    for out, match in (
+        (np.empty((12, 20, 18), np.uint8), "out must have dtype float32"),
+        (np.empty((12, 20, 18), np.float64), "out must have dtype float32"),
+        (np.empty((12, 20, 17), np.float32), "out must have shape"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            next(iter_super_resolve_axial(volume, z_factor=2, out=out, **options))
+    with pytest.raises(ValueError, match="out must have dtype uint16"):
+        super_resolve_axial(
+            volume, z_factor=2, out=np.empty((12, 20, 18), np.float32),
+            output_dtype="uint16", **options,
+        )  # fmt: skip
+    adapted = _adapted(volume, axial_model, factor=2)
+    with pytest.raises(ValueError, match="out must have dtype float32"):
+        next(iter_apply_axial(adapted, volume, _apply(axial_model), out=np.empty((12, 20, 18))))
+    stacked = np.stack([volume, volume], axis=1)
+    with pytest.raises(ValueError, match="out must have dtype float32"):
+        next(
+            iter_super_resolve_axial(
+                stacked, z_factor=2, channel_axis=1, out=np.empty((12, 2, 20, 18)), **options
+            )
+        )
+    out = np.zeros((12, 20, 18), np.float32)
+    assert super_resolve_axial(volume, z_factor=2, out=out, **options) is out
+    np.testing.assert_allclose(out, super_resolve_axial(volume, z_factor=2, **options))

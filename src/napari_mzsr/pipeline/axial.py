@@ -373,17 +373,14 @@ def iter_apply_axial(
     checked ``options`` (``block``, ``tile``, ``output_dtype``).
 
     Yields ``(blocks done, blocks)`` after every block and returns the result: ``out``
-    if given (any writable array of the output shape, e.g. a zarr array), otherwise a
-    new numpy array of ``options.output_dtype`` (default: the volume's).
+    if given (any writable array of the output shape and dtype, e.g. a zarr array),
+    otherwise a new numpy array of ``options.output_dtype`` (default: the volume's).
     """
     shape = _check_volume(volume)
     dtype = np.dtype(volume.dtype if options.output_dtype is None else options.output_dtype)
     tile = options.tile
     out_shape = adapted.output_shape(shape)
-    if out is None:
-        out = np.empty(out_shape, dtype)
-    elif tuple(out.shape) != out_shape:
-        raise ValueError(f"out must have shape {out_shape}, got {tuple(out.shape)}")
+    out = _output(out, out_shape, dtype)
     blocks = plan_blocks(shape[1:], options.block, adapted.margin)
     for done, (ry, rx, cy, cx) in enumerate(blocks, start=1):
         raw = np.asarray(volume[:, ry, rx])
@@ -398,6 +395,20 @@ def iter_apply_axial(
         )
         out[target] = adapted.intensity.inverse(sr, dtype)
         yield done, len(blocks)
+    return out
+
+
+def _output(out: object | None, shape: tuple[int, ...], dtype: np.dtype) -> object:
+    """``out`` checked against the result's shape and dtype (writing would cast the
+    values silently), or a new numpy array of them."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if tuple(out.shape) != shape:
+        raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
+    if np.dtype(out.dtype) != dtype:
+        raise ValueError(
+            f"out must have dtype {dtype} (output_dtype, default the volume's), got {out.dtype}"
+        )
     return out
 
 
@@ -462,13 +473,8 @@ def iter_super_resolve_axial(
     total = per_channel * len(views)
     out_shape = (axial_output_length(shape[0], z_factor), *shape[1:])
     dtype = np.dtype(volume.dtype if options.output_dtype is None else options.output_dtype)
-    if out is None:
-        full = out_shape if axis is None else (*out_shape[:axis], len(views), *out_shape[axis:])
-        out = np.empty(full, dtype)
-    else:
-        full = out_shape if axis is None else (*out_shape[:axis], len(views), *out_shape[axis:])
-        if tuple(out.shape) != full:
-            raise ValueError(f"out must have shape {full}, got {tuple(out.shape)}")
+    full = out_shape if axis is None else (*out_shape[:axis], len(views), *out_shape[axis:])
+    out = _output(out, full, dtype)
     for c, view in enumerate(views):
         base = c * per_channel
         run = iter_adapt_axial(view, z_factor, options)
@@ -504,6 +510,7 @@ class _ChannelView:
 
     def __init__(self, out: object, axis: int, c: int) -> None:
         self.out, self.axis, self.c = out, axis, c
+        self.dtype = out.dtype
         shape = list(out.shape)
         del shape[axis]
         self.shape = tuple(shape)
@@ -596,8 +603,8 @@ def super_resolve_axial(
         Tile side within a plane; default: whole planes while they fit the memory
         budget of :data:`napari_mzsr.core.tiling.CPU_TILE_BYTES`.
     out : writable array, optional
-        Where to write the result (the output shape; e.g. a zarr array), instead of a
-        new numpy array.
+        Where to write the result (the output shape and dtype; e.g. a zarr array),
+        instead of a new numpy array.
 
     Returns
     -------
