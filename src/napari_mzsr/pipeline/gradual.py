@@ -120,20 +120,28 @@ def plan_steps(scale: Pair, model: ModelInfo | None = None) -> list[Pair]:
     )
 
 
-def step_factors(shape: tuple[int, int], scale: Pair, steps: list[Pair]) -> list[Pair]:
+def largest_shipped_factor() -> float:
+    """The largest factor a shipped model serves in one step."""
+    return max(max(load_model(path).info.scales) for path in shipped_models().values())
+
+
+def step_factors(
+    shape: tuple[int, int], scale: Pair, steps: list[Pair], max_step: float = math.inf
+) -> list[Pair]:
     """The exact factors of ``steps`` for an image of ``shape`` (see the module
-    docstring): ratios of whole intermediate sizes ending on ``ceil(shape * scale)``."""
+    docstring): ratios of whole intermediate sizes ending on ``ceil(shape * scale)``,
+    none above ``max_step`` (the model's largest factor) where the planned ones are not."""
     if len(steps) == 1:
         return steps
     per_axis = []
     for axis, length in enumerate(shape):
         planned = [step[axis] for step in steps]
-        sizes = _axis_sizes(length, output_size(length, scale[axis]), planned)
+        sizes = _axis_sizes(length, output_size(length, scale[axis]), planned, max_step)
         per_axis.append([b / a for a, b in itertools.pairwise(sizes)])
     return list(zip(per_axis[0], per_axis[1], strict=True))
 
 
-def _axis_sizes(length: int, target: int, planned: list[float]) -> list[int]:
+def _axis_sizes(length: int, target: int, planned: list[float], max_step: float) -> list[int]:
     """Sizes ``length, ..., target`` of an axis through the planned steps."""
     sizes = [length]
     for factor in planned[:-1]:
@@ -143,8 +151,9 @@ def _axis_sizes(length: int, target: int, planned: list[float]) -> list[int]:
     if len(planned) != 2 or target == length or tileable:
         return sizes
     # Two steps: the intermediate size nearest the planned one for which both factors
-    # are tileable, each factor within SIZE_SLACK of the planned ones.
-    low, high = max(1.0, min(planned) / SIZE_SLACK), max(planned) * SIZE_SLACK
+    # are tileable, each factor within SIZE_SLACK of the planned ones and at most max_step.
+    low = max(1.0, min(planned) / SIZE_SLACK)
+    high = min(max(planned) * SIZE_SLACK, max(max_step, max(planned)))
     best = None
     for middle in range(max(length, math.floor(length * low)), math.ceil(length * high) + 1):
         first, second = middle / length, target / middle

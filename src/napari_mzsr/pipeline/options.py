@@ -248,9 +248,18 @@ class AdaptOptions:
         if self.estimate:
             raise ValueError("resolve kernel='estimate' before planning gradual steps")
         degradation = preferred_degradation(self.kernel_spec)
+        largest = max(info.scales) if info is not None else gradual.largest_shipped_factor()
         stages = []
-        for step in gradual.step_factors(shape, self.scale, planned):
-            model = self.model or choose_model(step, rgb, degradation)
+        for step in gradual.step_factors(shape, self.scale, planned, largest):
+            model = load_model(self.model or choose_model(step, rgb, degradation))
+            if not model.info.supports_scale(step):
+                # Checked for every step before the first one runs.
+                raise ValueError(
+                    f"scale {self.scale[0]:g}x{self.scale[1]:g} on {shape[0]}x{shape[1]} "
+                    f"pixels needs a step of {step[0]:.4g}x{step[1]:.4g}, which model "
+                    f"{model.info.name!r} ({model.info.describe_scales()}) does not serve; "
+                    "choose another scale or model"
+                )
             kernel = gradual.step_kernel(self.kernel, self.scale, step, len(planned))
             stages.append(replace(self, scale=step, model=model, kernel=kernel))
         return tuple(stages)

@@ -1,0 +1,89 @@
+"""Gradual runs: every exact step within the model, one model for all steps, the
+kernel estimate kept, values equal to manual stages, shipped metadata read once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_models import save_tiny_model
+
+from napari_mzsr.core.resize import output_size
+from napari_mzsr.io import model_file
+from napari_mzsr.pipeline import gradual, options
+from napari_mzsr.pipeline.options import AdaptOptions
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SERVED = [1.0, 1.1, 2.0, 3.0, 4.0]
+SPECS = {
+    "direct-x2": dict(scales=[2.0]),
+    "direct-x4": dict(scales=[4.0]),
+    "arbitrary": dict(scales=SERVED, degradation="bicubic", adaptation_layers=(2, 5)),
+}
+
+
+@pytest.fixture(scope="module")
+def arb(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("arb")
+    return save_tiny_model(folder / "arbitrary.pt", "arbitrary", features=4, **SPECS["arbitrary"])
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """Replace the shipped models by tiny ones of the given names."""
+
+    def ship(*names: str) -> dict[str, Path]:
+        folder = tmp_path / f"weights{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        paths = {n: save_tiny_model(folder / f"{n}.pt", n, features=4, **SPECS[n]) for n in names}
+        for module in (model_file, options, gradual):
+            monkeypatch.setattr(module, "shipped_models", lambda: dict(paths), raising=False)
+        return paths
+
+    return ship
+
+
+def _sizes(length: int, stages) -> list[int]:
+    sizes = [length]
+    for stage in stages:
+        sizes.append(round(sizes[-1] * stage.scale[0]))
+    return sizes
+
+
+# The review's failing cases (steps of 4.113 and 4.08 with a model serving up to 4),
+# then a sweep of factors close to the model's largest two-step factor.
+CASES = [(62, 15.9), (125, 15.5)] + [(n, s) for n in (37, 62, 99, 125) for s in (15.0, 15.7)]
+
+
+@pytest.mark.parametrize(("length", "scale"), CASES)
+def test_exact_steps_stay_within_the_given_model(arb, length, scale):
+    run = AdaptOptions(scale=scale, model=arb, kernel=1.0, device="cpu")
+    stages = run.stages(True, (length, length))
+    assert len(stages) == 2
+    assert all(run.model.info.supports_scale(stage.scale) for stage in stages)
+    assert _sizes(length, stages)[-1] == output_size(length, scale)
+
+
+@pytest.mark.parametrize(("length", "scale"), [(62, 15.9), (125, 15.5)])
+def test_exact_steps_stay_within_the_shipped_model(shipped, length, scale):
+    shipped("arbitrary")
+    stages = AdaptOptions(scale=scale, kernel=1.0, device="cpu").stages(True, (length, length))
+    assert all(stage.model.info.supports_scale(stage.scale) for stage in stages)
+    assert _sizes(length, stages)[-1] == output_size(length, scale)
+
+
+def test_every_exact_step_is_checked_before_any_runs(arb, monkeypatch):
+    from napari_mzsr import super_resolve
+
+    def too_large(shape, scale, steps, max_step):
+        return [(4.2, 4.2), (scale[0] / 4.2, scale[1] / 4.2)]
+
+    monkeypatch.setattr(gradual, "step_factors", too_large)
+    seen = []
+    with pytest.raises(ValueError, match=r"needs a step of 4.2x4.2, which model 'arbitrary'"):
+        super_resolve(
+            np.zeros((30, 30), np.uint8), scale=15.9, model=arb, steps=1, kernel=1.0,
+            progress=lambda *a: seen.append(a),
+        )  # fmt: skip
+    assert seen == []
