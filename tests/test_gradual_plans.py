@@ -87,3 +87,18 @@ def test_every_exact_step_is_checked_before_any_runs(arb, monkeypatch):
             progress=lambda *a: seen.append(a),
         )  # fmt: skip
     assert seen == []
+
+
+def test_one_model_for_every_step(shipped):
+    # 15.9 on 62 px: 62 -> 248 -> 986, an exact x4 first step that direct-x4 would serve.
+    shipped("direct-x4", "arbitrary")
+    run = AdaptOptions(scale=15.9, kernel=1.0, device="cpu")
+    stages = run.stages(True, (62, 62))
+    assert stages[0].scale[0] == 4.0
+    assert {stage.model.info.name for stage in stages} == {"arbitrary"}
+    assert run.for_image(True).model.info.name == "arbitrary"
+    assert options.model_for((15.9, 15.9), True) == "arbitrary"
+    # Powers of a single-scale model keep it at every step.
+    shipped("direct-x2", "direct-x4")
+    stages = AdaptOptions(scale=16, kernel=1.0, device="cpu").stages(True, (30, 30))
+    assert [(s.scale, s.model.info.name) for s in stages] == [((4.0, 4.0), "direct-x4")] * 2

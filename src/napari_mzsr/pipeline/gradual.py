@@ -6,10 +6,11 @@ shipped ``arbitrary`` models: 4) splits each axis's factor ``s`` into ``n`` equa
 ``s^(1/n)``, ``n`` the fewest steps that keep both axes within ``m`` (x8 becomes
 2.83 x 2.83; (8, 2) becomes (2.83, 1.41) twice). A single-scale model of factor ``s0``
 serves ``s0^n`` in ``n`` steps of ``s0`` (x8 with direct-x2: three x2 steps), so its
-subsampling convention holds at every step. Without a model, each step gets the
-shipped model :func:`~napari_mzsr.pipeline.options.choose_model` picks for it, and the
-steps are planned for the shipped multi-scale models (or, if none is shipped, the
-largest single-scale factor whose power the factor is).
+subsampling convention holds at every step. Without a model, the steps are planned
+for the shipped multi-scale models (or, if none is shipped, the largest single-scale
+factor whose power the factor is) and the shipped model
+:func:`~napari_mzsr.pipeline.options.model_for` picks for the first step runs every
+step, so that one subsampling convention describes the result.
 
 Sizes (:func:`step_factors`). The result has exactly the size of the whole factor
 (``ceil(H * sy)``), and every step's factor is a ratio of whole sizes that tiled
@@ -118,11 +119,6 @@ def plan_steps(scale: Pair, model: ModelInfo | None = None) -> list[Pair]:
         f"no shipped model serves scale {scale[0]:g}x{scale[1]:g}, in one step or in equal "
         f"steps (shipped: {served}); give a theta_M file as model"
     )
-
-
-def largest_shipped_factor() -> float:
-    """The largest factor a shipped model serves in one step."""
-    return max(max(load_model(path).info.scales) for path in shipped_models().values())
 
 
 def step_factors(
