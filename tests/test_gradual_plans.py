@@ -102,3 +102,26 @@ def test_one_model_for_every_step(shipped):
     shipped("direct-x2", "direct-x4")
     stages = AdaptOptions(scale=16, kernel=1.0, device="cpu").stages(True, (30, 30))
     assert [(s.scale, s.model.info.name) for s in stages] == [((4.0, 4.0), "direct-x4")] * 2
+
+
+def _finish(run):
+    reports = []
+    try:
+        while True:
+            reports.append(next(run))
+    except StopIteration as done:
+        return reports, done.value
+
+
+def test_a_gradual_run_keeps_the_kernel_estimate(arb):
+    from napari_mzsr.pipeline.options import ApplyOptions
+    from napari_mzsr.pipeline.stacks import run_stack, stack_data
+
+    volume = np.stack([(np.random.default_rng(s).random((40, 44)) * 255) for s in (0, 1)])
+    run = AdaptOptions(scale=8, model=arb, kernel="estimate", steps=1, device="cpu")
+    stack, run = stack_data(volume.astype(np.uint8), run)
+    reports, result = _finish(run_stack(stack, run, ApplyOptions()))
+    estimates = [r.kernel_estimate for r in reports if r.phase == "kernel"]
+    assert len(estimates) == 1 and estimates[0] is not None
+    assert result.kernel_estimate is estimates[0]
+    assert result.data.shape == (2, 320, 352)
