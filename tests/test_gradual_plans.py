@@ -125,3 +125,27 @@ def test_a_gradual_run_keeps_the_kernel_estimate(arb):
     assert len(estimates) == 1 and estimates[0] is not None
     assert result.kernel_estimate is estimates[0]
     assert result.data.shape == (2, 320, 352)
+
+
+def test_gradual_x8_equals_two_manual_steps_with_float_between(arb):
+    from napari_mzsr import super_resolve
+    from napari_mzsr.core.kernels import gaussian_kernel, stretch_kernel
+    from napari_mzsr.pipeline.images import image_data
+
+    image = (np.random.default_rng(3).random((21, 26, 3)) * 255).astype(np.uint8)
+    kernel = gaussian_kernel(1.3 * 16, 0.8 * 16, 0.4, size=41)
+    common = dict(model=arb, steps=2, device="cpu", seed=0)
+    result = super_resolve(image, scale=8, kernel=kernel, **common)
+    first, second = (s.scale for s in AdaptOptions(scale=8, model=arb).stages(True, (21, 26)))
+    assert first != second  # exact sizes: 21 -> 60 -> 168 and 26 -> 74 -> 208
+    intensity = image_data(image).intensity
+    middle = super_resolve(
+        image, scale=first, kernel=stretch_kernel(kernel, (first[0] / 8, first[1] / 8)),
+        output_dtype=np.float32, **common,
+    )  # fmt: skip
+    manual = super_resolve(
+        middle, scale=second, kernel=stretch_kernel(kernel, (second[0] / 8, second[1] / 8)),
+        normalization=intensity, output_dtype=np.uint8, **common,
+    )  # fmt: skip
+    assert middle.dtype == np.float32 and result.shape == manual.shape == (168, 208, 3)
+    np.testing.assert_array_equal(result, manual)
