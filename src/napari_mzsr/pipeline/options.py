@@ -299,16 +299,7 @@ class ApplyOptions:
     back_projection: Any = 0
 
     def __post_init__(self) -> None:
-        if self.output_dtype is not None:
-            try:
-                dtype = np.dtype(self.output_dtype)
-            except TypeError:
-                raise ValueError(
-                    f"output_dtype must be a numpy dtype, got {self.output_dtype!r}"
-                ) from None
-            if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
-                raise ValueError(f"output_dtype must be an integer or float dtype, got {dtype}")
-            object.__setattr__(self, "output_dtype", dtype)
+        object.__setattr__(self, "output_dtype", checks.output_dtype(self.output_dtype))
         if self.tile is not None:
             object.__setattr__(self, "tile", checks.integer(self.tile, "tile", minimum=1))
         if self.ensemble is not None:
