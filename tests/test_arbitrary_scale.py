@@ -17,7 +17,7 @@ from napari_mzsr.core.kernels import kernel_covariance
 from napari_mzsr.core.refinement import _upsample_aligned, back_project, self_ensemble
 from napari_mzsr.core.tiling import grid_step
 from napari_mzsr.io import model_file
-from napari_mzsr.pipeline import gradual, options
+from napari_mzsr.pipeline import gradual
 from napari_mzsr.pipeline.options import choose_model, scale_for_shape, scale_pair
 from napari_mzsr.pipeline.run import iter_super_resolve
 
@@ -57,8 +57,7 @@ def shipped(tmp_path, monkeypatch):
             "multiscale": dict(scales=SERVED, degradation="bicubic"),
         }
         paths = {n: save_tiny_model(folder / f"{n}.pt", n, features=4, **specs[n]) for n in names}
-        for module in (model_file, options, gradual):
-            monkeypatch.setattr(module, "shipped_models", lambda: dict(paths))
+        monkeypatch.setattr(model_file, "shipped_models", lambda: dict(paths))
         return paths
 
     return ship

@@ -37,8 +37,7 @@ def shipped(tmp_path, monkeypatch):
         folder = tmp_path / f"weights{len(list(tmp_path.iterdir()))}"
         folder.mkdir()
         paths = {n: save_tiny_model(folder / f"{n}.pt", n, features=4, **SPECS[n]) for n in names}
-        for module in (model_file, options, gradual):
-            monkeypatch.setattr(module, "shipped_models", lambda: dict(paths), raising=False)
+        monkeypatch.setattr(model_file, "shipped_models", lambda: dict(paths))
         return paths
 
     return ship
@@ -149,3 +148,28 @@ def test_gradual_x8_equals_two_manual_steps_with_float_between(arb):
     )  # fmt: skip
     assert middle.dtype == np.float32 and result.shape == manual.shape == (168, 208, 3)
     np.testing.assert_array_equal(result, manual)
+
+
+def test_shipped_metadata_are_read_once(shipped, monkeypatch):
+    import os
+
+    import torch
+
+    paths = shipped("direct-x2", "direct-x4", "arbitrary")
+    run = AdaptOptions(scale=8, kernel=1.0, device="cpu")
+    run.stages(True, (30, 30))
+    loads = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    gradual.plan_steps((8.0, 8.0))
+    options.choose_model((2.5, 2.5), True)
+    assert options.model_for((8.0, 8.0), True) == "arbitrary"
+    assert loads == []
+    # A second plan reads only the weights of the one model it runs.
+    stages = run.stages(True, (30, 30))
+    assert len(stages) == 2 and loads == [paths["arbitrary"]]
+    # A changed file is read again.
+    paths["direct-x4"].unlink()
+    save_tiny_model(paths["direct-x4"], "direct-x4", features=4, scales=[3.0])
+    os.utime(paths["direct-x4"], ns=(1, 1))
+    assert model_file.shipped_infos()["direct-x4"].scales == [3.0]

@@ -39,7 +39,7 @@ import numpy as np
 from ..core.kernels import stretch_kernel
 from ..core.resize import output_size
 from ..core.tiling import grid_step
-from ..io.model_file import ModelInfo, load_model, shipped_models
+from ..io.model_file import ModelInfo, shipped_infos
 from .images import ImageData, image_data
 
 Pair = tuple[float, float]
@@ -101,7 +101,7 @@ def plan_steps(scale: Pair, model: ModelInfo | None = None) -> list[Pair]:
                 "(or none: one is chosen by the scale)"
             )
         return steps
-    infos = [load_model(path).info for path in shipped_models().values()]
+    infos = list(shipped_infos().values())
     if any(info.supports_scale(scale) for info in infos):
         return [scale]
     ranges = [info for info in infos if len(info.scales) > 1]

@@ -23,7 +23,7 @@ from ..core.kernels import ESTIMATE, PRESETS, as_kernel
 from ..core.refinement import COMBINE
 from ..core.resize import output_size, parse_scale
 from ..core.schedules import Schedule, learning_rate_schedule
-from ..io.model_file import load_model, shipped_models
+from ..io.model_file import load_model, shipped_infos
 from . import gradual
 
 # Factors beyond this are refused: at x16 an image of 64 pixels is already 1024 wide,
@@ -112,7 +112,7 @@ def choose_model(scale: tuple[float, float], rgb: bool, degradation: str = "dire
         are served (:func:`~napari_mzsr.super_resolve` reaches larger ones in steps,
         :mod:`~napari_mzsr.pipeline.gradual`).
     """
-    shipped = shipped_models()
+    shipped = shipped_infos()
     sy, sx = scale
     if sy == sx:
         for kind in dict.fromkeys((degradation, "direct")):
@@ -123,9 +123,9 @@ def choose_model(scale: tuple[float, float], rgb: bool, degradation: str = "dire
     for name in dict.fromkeys(
         ("arbitrary" if rgb else "arbitrary-gray", "arbitrary", "multiscale")
     ):
-        if name in shipped and load_model(name).info.supports_scale(scale):
+        if name in shipped and shipped[name].supports_scale(scale):
             return name
-    served = sorted({load_model(path).info.describe_scales() for path in shipped.values()})
+    served = sorted({info.describe_scales() for info in shipped.values()})
     raise ValueError(
         f"no shipped model serves scale {sy:g}x{sx:g} in one step (shipped: "
         f"{', '.join(served) or 'none'}); give a theta_M file as model"
@@ -339,7 +339,7 @@ class ApplyOptions:
 
 
 def _serves_in_one_step(scale: tuple[float, float]) -> bool:
-    return any(load_model(path).info.supports_scale(scale) for path in shipped_models().values())
+    return any(info.supports_scale(scale) for info in shipped_infos().values())
 
 
 def _kernel_text(kernel: object) -> str:
