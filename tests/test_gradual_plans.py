@@ -78,7 +78,7 @@ def test_every_exact_step_is_checked_before_any_runs(arb, monkeypatch):
     def too_large(shape, scale, steps, max_step):
         return [(4.2, 4.2), (scale[0] / 4.2, scale[1] / 4.2)]
 
-    monkeypatch.setattr(gradual, "step_factors", too_large)
+    monkeypatch.setattr(options, "step_factors", too_large)
     seen = []
     with pytest.raises(ValueError, match=r"needs a step of 4.2x4.2, which model 'arbitrary'"):
         super_resolve(
@@ -173,3 +173,21 @@ def test_shipped_metadata_are_read_once(shipped, monkeypatch):
     save_tiny_model(paths["direct-x4"], "direct-x4", features=4, scales=[3.0])
     os.utime(paths["direct-x4"], ns=(1, 1))
     assert model_file.shipped_infos()["direct-x4"].scales == [3.0]
+
+
+def test_one_core_planner_with_one_tolerance():
+    from napari_mzsr.core import gradual as core
+
+    # The isotropic-Z plan of a non-integer factor is the image plan of (z, 1).
+    assert core.plan_gradual_steps(6.5, 4) == [s for s, _ in core.equal_steps((6.5, 1.0), 4)]
+    assert (
+        core.integer_steps(8, 4) == [4, 2] and core.power_steps((8.0, 8.0), 2.0) == [(2.0,) * 2] * 3
+    )
+    # A factor within the tolerance of the largest step is one step in every planner,
+    # as it is for the model (ModelInfo.supports_scale).
+    near = 4.0 + 5e-7
+    info = model_file.ModelInfo("a", SERVED, "bicubic", 3)
+    assert info.supports_scale(near)
+    assert core.plan_gradual_steps(near, 4.0) == [near]
+    assert core.equal_steps((near, near), 4.0) == [(near, near)]
+    assert gradual.plan_steps((near, near), info) == [(near, near)]

@@ -18,6 +18,7 @@ import torch
 
 from ..core import checks
 from ..core.devices import resolve_device, resolve_precision
+from ..core.gradual import step_factors, step_kernel
 from ..core.intensity import DEFAULT_PERCENTILES, MODES, IntensityMap
 from ..core.kernels import ESTIMATE, PRESETS, as_kernel
 from ..core.refinement import COMBINE
@@ -263,7 +264,7 @@ class AdaptOptions:
         if self.estimate:
             raise ValueError("resolve kernel='estimate' before planning gradual steps")
         stages = []
-        for step in gradual.step_factors(shape, self.scale, planned, max(info.scales)):
+        for step in step_factors(shape, self.scale, planned, max(info.scales)):
             if not info.supports_scale(step):
                 raise ValueError(
                     f"scale {self.scale[0]:g}x{self.scale[1]:g} on {shape[0]}x{shape[1]} "
@@ -271,7 +272,7 @@ class AdaptOptions:
                     f"{info.name!r} ({info.describe_scales()}) does not serve; "
                     "choose another scale or model"
                 )
-            kernel = gradual.step_kernel(self.kernel, self.scale, step, len(planned))
+            kernel = step_kernel(self.kernel, self.scale, step, len(planned))
             stages.append(replace(self, scale=step, kernel=kernel))
         return tuple(stages)
 
