@@ -38,14 +38,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch.func import functional_call
 
-from ..io.model_file import ModelInfo, MZSRModel, load_model
+from ..io.model_file import MZSRModel, load_model
 from .distortions import (
     Distortion,
     FittedKernel,
@@ -700,14 +700,12 @@ def iter_calibrate(
         "seed": seed,
     }
     integer = abs(scale - round(scale)) < 1e-9
-    profile_info = ModelInfo(
+    # replace keeps every field of the base model's file (shape, schedule, architecture).
+    profile_info = replace(
+        info,
         name=name,
         scales=[float(scale)],
         degradation=info.degradation if integer else "bicubic",
-        channels=channels,
-        lr_schedule=info.lr_schedule,
-        features=info.features,
-        layers=info.layers,
         training=provenance,
     )
     state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in net.state_dict().items()}

@@ -44,7 +44,7 @@ def calibration_scale(value: object) -> float:
 class CalibrateOptions:
     """Checked options of a calibration (see :func:`calibrate`); made with the user's
     values, each checked and normalised on construction: ``scale`` a float, ``model``
-    a loaded model, ``device`` a ``torch.device``, ``hyper`` the
+    a loaded plain (``"mzsr"``) model, ``device`` a ``torch.device``, ``hyper`` the
     :class:`~napari_mzsr.core.calibration.CalibrationOptions`.
 
     Raises
@@ -70,7 +70,13 @@ class CalibrateOptions:
             object.__setattr__(self, name, value)
 
         put("scale", calibration_scale(self.scale))
-        put("model", load_model(self.model))
+        model = load_model(self.model)
+        if model.info.architecture != "mzsr":
+            raise ValueError(
+                "model must be a plain MZSR theta_M (architecture 'mzsr'), got "
+                f"{model.info.name!r} ({model.info.architecture})"
+            )
+        put("model", model)
         checks.one_of(self.method, "method", METHODS)
         put("steps", checks.integer(self.steps, "steps", minimum=1))
         put("learning_rate", checks.positive_number(self.learning_rate, "learning_rate"))
@@ -170,7 +176,8 @@ def calibrate(
         Magnification from LR to HR (> 1; non-integer allowed; the same for both axes).
         The profile serves exactly this factor.
     model : str, path or MZSRModel
-        Starting theta_M (default the shipped ``"direct-x2"``).
+        Starting theta_M, a plain one (architecture ``"mzsr"``; default the shipped
+        ``"direct-x2"``): a scale-aware model is refused.
     method : {"drtl", "drtl-meta", "finetune"}
         DRTL's pre-training variant (auxiliary synthetic distortions weighted by their
         gradient relation to the real pairs), its meta-learning variant, or plain

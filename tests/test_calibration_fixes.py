@@ -1,0 +1,73 @@
+"""Calibration fixes: plain models only, the profile file round trip, pair folders with
+two files of one kind, one drive loop, DRTL numbers unchanged by refactoring."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import save_tiny_model
+
+from napari_mzsr import calibrate, load_model, save_model
+from napari_mzsr.core.degradation import degrade
+from napari_mzsr.core.kernels import gaussian_kernel
+from napari_mzsr.core.resize import imresize
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SCALE = 2.0
+
+
+def scene(side: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    layers = [
+        imresize(rng.random((-(-side // f), -(-side // f), 3)), f)[:side, :side] for f in (3, 6)
+    ]
+    out = sum(layers) / len(layers)
+    return np.clip((out - out.min()) / np.ptp(out), 0, 1)
+
+
+def pair(seed: int, side: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    hr = scene(side, seed)
+    lr = degrade(hr, gaussian_kernel(2.0, size=13), SCALE, "bicubic")
+    u8 = lambda a: np.rint(np.clip(a, 0, 1) * 255).astype(np.uint8)  # noqa: E731
+    return u8(lr), u8(hr)
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("fix") / "plain.pt"
+    return str(save_tiny_model(path, "plain", features=8, lr_schedule=[[0, 2e-2], [1, 1e-2]]))
+
+
+@pytest.fixture(scope="module")
+def scale_aware(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("fix") / "aware.pt"
+    return str(
+        save_tiny_model(
+            path, "aware", features=8, scales=(1.5, 4.0), degradation="bicubic",
+            adaptation_layers=(2, 4),
+        )
+    )  # fmt: skip
+
+
+def test_a_scale_aware_model_is_refused_in_one_line(scale_aware):
+    with pytest.raises(ValueError, match="model must be a plain MZSR theta_M") as err:
+        calibrate([pair(0)], SCALE, model=scale_aware, steps=1)
+    message = str(err.value)
+    assert "\n" not in message and "scale-aware" in message and "'aware'" in message
+
+
+def test_calibrate_save_load_round_trip_keeps_every_field(plain, tmp_path):
+    profile = calibrate([pair(0)], SCALE, model=plain, method="finetune", steps=1, name="cam")
+    path = save_model(tmp_path / "cam.pt", profile.state_dict, profile.info)
+    loaded = load_model(path)
+    base = load_model(plain).info
+    for field in dataclasses.fields(base):
+        if field.name not in ("name", "scales", "degradation", "training"):
+            assert getattr(loaded.info, field.name) == getattr(base, field.name), field.name
+    assert loaded.info.name == "cam" and loaded.info.scales == [SCALE]
+    assert loaded.info.training["base_model"]["name"] == "plain"
+    for key, value in profile.state_dict.items():
+        torch.testing.assert_close(loaded.state_dict[key], value)
