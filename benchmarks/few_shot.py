@@ -54,6 +54,7 @@ from napari_mzsr.core.schedules import rate_at
 from napari_mzsr.core.tensors import to_batch
 from napari_mzsr.io.atomic import atomic_path
 from napari_mzsr.io.model_file import MZSRModel, load_model
+from napari_mzsr.pipeline.calibrate import calibrate_profile
 
 from .lr_inputs import IMAGE_SUFFIXES, read_image
 from .machine import add_threads_option, apply_threads, machine_description
@@ -162,7 +163,7 @@ def crop_box(shape: tuple[int, int], crop: int) -> tuple[slice, slice]:
 
 def run_net(net: torch.nn.Module | None, x: torch.Tensor, box: tuple[slice, slice]) -> np.ndarray:
     """The network's output on ``box`` of the HR grid, computed with its context."""
-    m = calibration.CONTEXT
+    m = 0 if net is None else calibration.network_context(net)
     top, left = max(0, box[0].start - m), max(0, box[1].start - m)
     window = x[..., top : box[0].stop + m, left : box[1].stop + m]
     out = window if net is None else calibration.predict(net, window)
@@ -360,7 +361,7 @@ def main(argv: list[str] | None = None) -> Path:
             if (method, k) in skipped:
                 continue
             print(f"{label} ...", file=sys.stderr)
-            result = calibration.calibrate_profile(
+            result = calibrate_profile(
                 [(p.lr, p.hr) for p in support[:k]],
                 scale,
                 model=base,

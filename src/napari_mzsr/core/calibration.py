@@ -1,11 +1,11 @@
 """Few-shot calibration of theta_M to a real camera from a handful of (LR, HR) pairs.
 
-The result, a *camera profile*, is a theta_M file like the shipped ones (same network,
-:class:`napari_mzsr.io.model_file.ModelInfo` with the calibration's provenance in
-``training``) that can be applied directly or adapted further zero-shot.
+The calibration trains a plain network (:class:`~napari_mzsr.core.network.MZSRNet`, the
+weights of a theta_M) in place and measures what it did; the pipeline
+(:mod:`napari_mzsr.pipeline.calibrate`) loads the starting theta_M and turns the result
+into a *camera profile*, a theta_M file like the shipped ones.
 
-Methods (all start from a theta_M, by default the shipped ``direct-x2``, and take
-``steps`` Adam updates on random patches):
+Methods (all take ``steps`` Adam updates on random patches):
 
 ``finetune``
     Plain fine-tuning on the target pairs (the baseline).
@@ -37,15 +37,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch.func import functional_call
 
-from ..io.model_file import MZSRModel, load_model
 from .distortions import (
     Distortion,
     FittedKernel,
@@ -59,8 +58,9 @@ from .pair_checks import PairRegistration, aligned_scores, check_pair
 from .resize import imresize_tensor
 
 METHODS = ("finetune", "drtl", "drtl-meta")
-# Context of the 8-layer network (one pixel per 3x3 layer) plus the bicubic taps.
-CONTEXT = 16
+# HR pixels of context the MATLAB bicubic upsampling of the input adds on each side
+# (two LR taps, up to x4): patches and scores keep the network's and this much.
+BICUBIC_TAPS = 8
 
 
 @dataclass(frozen=True)
@@ -164,12 +164,24 @@ class CalibrationStep:
 
 @dataclass
 class Calibration:
-    """Result of :func:`calibrate_profile`: the profile and what was measured."""
+    """Result of :func:`iter_calibrate`: the trained network and what was measured.
 
-    model: MZSRModel
+    ``record`` holds the calibration's provenance (method, scale, pairs and their
+    registration, options, auxiliary tasks, fitted kernel, relation weights and
+    history, held-back PSNR, seconds, seed), ready for a profile's ``training``.
+    """
+
+    network: MZSRNet
+    record: dict[str, Any]
     relations: list[dict[str, Any]] = field(default_factory=list)
     held_out: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+
+
+def network_context(net: MZSRNet) -> int:
+    """HR pixels of context a patch needs on each side: the plain network's receptive
+    radius (one output pixel per 3x3 layer) plus :data:`BICUBIC_TAPS`."""
+    return net.layers + BICUBIC_TAPS
 
 
 def _unit(image: np.ndarray) -> np.ndarray:
@@ -322,6 +334,7 @@ def measure_relations(
     count: int = 8,
     size: int = 64,
     centred: bool = True,
+    context: int | None = None,
 ) -> np.ndarray:
     """Cosine similarity of each auxiliary task's loss gradient with the target's.
 
@@ -335,9 +348,12 @@ def measure_relations(
     real pairs and the synthetic ones want the same change of geometry and sharpness),
     which hides what is specific to each distortion. Ignored for a single task.
 
+    ``context``: HR pixels of margin around each patch (default
+    :func:`network_context`).
+
     Returns float64 (len(distortions),) in [-1, 1].
     """
-    m = CONTEXT
+    m = network_context(net) if context is None else context
     x, y, _ = sample_patches(pairs, rng, count, size + 2 * m)
     target = _flat_grad(net, x[..., m:-m, m:-m], y[..., m:-m, m:-m])
     grads = torch.stack(
@@ -432,13 +448,14 @@ def _aux_batch(
     rng: np.random.Generator,
     count: int,
     size: int,
+    context: int,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
     """Auxiliary (input, target, n) batches: ``count`` patches split among the tasks
-    by a multinomial draw with ``weights``."""
+    by a multinomial draw with ``weights``, made with ``context`` pixels of margin."""
     counts = rng.multinomial(count, weights)
     for i in np.flatnonzero(counts):
-        hr = source.crops(rng, int(counts[i]), size + 2 * CONTEXT)
-        x, y = synthetic_batch(hr, distortions[i], scale, rng, CONTEXT)
+        hr = source.crops(rng, int(counts[i]), size + 2 * context)
+        x, y = synthetic_batch(hr, distortions[i], scale, rng, context)
         yield x, y, int(counts[i])
 
 
@@ -456,6 +473,7 @@ def iter_drtl(
     loss, the auxiliary patches drawn by relation; ``relations`` receives each
     measurement (step, relations, weights)."""
     params = _prepare_net(net)
+    context = network_context(net)
     optimizer = torch.optim.Adam(params, lr=options.lr)
     weights = np.zeros(len(distortions))
     for step in range(options.steps):
@@ -466,7 +484,9 @@ def iter_drtl(
         loss = (net(x) - y).abs().mean()
         total = loss
         if options.aux_weight and weights.sum() > 0:
-            aux = _aux_batch(source, distortions, weights, scale, rng, options.batch, options.patch)
+            aux = _aux_batch(
+                source, distortions, weights, scale, rng, options.batch, options.patch, context
+            )
             for xa, ya, n in aux:
                 total = total + options.aux_weight * n / options.batch * (net(xa) - ya).abs().mean()
         optimizer.zero_grad(set_to_none=True)
@@ -494,6 +514,7 @@ def iter_drtl_meta(
     only the loss before the step (plain fine-tuning)."""
     params = _prepare_net(net)
     names = [name for name, p in net.named_parameters() if p.requires_grad]
+    context = network_context(net)
     optimizer = torch.optim.Adam(params, lr=options.lr)
     weights = np.zeros(len(distortions))
     for step in range(options.steps):
@@ -506,8 +527,8 @@ def iter_drtl_meta(
         total = query
         if options.aux_weight and weights.sum() > 0:
             task = int(rng.choice(len(distortions), p=weights))
-            hr = source.crops(rng, options.batch, options.patch + 2 * CONTEXT)
-            xs, ys = synthetic_batch(hr, distortions[task], scale, rng, CONTEXT)
+            hr = source.crops(rng, options.batch, options.patch + 2 * context)
+            xs, ys = synthetic_batch(hr, distortions[task], scale, rng, context)
             support = _l1(net, fast, xs, ys)
             grads = torch.autograd.grad(support, params, create_graph=not options.first_order)
             adapted = {
@@ -532,21 +553,22 @@ def predict(net: MZSRNet, x: torch.Tensor) -> torch.Tensor:
 
 
 def held_out_scores(
-    net: MZSRNet | None, pairs: Sequence[PreparedPair], scale: float
+    net: MZSRNet | None, pairs: Sequence[PreparedPair], scale: float, *, context: int
 ) -> float | None:
     """Mean aligned PSNR (Y, :func:`aligned_scores`) on the held-back rows of the
-    pairs; ``net`` None scores the bicubic input. None when nothing is held back."""
+    pairs, ``context`` rows below their top left out (they see the training rows);
+    ``net`` None scores the bicubic input. None when nothing is held back."""
     values = []
     shave = math.ceil(scale)
     for pair in pairs:
         start = pair.train_rows
-        if pair.y.shape[-2] - start < 2 * CONTEXT + 4 * shave:
+        if pair.y.shape[-2] - start < 2 * context + 4 * shave:
             continue
         x = pair.x[..., start:, :]
         out = x if net is None else predict(net, x)
         for n in range(out.shape[0]):
-            sr = out[n, :, CONTEXT:].permute(1, 2, 0).cpu().numpy()
-            hr = pair.y[n, :, start + CONTEXT :].permute(1, 2, 0).cpu().numpy()
+            sr = out[n, :, context:].permute(1, 2, 0).cpu().numpy()
+            hr = pair.y[n, :, start + context :].permute(1, 2, 0).cpu().numpy()
             if sr.shape[-1] == 1:
                 sr, hr = sr[..., 0], hr[..., 0]
             values.append(aligned_scores(sr, hr, shave=shave).psnr)
@@ -569,18 +591,17 @@ def iter_calibrate(
     pairs: Sequence[tuple[np.ndarray, np.ndarray]],
     scale: float,
     *,
-    model: str | MZSRModel = "direct-x2",
+    network: MZSRNet,
     method: str = "drtl",
     options: CalibrationOptions | None = None,
     auxiliary_images: Sequence[np.ndarray] = (),
     distortions: Sequence[Distortion] | None = None,
     names: Sequence[str] | None = None,
-    name: str = "profile",
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> Generator[CalibrationStep, None, Calibration]:
-    """Calibrate theta_M to real pairs, yielding after every update and returning a
-    :class:`Calibration` (``StopIteration.value``).
+    """Calibrate a plain network to real pairs in place, yielding after every update
+    and returning a :class:`Calibration` (``StopIteration.value``).
 
     Parameters
     ----------
@@ -588,8 +609,10 @@ def iter_calibrate(
         Registered real pairs (see :func:`prepare_pairs`); checked before anything runs.
     scale : float
         Magnification from LR to HR.
-    model : str or MZSRModel
-        Starting theta_M (shipped name, file or loaded model).
+    network : MZSRNet
+        The starting theta_M's network (its ``channels`` are the pairs' channels, its
+        ``layers`` give the context of the patches, :func:`network_context`); moved to
+        ``device`` and trained in place.
     method : {"finetune", "drtl", "drtl-meta"}
         See the module docstring.
     options : CalibrationOptions, optional
@@ -601,28 +624,22 @@ def iter_calibrate(
         Auxiliary tasks (default :func:`~napari_mzsr.core.distortions.auxiliary_distortions`).
     names : sequence of str, optional
         Names of the pairs for messages and provenance.
-    name : str
-        Name of the profile.
     seed : int
         Seed of the patch positions, task draws and noise (and of torch).
     device : torch.device or str
-        Where the network and the pairs live (the profile's weights come back on CPU).
+        Where the network and the pairs live.
 
     Returns
     -------
     Calibration
-        ``model`` holds the profile: scales ``[scale]``; degradation ``"bicubic"``
-        for a non-integer scale (the son of a further zero-shot adaptation then follows
-        the non-integer convention: blur, then MATLAB bicubic), else the base model's;
-        ``training`` the provenance (method, base model, pairs and their registration,
-        options, relation weights, held-back PSNR, seconds).
+        ``network`` the trained network (on ``device``); ``record`` the provenance
+        (method, pairs and their registration, options, relation weights, held-back
+        PSNR of the bicubic input, the start and the result, seconds).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     options = options or CalibrationOptions()
-    base = load_model(model)
-    info = base.info
-    channels = info.channels
+    channels = network.channels
     prepared = prepare_pairs(
         pairs, scale, channels, holdout=options.holdout, max_error=options.max_error, names=names
     )
@@ -643,10 +660,11 @@ def iter_calibrate(
     source = AuxiliarySource([p.y[..., : p.train_rows, :] for p in prepared] + external)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = base.network(device)
+    net = network.to(device)
+    context = network_context(net)
     relations: list[dict[str, Any]] = []
     start = time.perf_counter()
-    before = held_out_scores(net, prepared, scale)
+    before = held_out_scores(net, prepared, scale, context=context)
     if method == "finetune":
         run = iter_finetune(net, prepared, options, rng)
     elif method == "drtl":
@@ -656,16 +674,14 @@ def iter_calibrate(
     yield from run
     seconds = time.perf_counter() - start
     held_out = {
-        "bicubic": held_out_scores(None, prepared, scale),
+        "bicubic": held_out_scores(None, prepared, scale, context=context),
         "base": before,
-        "profile": held_out_scores(net, prepared, scale),
+        "profile": held_out_scores(net, prepared, scale, context=context),
     }
     held_out = {k: v for k, v in held_out.items() if v is not None}
     final_weights = relations[-1]["weights"] if relations else []
-    provenance = {
-        "stage": "calibration",
+    record = {
         "method": method,
-        "base_model": {"name": info.name, "source": base.source, "scales": info.scales},
         "scale": float(scale),
         "pairs": [
             {
@@ -699,32 +715,4 @@ def iter_calibrate(
         "seconds": round(seconds, 2),
         "seed": seed,
     }
-    integer = abs(scale - round(scale)) < 1e-9
-    # replace keeps every field of the base model's file (shape, schedule, architecture).
-    profile_info = replace(
-        info,
-        name=name,
-        scales=[float(scale)],
-        degradation=info.degradation if integer else "bicubic",
-        training=provenance,
-    )
-    state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in net.state_dict().items()}
-    return Calibration(MZSRModel(profile_info, state, ""), relations, held_out, seconds)
-
-
-def calibrate_profile(
-    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
-    scale: float,
-    *,
-    progress: Callable[[CalibrationStep], None] | None = None,
-    **kwargs: Any,
-) -> Calibration:
-    """Run :func:`iter_calibrate` to its end; ``progress`` is called after each update."""
-    run = iter_calibrate(pairs, scale, **kwargs)
-    try:
-        while True:
-            report = next(run)
-            if progress is not None:
-                progress(report)
-    except StopIteration as done:
-        return done.value
+    return Calibration(net, record, relations, held_out, seconds)

@@ -2,9 +2,9 @@
 (LR, HR) pairs to a *camera profile*, a theta_M that :func:`napari_mzsr.super_resolve`,
 the widget and the command line take as ``model``.
 
-The entry points check their options once (:class:`CalibrateOptions`) and run
-:func:`napari_mzsr.core.calibration.iter_calibrate`; the profile's
-``info.training`` holds its provenance (pairs and their measured registration, steps,
+The entry points check their options once (:class:`CalibrateOptions`), load the starting
+theta_M and run :func:`napari_mzsr.core.calibration.iter_calibrate` on its network; the
+profile's ``info.training`` holds its provenance (pairs and their measured registration, steps,
 relation weights, PSNR on the held-back rows of the pairs) and
 :func:`napari_mzsr.save_model` writes it like any theta_M file.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from ..core import checks
 from ..core.adaptation import Cancelled
 from ..core.calibration import METHODS, CalibrationOptions, CalibrationStep, iter_calibrate
 from ..core.devices import resolve_device
+from ..core.distortions import Distortion
 from ..io.model_file import MZSRModel, load_model
 from .options import scale_pair
 
@@ -38,6 +39,35 @@ def calibration_scale(value: object) -> float:
     if sy != sx:
         raise ValueError(f"scale must be the same for Y and X in a calibration, got {value!r}")
     return sy
+
+
+def plain_model(model: object) -> MZSRModel:
+    """The starting theta_M of a calibration, loaded (shipped name, path or model): a
+    plain network only (the calibration trains :class:`~napari_mzsr.core.network.MZSRNet`).
+
+    Raises
+    ------
+    ValueError
+        A scale-aware model.
+    """
+    loaded = load_model(model)
+    if loaded.info.architecture != "mzsr":
+        raise ValueError(
+            "model must be a plain MZSR theta_M (architecture 'mzsr'), got "
+            f"{loaded.info.name!r} ({loaded.info.architecture})"
+        )
+    return loaded
+
+
+@dataclass
+class Profile:
+    """A calibration's result: the camera profile and what was measured (as in its
+    ``info.training``)."""
+
+    model: MZSRModel
+    relations: list[dict[str, Any]]
+    held_out: dict[str, float]
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -70,13 +100,7 @@ class CalibrateOptions:
             object.__setattr__(self, name, value)
 
         put("scale", calibration_scale(self.scale))
-        model = load_model(self.model)
-        if model.info.architecture != "mzsr":
-            raise ValueError(
-                "model must be a plain MZSR theta_M (architecture 'mzsr'), got "
-                f"{model.info.name!r} ({model.info.architecture})"
-            )
-        put("model", model)
+        put("model", plain_model(self.model))
         checks.one_of(self.method, "method", METHODS)
         put("steps", checks.integer(self.steps, "steps", minimum=1))
         put("learning_rate", checks.positive_number(self.learning_rate, "learning_rate"))
@@ -118,6 +142,45 @@ def _pairs(pairs: object) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def _iter_profile(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    scale: float,
+    base: MZSRModel,
+    *,
+    name: str,
+    device: torch.device | str,
+    **kwargs: Any,
+) -> Generator[CalibrationStep, None, Profile]:
+    """Calibrate ``base``'s network (``kwargs`` go to the core's ``iter_calibrate``) and
+    make the profile: the base's metadata with the calibration's name, scale and
+    provenance (degradation ``"bicubic"`` for a non-integer scale: the son of a further
+    zero-shot adaptation then follows the non-integer convention, blur then MATLAB
+    bicubic)."""
+    info = base.info
+    result = yield from iter_calibrate(
+        pairs, scale, network=base.network(device), device=device, **kwargs
+    )
+    provenance = {
+        "stage": "calibration",
+        "method": result.record["method"],
+        "base_model": {"name": info.name, "source": base.source, "scales": info.scales},
+        **result.record,
+    }
+    integer = abs(scale - round(scale)) < 1e-9
+    # replace keeps every other field of the base's file (shape, schedule, architecture).
+    profile_info = replace(
+        info,
+        name=name,
+        scales=[float(scale)],
+        degradation=info.degradation if integer else "bicubic",
+        training=provenance,
+    )
+    state = result.network.state_dict()
+    state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in state.items()}
+    profile = MZSRModel(profile_info, state, "")
+    return Profile(profile, result.relations, result.held_out, result.seconds)
+
+
 def iter_calibrate_profile(
     pairs: Sequence[tuple[np.ndarray, np.ndarray]],
     options: CalibrateOptions,
@@ -128,10 +191,10 @@ def iter_calibrate_profile(
     """The calibration with checked ``options``: yields a
     :class:`~napari_mzsr.core.calibration.CalibrationStep` after every update and
     returns the profile. Closing it between updates cancels the run."""
-    result = yield from iter_calibrate(
+    result = yield from _iter_profile(
         _pairs(pairs),
         options.scale,
-        model=options.model,
+        options.model,
         method=options.method,
         options=options.hyper,
         auxiliary_images=auxiliary_images,
@@ -141,6 +204,42 @@ def iter_calibrate_profile(
         device=options.device,
     )
     return result.model
+
+
+def calibrate_profile(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    scale: float,
+    *,
+    model: str | os.PathLike | MZSRModel = DEFAULT_MODEL,
+    options: CalibrationOptions | None = None,
+    distortions: Sequence[Distortion] | None = None,
+    name: str = "profile",
+    device: torch.device | str = "cpu",
+    progress: Callable[[CalibrationStep], None] | None = None,
+    **kwargs: Any,
+) -> Profile:
+    """A calibration with every hyper-parameter of the core (``options``, the auxiliary
+    ``distortions``; ``kwargs``: ``method``, ``auxiliary_images``, ``names``, ``seed``)
+    for experiments and benchmarks, returning the profile with its measurements;
+    ``progress`` is called after each update. :func:`calibrate` is the checked entry
+    point."""
+    run = _iter_profile(
+        pairs,
+        scale,
+        plain_model(model),
+        options=options,
+        distortions=distortions,
+        name=name,
+        device=device,
+        **kwargs,
+    )
+    try:
+        while True:
+            report = next(run)
+            if progress is not None:
+                progress(report)
+    except StopIteration as done:
+        return done.value
 
 
 def calibrate(
