@@ -8,12 +8,14 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tiny_models import save_tiny_model
 
 from napari_mzsr import calibrate, load_model, save_model
 from napari_mzsr.core.degradation import degrade
 from napari_mzsr.core.kernels import gaussian_kernel
 from napari_mzsr.core.resize import imresize
+from napari_mzsr.io.pair_files import find_pairs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SCALE = 2.0
@@ -71,3 +73,17 @@ def test_calibrate_save_load_round_trip_keeps_every_field(plain, tmp_path):
     assert loaded.info.training["base_model"]["name"] == "plain"
     for key, value in profile.state_dict.items():
         torch.testing.assert_close(loaded.state_dict[key], value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "names"), [("LR", ("001L", "001_LR")), ("HR", ("001H", "001-hr"))]
+)
+def test_two_files_of_one_kind_for_a_key_are_refused_naming_both(tmp_path, kind, names):
+    lr, hr = pair(0, side=32)
+    Image.fromarray(lr).save(tmp_path / "001L.png")
+    Image.fromarray(hr).save(tmp_path / "001H.png")
+    Image.fromarray(lr if kind == "LR" else hr).save(tmp_path / f"{names[1]}.png")
+    with pytest.raises(ValueError, match=f"two {kind} files for key '001'") as err:
+        find_pairs(tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and f"{names[0]}.png" in message and f"{names[1]}.png" in message
