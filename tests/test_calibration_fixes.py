@@ -4,6 +4,7 @@ two files of one kind, one drive loop, DRTL numbers unchanged by refactoring."""
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -87,3 +88,44 @@ def test_two_files_of_one_kind_for_a_key_are_refused_naming_both(tmp_path, kind,
         find_pairs(tmp_path)
     message = str(err.value)
     assert "\n" not in message and f"{names[0]}.png" in message and f"{names[1]}.png" in message
+
+
+def test_drive_reports_cancels_and_closes_the_run():
+    from napari_mzsr import Cancelled
+    from napari_mzsr.pipeline.run import cancelled_units, drive
+
+    closed = []
+
+    def run():
+        try:
+            for step in range(3):
+                yield SimpleNamespace(step=step, steps=3, done=step + 1, total=3, loss=0.5)
+            return "finished"
+        finally:
+            closed.append(True)
+
+    seen = []
+    assert drive(run(), seen.append) == "finished" and [r.step for r in seen] == [0, 1, 2]
+    with pytest.raises(Cancelled, match="cancelled after 2 of 3 steps"):
+        drive(run(), cancel=iter([False, True]).__next__)
+    assert closed == [True, True]
+    with pytest.raises(Cancelled, match="cancelled after 1 of 3 units"):
+        drive(run(), cancel=lambda: True, describe=cancelled_units)
+    assert closed == [True, True, True]
+
+
+def test_calibrate_progress_and_cancel_go_through_drive(plain, monkeypatch):
+    from napari_mzsr import Cancelled
+    from napari_mzsr.pipeline import calibrate as pipeline_calibrate
+
+    calls = []
+    real = pipeline_calibrate.drive
+    monkeypatch.setattr(
+        pipeline_calibrate, "drive", lambda *a, **k: calls.append(a) or real(*a, **k)
+    )
+    seen = []
+    calibrate([pair(0)], SCALE, model=plain, method="finetune", steps=2,
+              progress=lambda s, loss: seen.append(s))  # fmt: skip
+    assert seen == [1, 2] and len(calls) == 1
+    with pytest.raises(Cancelled, match="cancelled after 1 of 2 steps"):
+        calibrate([pair(0)], SCALE, model=plain, method="finetune", steps=2, cancel=lambda: True)

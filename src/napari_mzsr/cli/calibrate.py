@@ -67,6 +67,7 @@ def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
 
 def calibrate_command(args: argparse.Namespace) -> int:
     """Read the pairs, check them, calibrate, write the profile atomically."""
+    from ..core.calibration import CalibrationStep
     from ..io.model_file import save_model
     from ..io.pair_files import read_pairs
     from ..pipeline.calibrate import (
@@ -75,6 +76,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
         iter_calibrate_profile,
         top_relations,
     )
+    from ..pipeline.run import drive
 
     output = Path(args.output)
     if output.exists() and not args.overwrite:
@@ -102,14 +104,13 @@ def calibrate_command(args: argparse.Namespace) -> int:
             [(p.lr, p.hr) for p in pairs], options, names=[p.key for p in pairs]
         )
         every = max(1, args.steps // 10)
-        try:
-            while True:
-                report = next(run)
-                done = report.step + 1
-                if done % every == 0 or done == args.steps:
-                    print(f"  step {done}/{args.steps}, loss {report.loss:.4f}", file=sys.stderr)
-        except StopIteration as finished:
-            profile = finished.value
+
+        def report(step: CalibrationStep) -> None:
+            done = step.step + 1
+            if done % every == 0 or done == args.steps:
+                print(f"  step {done}/{args.steps}, loss {step.loss:.4f}", file=sys.stderr)
+
+        profile = drive(run, report)
         save_model(output, profile.state_dict, profile.info, overwrite=args.overwrite)
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

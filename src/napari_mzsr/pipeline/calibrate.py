@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from ..core import checks
-from ..core.adaptation import Cancelled
 from ..core.calibration import METHODS, CalibrationOptions, CalibrationStep, iter_calibrate
 from ..core.devices import resolve_device
 from ..core.distortions import Distortion
 from ..io.model_file import MZSRModel, load_model
 from .options import scale_pair
+from .run import drive, step_progress
 
 DEFAULT_MODEL = "direct-x2"
 
@@ -233,13 +233,7 @@ def calibrate_profile(
         device=device,
         **kwargs,
     )
-    try:
-        while True:
-            report = next(run)
-            if progress is not None:
-                progress(report)
-    except StopIteration as done:
-        return done.value
+    return drive(run, progress)
 
 
 def calibrate(
@@ -336,16 +330,7 @@ def calibrate(
         seed=seed,
     )
     run = iter_calibrate_profile(pairs, options, names=names, auxiliary_images=auxiliary_images)
-    try:
-        while True:
-            report = next(run)
-            if progress is not None:
-                progress(report.step + 1, report.loss)
-            if cancel is not None and cancel():
-                run.close()
-                raise Cancelled("calibration cancelled")
-    except StopIteration as done:
-        return done.value
+    return drive(run, step_progress(progress), cancel)
 
 
 def held_out_summary(profile: MZSRModel) -> str:

@@ -15,6 +15,7 @@ from napari.qt.threading import thread_worker
 from .jobs import plain_message
 
 if TYPE_CHECKING:
+    from ..core.calibration import CalibrationStep
     from ..io.model_file import MZSRModel
     from ..pipeline.calibrate import CalibrateOptions
 
@@ -120,22 +121,16 @@ def make_calibration(values: CalibrationValues) -> CalibrationJob:
 
 
 @thread_worker
-def calibration_work(job: CalibrationJob) -> Generator[tuple[int, int, float], None, Any]:
-    """Calibrate, yielding ``(done, steps, loss)`` after every update, then save the
-    profile atomically; returns a :class:`CalibrationOutcome` (errors included, as a
-    plain message). Quitting the worker stops it between updates and saves nothing."""
+def calibration_work(job: CalibrationJob) -> Generator[CalibrationStep, None, Any]:
+    """Calibrate, yielding the :class:`~napari_mzsr.core.calibration.CalibrationStep`
+    of every update, then save the profile atomically; returns a
+    :class:`CalibrationOutcome` (errors included, as a plain message). Quitting the
+    worker closes the calibration between updates and saves nothing."""
     from ..io.model_file import save_model
     from ..pipeline.calibrate import iter_calibrate_profile
 
     try:
-        run = iter_calibrate_profile(job.pairs, job.options, names=job.names)
-        while True:
-            try:
-                report = next(run)
-            except StopIteration as done:
-                profile = done.value
-                break
-            yield report.step + 1, report.steps, report.loss
+        profile = yield from iter_calibrate_profile(job.pairs, job.options, names=job.names)
         save_model(job.path, profile.state_dict, profile.info, overwrite=job.overwrite)
     except Exception as exc:
         return CalibrationOutcome(error=plain_message(exc))

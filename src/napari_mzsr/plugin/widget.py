@@ -1299,10 +1299,10 @@ class CalibrationSection(Container):
         self._status.value = f"failed: {message}"
         show_error(f"MZSR calibration: {message}")
 
-    def _on_progress(self, report: tuple[int, int, float]) -> None:
-        done, steps, loss = report
+    def _on_progress(self, report: Any) -> None:
+        done, steps = report.step + 1, report.steps
         self._progress.max, self._progress.value = steps, done
-        self._status.value = f"update {done}/{steps}, loss {loss:.4g}"
+        self._status.value = f"update {done}/{steps}, loss {report.loss:.4g}"
 
     def _on_returned(self, outcome: CalibrationOutcome) -> None:
         if outcome.error is not None:
