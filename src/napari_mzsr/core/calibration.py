@@ -421,6 +421,17 @@ def _prepare_net(net: MZSRNet) -> list[torch.Tensor]:
     return [p for p in net.parameters() if p.requires_grad]
 
 
+def _descend(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, options: CalibrationOptions, step: int
+) -> None:
+    """One Adam update on ``loss`` at the cosine-decayed learning rate of ``step``."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for group in optimizer.param_groups:
+        group["lr"] = _lr_at(options, step)
+    optimizer.step()
+
+
 def iter_finetune(
     net: MZSRNet,
     pairs: Sequence[PreparedPair],
@@ -432,31 +443,54 @@ def iter_finetune(
     for step in range(options.steps):
         x, y, _ = sample_patches(pairs, rng, options.batch, options.patch)
         loss = (net(x) - y).abs().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(options, step)
-        optimizer.step()
+        _descend(optimizer, loss, options, step)
         yield CalibrationStep(step, options.steps, loss.item())
 
 
-def _aux_batch(
-    source: AuxiliarySource,
-    distortions: Sequence[Distortion],
-    weights: np.ndarray,
-    scale: float,
-    rng: np.random.Generator,
-    count: int,
-    size: int,
-    context: int,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
-    """Auxiliary (input, target, n) batches: ``count`` patches split among the tasks
-    by a multinomial draw with ``weights``, made with ``context`` pixels of margin."""
-    counts = rng.multinomial(count, weights)
-    for i in np.flatnonzero(counts):
-        hr = source.crops(rng, int(counts[i]), size + 2 * context)
-        x, y = synthetic_batch(hr, distortions[i], scale, rng, context)
-        yield x, y, int(counts[i])
+@dataclass
+class _AuxiliaryTasks:
+    """What both DRTL variants share: the auxiliary tasks, where their HR patches come
+    from, and the task weights, re-measured every ``relation_every`` updates."""
+
+    net: MZSRNet
+    pairs: Sequence[PreparedPair]
+    source: AuxiliarySource
+    distortions: Sequence[Distortion]
+    scale: float
+    options: CalibrationOptions
+    rng: np.random.Generator
+    relations: list[dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        self.context = network_context(self.net)
+        self.weights = np.zeros(len(self.distortions))
+
+    def weights_at(self, step: int) -> np.ndarray:
+        """The task weights for ``step`` (measured anew, and recorded, when due)."""
+        if step % self.options.relation_every == 0:
+            self.weights = _update_relations(
+                self.net,
+                self.pairs,
+                self.distortions,
+                self.scale,
+                self.options,
+                self.rng,
+                self.relations,
+            )
+            self.relations[-1]["step"] = step
+        return self.weights
+
+    @property
+    def active(self) -> bool:
+        """Whether the auxiliary loss counts (a weight, and a task with a positive
+        relation)."""
+        return bool(self.options.aux_weight) and self.weights.sum() > 0
+
+    def batch(self, task: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``count`` (input, target) patches of auxiliary task ``task``."""
+        size = self.options.patch + 2 * self.context
+        hr = self.source.crops(self.rng, count, size)
+        return synthetic_batch(hr, self.distortions[task], self.scale, self.rng, self.context)
 
 
 def iter_drtl(
@@ -470,30 +504,23 @@ def iter_drtl(
     relations: list[dict[str, Any]],
 ) -> Iterator[CalibrationStep]:
     """DRTL, pre-training variant: target loss plus ``aux_weight`` times the auxiliary
-    loss, the auxiliary patches drawn by relation; ``relations`` receives each
+    loss, the auxiliary patches drawn by relation (``batch`` patches split among the
+    tasks by a multinomial draw with the weights); ``relations`` receives each
     measurement (step, relations, weights)."""
-    params = _prepare_net(net)
-    context = network_context(net)
-    optimizer = torch.optim.Adam(params, lr=options.lr)
-    weights = np.zeros(len(distortions))
+    optimizer = torch.optim.Adam(_prepare_net(net), lr=options.lr)
+    tasks = _AuxiliaryTasks(net, pairs, source, distortions, scale, options, rng, relations)
     for step in range(options.steps):
-        if step % options.relation_every == 0:
-            weights = _update_relations(net, pairs, distortions, scale, options, rng, relations)
-            relations[-1]["step"] = step
+        weights = tasks.weights_at(step)
         x, y, _ = sample_patches(pairs, rng, options.batch, options.patch)
         loss = (net(x) - y).abs().mean()
         total = loss
-        if options.aux_weight and weights.sum() > 0:
-            aux = _aux_batch(
-                source, distortions, weights, scale, rng, options.batch, options.patch, context
-            )
-            for xa, ya, n in aux:
+        if tasks.active:
+            counts = rng.multinomial(options.batch, weights)
+            for i in np.flatnonzero(counts):
+                n = int(counts[i])
+                xa, ya = tasks.batch(int(i), n)
                 total = total + options.aux_weight * n / options.batch * (net(xa) - ya).abs().mean()
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(options, step)
-        optimizer.step()
+        _descend(optimizer, total, options, step)
         yield CalibrationStep(step, options.steps, loss.item(), weights)
 
 
@@ -514,21 +541,17 @@ def iter_drtl_meta(
     only the loss before the step (plain fine-tuning)."""
     params = _prepare_net(net)
     names = [name for name, p in net.named_parameters() if p.requires_grad]
-    context = network_context(net)
     optimizer = torch.optim.Adam(params, lr=options.lr)
-    weights = np.zeros(len(distortions))
+    tasks = _AuxiliaryTasks(net, pairs, source, distortions, scale, options, rng, relations)
     for step in range(options.steps):
-        if step % options.relation_every == 0:
-            weights = _update_relations(net, pairs, distortions, scale, options, rng, relations)
-            relations[-1]["step"] = step
+        weights = tasks.weights_at(step)
         fast = dict(zip(names, params, strict=True))
         xq, yq, _ = sample_patches(pairs, rng, options.batch, options.patch)
         query = _l1(net, fast, xq, yq)
         total = query
-        if options.aux_weight and weights.sum() > 0:
+        if tasks.active:
             task = int(rng.choice(len(distortions), p=weights))
-            hr = source.crops(rng, options.batch, options.patch + 2 * context)
-            xs, ys = synthetic_batch(hr, distortions[task], scale, rng, context)
+            xs, ys = tasks.batch(task, options.batch)
             support = _l1(net, fast, xs, ys)
             grads = torch.autograd.grad(support, params, create_graph=not options.first_order)
             adapted = {
@@ -537,11 +560,7 @@ def iter_drtl_meta(
             }
             after = _l1(net, adapted, xq, yq)
             total = (1 - options.aux_weight) * query + options.aux_weight * after
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(options, step)
-        optimizer.step()
+        _descend(optimizer, total, options, step)
         yield CalibrationStep(step, options.steps, query.item(), weights)
 
 
