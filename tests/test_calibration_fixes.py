@@ -129,3 +129,54 @@ def test_calibrate_progress_and_cancel_go_through_drive(plain, monkeypatch):
     assert seen == [1, 2] and len(calls) == 1
     with pytest.raises(Cancelled, match="cancelled after 1 of 2 steps"):
         calibrate([pair(0)], SCALE, model=plain, method="finetune", steps=2, cancel=lambda: True)
+
+
+def test_the_widget_reads_a_pairs_folder_in_the_worker_not_on_the_gui_thread(
+    plain, tmp_path, monkeypatch
+):
+    pytest.importorskip("napari.qt")
+    from napari_mzsr.plugin import calibration_job as cj
+
+    lr, hr = pair(0, side=96)
+    Image.fromarray(lr).save(tmp_path / "001L.png")
+    Image.fromarray(hr).save(tmp_path / "001H.png")
+    values = cj.CalibrationValues(
+        source="folder", lr=None, hr=None, lr_name="", hr_name="", folder=str(tmp_path),
+        scale=SCALE, method="finetune", steps=1, save_to=str(tmp_path / "cam.pt"),
+        overwrite=False, model=plain, device="cpu",
+    )  # fmt: skip
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("pairs read on the GUI thread")
+
+    monkeypatch.setattr("napari_mzsr.io.pair_files.read_pairs", no_reading)
+    job = cj.make_calibration(values)
+    monkeypatch.undo()
+    assert job.folder == tmp_path and job.pairs == []
+    pairs, names = cj.job_pairs(job)
+    assert names == ["001"] and pairs[0][1].shape == hr.shape
+
+
+def test_the_default_model_and_the_methods_are_defined_once(plain, tmp_path):
+    pytest.importorskip("napari.qt")
+    import argparse
+
+    from napari_mzsr.cli import calibrate as cli_calibrate
+    from napari_mzsr.cli.calibrate import add_calibrate_parser
+    from napari_mzsr.core.calibration import METHODS
+    from napari_mzsr.pipeline.calibrate import DEFAULT_MODEL, CalibrateOptions
+    from napari_mzsr.plugin import calibration_job as cj
+
+    assert tuple(method for _, method in cj.METHODS) == METHODS
+    assert sorted(cli_calibrate.METHODS) == sorted(METHODS)
+    assert CalibrateOptions(scale=2).model.info.name == DEFAULT_MODEL
+    parser = argparse.ArgumentParser()
+    add_calibrate_parser(parser.add_subparsers())
+    args = parser.parse_args(["calibrate", "pairs", "-o", "out.pt", "--scale", "2"])
+    assert args.model is None
+    values = cj.CalibrationValues(
+        source="layers", lr=pair(0)[0], hr=pair(0)[1], lr_name="a", hr_name="b", folder="",
+        scale=SCALE, method="drtl", steps=1, save_to=str(tmp_path / "cam.pt"),
+        overwrite=False, model=None, device="cpu",
+    )  # fmt: skip
+    assert cj.make_calibration(values).options.model.info.name == DEFAULT_MODEL
