@@ -1,5 +1,5 @@
-"""Calibration fixes: plain models only, the profile file round trip, pair folders with
-two files of one kind, one drive loop, DRTL numbers unchanged by refactoring."""
+"""Calibration fixes: the profile file round trip (plain and scale-aware), the context,
+pair folders with two files of one kind, one drive loop, defaults defined once."""
 
 from __future__ import annotations
 
@@ -55,25 +55,30 @@ def scale_aware(tmp_path_factory) -> str:
     )  # fmt: skip
 
 
-def test_a_scale_aware_model_is_refused_in_one_line(scale_aware):
-    with pytest.raises(ValueError, match="model must be a plain MZSR theta_M") as err:
-        calibrate([pair(0)], SCALE, model=scale_aware, steps=1)
-    message = str(err.value)
-    assert "\n" not in message and "scale-aware" in message and "'aware'" in message
-
-
-def test_calibrate_save_load_round_trip_keeps_every_field(plain, tmp_path):
-    profile = calibrate([pair(0)], SCALE, model=plain, method="finetune", steps=1, name="cam")
+@pytest.mark.parametrize("start", ["plain", "scale_aware"])
+def test_calibrate_save_load_round_trip_keeps_every_field(start, request, tmp_path):
+    start = request.getfixturevalue(start)
+    profile = calibrate([pair(0)], SCALE, model=start, method="drtl", steps=1, name="cam")
     path = save_model(tmp_path / "cam.pt", profile.state_dict, profile.info)
     loaded = load_model(path)
-    base = load_model(plain).info
+    base = load_model(start).info
     for field in dataclasses.fields(base):
         if field.name not in ("name", "scales", "degradation", "training"):
             assert getattr(loaded.info, field.name) == getattr(base, field.name), field.name
     assert loaded.info.name == "cam" and loaded.info.scales == [SCALE]
-    assert loaded.info.training["base_model"]["name"] == "plain"
+    assert loaded.info.training["base_model"]["name"] == base.name
     for key, value in profile.state_dict.items():
         torch.testing.assert_close(loaded.state_dict[key], value)
+
+
+def test_the_context_follows_the_receptive_radius(plain, scale_aware):
+    from napari_mzsr.core.calibration import BICUBIC_TAPS, network_context
+
+    for source in (plain, scale_aware):
+        model = load_model(source)
+        net = model.network("cpu", SCALE)
+        assert network_context(net) == model.info.radius + BICUBIC_TAPS
+    assert load_model(scale_aware).info.radius > load_model(plain).info.radius
 
 
 @pytest.mark.parametrize(

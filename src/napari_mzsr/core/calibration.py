@@ -1,6 +1,7 @@
 """Few-shot calibration of theta_M to a real camera from a handful of (LR, HR) pairs.
 
-The calibration trains a plain network (:class:`~napari_mzsr.core.network.MZSRNet`, the
+The calibration trains a network (the plain :class:`~napari_mzsr.core.network.MZSRNet`
+or a :class:`~napari_mzsr.core.scale_aware.ScaleAwareNet` bound to the pairs' factor: the
 weights of a theta_M) in place and measures what it did; the pipeline
 (:mod:`napari_mzsr.pipeline.calibrate`) loads the starting theta_M and turns the result
 into a *camera profile*, a theta_M file like the shipped ones.
@@ -56,6 +57,7 @@ from .intensity import intensity_map
 from .network import MZSRNet
 from .pair_checks import PairRegistration, aligned_scores, check_pair
 from .resize import imresize_tensor
+from .scale_aware import ScaleAwareNet, receptive_radius
 
 METHODS = ("finetune", "drtl", "drtl-meta")
 # HR pixels of context the MATLAB bicubic upsampling of the input adds on each side
@@ -178,10 +180,12 @@ class Calibration:
     seconds: float = 0.0
 
 
-def network_context(net: MZSRNet) -> int:
-    """HR pixels of context a patch needs on each side: the plain network's receptive
-    radius (one output pixel per 3x3 layer) plus :data:`BICUBIC_TAPS`."""
-    return net.layers + BICUBIC_TAPS
+def network_context(net: MZSRNet | ScaleAwareNet) -> int:
+    """HR pixels of context a patch needs on each side: the network's receptive radius
+    (:func:`~napari_mzsr.core.scale_aware.receptive_radius`: one output pixel per 3x3
+    layer, more per scale-aware adaptation) plus :data:`BICUBIC_TAPS`."""
+    adaptations = net.adaptation_layers if isinstance(net, ScaleAwareNet) else ()
+    return receptive_radius(net.layers, adaptations) + BICUBIC_TAPS
 
 
 def _unit(image: np.ndarray) -> np.ndarray:
@@ -610,7 +614,7 @@ def iter_calibrate(
     pairs: Sequence[tuple[np.ndarray, np.ndarray]],
     scale: float,
     *,
-    network: MZSRNet,
+    network: MZSRNet | ScaleAwareNet,
     method: str = "drtl",
     options: CalibrationOptions | None = None,
     auxiliary_images: Sequence[np.ndarray] = (),
@@ -619,7 +623,7 @@ def iter_calibrate(
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> Generator[CalibrationStep, None, Calibration]:
-    """Calibrate a plain network to real pairs in place, yielding after every update
+    """Calibrate a network to real pairs in place, yielding after every update
     and returning a :class:`Calibration` (``StopIteration.value``).
 
     Parameters
@@ -628,10 +632,10 @@ def iter_calibrate(
         Registered real pairs (see :func:`prepare_pairs`); checked before anything runs.
     scale : float
         Magnification from LR to HR.
-    network : MZSRNet
-        The starting theta_M's network (its ``channels`` are the pairs' channels, its
-        ``layers`` give the context of the patches, :func:`network_context`); moved to
-        ``device`` and trained in place.
+    network : MZSRNet or ScaleAwareNet
+        The starting theta_M's network, a scale-aware one bound to ``scale`` (its
+        ``channels`` are the pairs' channels, its receptive radius gives the context of
+        the patches, :func:`network_context`); moved to ``device`` and trained in place.
     method : {"finetune", "drtl", "drtl-meta"}
         See the module docstring.
     options : CalibrationOptions, optional

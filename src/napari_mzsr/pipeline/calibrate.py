@@ -41,24 +41,6 @@ def calibration_scale(value: object) -> float:
     return sy
 
 
-def plain_model(model: object) -> MZSRModel:
-    """The starting theta_M of a calibration, loaded (shipped name, path or model): a
-    plain network only (the calibration trains :class:`~napari_mzsr.core.network.MZSRNet`).
-
-    Raises
-    ------
-    ValueError
-        A scale-aware model.
-    """
-    loaded = load_model(model)
-    if loaded.info.architecture != "mzsr":
-        raise ValueError(
-            "model must be a plain MZSR theta_M (architecture 'mzsr'), got "
-            f"{loaded.info.name!r} ({loaded.info.architecture})"
-        )
-    return loaded
-
-
 @dataclass
 class Profile:
     """A calibration's result: the camera profile and what was measured (as in its
@@ -74,7 +56,7 @@ class Profile:
 class CalibrateOptions:
     """Checked options of a calibration (see :func:`calibrate`); made with the user's
     values, each checked and normalised on construction: ``scale`` a float, ``model``
-    a loaded plain (``"mzsr"``) model, ``device`` a ``torch.device``, ``hyper`` the
+    a loaded model, ``device`` a ``torch.device``, ``hyper`` the
     :class:`~napari_mzsr.core.calibration.CalibrationOptions`.
 
     Raises
@@ -100,7 +82,7 @@ class CalibrateOptions:
             object.__setattr__(self, name, value)
 
         put("scale", calibration_scale(self.scale))
-        put("model", plain_model(self.model))
+        put("model", load_model(self.model))
         checks.one_of(self.method, "method", METHODS)
         put("steps", checks.integer(self.steps, "steps", minimum=1))
         put("learning_rate", checks.positive_number(self.learning_rate, "learning_rate"))
@@ -157,9 +139,9 @@ def _iter_profile(
     zero-shot adaptation then follows the non-integer convention, blur then MATLAB
     bicubic)."""
     info = base.info
-    result = yield from iter_calibrate(
-        pairs, scale, network=base.network(device), device=device, **kwargs
-    )
+    # A scale-aware theta_M is bound to the pairs' factor; a plain one ignores it.
+    network = base.network(device, scale)
+    result = yield from iter_calibrate(pairs, scale, network=network, device=device, **kwargs)
     provenance = {
         "stage": "calibration",
         "method": result.record["method"],
@@ -226,7 +208,7 @@ def calibrate_profile(
     run = _iter_profile(
         pairs,
         scale,
-        plain_model(model),
+        load_model(model),
         options=options,
         distortions=distortions,
         name=name,
@@ -269,8 +251,8 @@ def calibrate(
         Magnification from LR to HR (> 1; non-integer allowed; the same for both axes).
         The profile serves exactly this factor.
     model : str, path or MZSRModel
-        Starting theta_M, a plain one (architecture ``"mzsr"``; default the shipped
-        ``"direct-x2"``): a scale-aware model is refused.
+        Starting theta_M (default the shipped ``"direct-x2"``); a scale-aware one is
+        bound to ``scale`` and the profile stays scale-aware.
     method : {"drtl", "drtl-meta", "finetune"}
         DRTL's pre-training variant (auxiliary synthetic distortions weighted by their
         gradient relation to the real pairs), its meta-learning variant, or plain

@@ -6,10 +6,11 @@ shipped ``arbitrary`` models: 4) splits each axis's factor ``s`` into ``n`` equa
 ``s^(1/n)``, ``n`` the fewest steps that keep both axes within ``m`` (x8 becomes
 2.83 x 2.83; (8, 2) becomes (2.83, 1.41) twice). A single-scale model of factor ``s0``
 serves ``s0^n`` in ``n`` steps of ``s0`` (x8 with direct-x2: three x2 steps), so its
-subsampling convention holds at every step. Without a model, each step gets the
-shipped model :func:`~napari_mzsr.pipeline.options.choose_model` picks for it, and the
-steps are planned for the shipped multi-scale models (or, if none is shipped, the
-largest single-scale factor whose power the factor is).
+subsampling convention holds at every step. Without a model, the steps are planned
+for the shipped multi-scale models (or, if none is shipped, the largest single-scale
+factor whose power the factor is) and the shipped model
+:func:`~napari_mzsr.pipeline.options.model_for` picks for the first step runs every
+step, so that one subsampling convention describes the result.
 
 Sizes (:func:`step_factors`). The result has exactly the size of the whole factor
 (``ceil(H * sy)``), and every step's factor is a ratio of whole sizes that tiled
@@ -120,20 +121,23 @@ def plan_steps(scale: Pair, model: ModelInfo | None = None) -> list[Pair]:
     )
 
 
-def step_factors(shape: tuple[int, int], scale: Pair, steps: list[Pair]) -> list[Pair]:
+def step_factors(
+    shape: tuple[int, int], scale: Pair, steps: list[Pair], max_step: float = math.inf
+) -> list[Pair]:
     """The exact factors of ``steps`` for an image of ``shape`` (see the module
-    docstring): ratios of whole intermediate sizes ending on ``ceil(shape * scale)``."""
+    docstring): ratios of whole intermediate sizes ending on ``ceil(shape * scale)``,
+    none above ``max_step`` (the model's largest factor) where the planned ones are not."""
     if len(steps) == 1:
         return steps
     per_axis = []
     for axis, length in enumerate(shape):
         planned = [step[axis] for step in steps]
-        sizes = _axis_sizes(length, output_size(length, scale[axis]), planned)
+        sizes = _axis_sizes(length, output_size(length, scale[axis]), planned, max_step)
         per_axis.append([b / a for a, b in itertools.pairwise(sizes)])
     return list(zip(per_axis[0], per_axis[1], strict=True))
 
 
-def _axis_sizes(length: int, target: int, planned: list[float]) -> list[int]:
+def _axis_sizes(length: int, target: int, planned: list[float], max_step: float) -> list[int]:
     """Sizes ``length, ..., target`` of an axis through the planned steps."""
     sizes = [length]
     for factor in planned[:-1]:
@@ -143,8 +147,9 @@ def _axis_sizes(length: int, target: int, planned: list[float]) -> list[int]:
     if len(planned) != 2 or target == length or tileable:
         return sizes
     # Two steps: the intermediate size nearest the planned one for which both factors
-    # are tileable, each factor within SIZE_SLACK of the planned ones.
-    low, high = max(1.0, min(planned) / SIZE_SLACK), max(planned) * SIZE_SLACK
+    # are tileable, each factor within SIZE_SLACK of the planned ones and at most max_step.
+    low = max(1.0, min(planned) / SIZE_SLACK)
+    high = min(max(planned) * SIZE_SLACK, max(max_step, max(planned)))
     best = None
     for middle in range(max(length, math.floor(length * low)), math.ceil(length * high) + 1):
         first, second = middle / length, target / middle

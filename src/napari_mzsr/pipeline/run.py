@@ -19,6 +19,7 @@ import torch
 from ..core.adaptation import Cancelled, StepReport, adapt, patch_corner
 from ..core.devices import limit_cpu_threads
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
+from ..core.kernel_estimation import KernelEstimate
 from ..core.schedules import rate_at
 from ..core.tensors import to_batch
 from ..io.model_file import MZSRModel
@@ -105,7 +106,7 @@ def super_resolve_image(
     Yields every adaptation step's report, numbered across the steps of a gradual run,
     and returns the result (the input's dtype unless ``apply`` says otherwise).
     """
-    stages = plan_stages(image, options)
+    stages, _ = plan_stages(image, options)
     total = sum(stage.steps for stage in stages)
     done = 0
     for stage in stages[:-1]:
@@ -118,16 +119,20 @@ def super_resolve_image(
     return adapted.render(image, apply)
 
 
-def plan_stages(image: ImageData, options: AdaptOptions) -> tuple[AdaptOptions, ...]:
-    """The options of each step for a 2-D ``image`` (:meth:`AdaptOptions.stages`);
-    ``kernel="estimate"`` of a gradual run is resolved first, once, at the whole factor
-    (the steps get it scaled)."""
+def plan_stages(
+    image: ImageData, options: AdaptOptions
+) -> tuple[tuple[AdaptOptions, ...], KernelEstimate | None]:
+    """The options of each step for a 2-D ``image`` (:meth:`AdaptOptions.stages`) and
+    the kernel estimate they were planned with: ``kernel="estimate"`` of a gradual run
+    is resolved here, once, at the whole factor (the steps get it scaled), and the
+    caller reports it; None otherwise (a one-step run estimates in the step)."""
+    estimate = None
     if options.estimate:
         planned = replace(options, kernel=None).stages(image.rgb, image.shape)
         if len(planned) > 1:
-            resolved, _ = resolve_kernel(replace(options, model=planned[0].model), image)
+            resolved, estimate = resolve_kernel(replace(options, model=planned[0].model), image)
             options = replace(resolved, model=options.model)
-    return options.stages(image.rgb, image.shape)
+    return options.stages(image.rgb, image.shape), estimate
 
 
 def _renumbered(

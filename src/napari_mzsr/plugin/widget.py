@@ -1168,9 +1168,8 @@ def _readme_link() -> str:
 
 CALIBRATION_TOOLTIPS = {
     "show": "calibrate the model to your camera or microscope from a few registered real "
-    "(LR, HR) pairs of the same field, starting from the model chosen above (a plain MZSR "
-    "model: scale-aware ones such as 'arbitrary' are refused); the profile is saved and added "
-    "to the model list",
+    "(LR, HR) pairs of the same field, starting from the model chosen above; the profile is "
+    "saved and added to the model list",
     "source": "one pair from two image layers, or every pair of a folder (files such as "
     "001L.png / 001H.png or a_LR.tif / a_HR.tif; an LR image stored at the HR size is read "
     "back on its grid)",
