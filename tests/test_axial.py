@@ -435,3 +435,23 @@ def test_out_must_have_the_output_shape_and_dtype(axial_model):
     out = np.zeros((12, 20, 18), np.float32)
     assert super_resolve_axial(volume, z_factor=2, out=out, **options) is out
     np.testing.assert_allclose(out, super_resolve_axial(volume, z_factor=2, **options))
+
+
+def test_output_dtype_is_checked_by_one_rule_for_images_and_stacks(axial_model):
+    """core.checks.output_dtype is the one check of ``output_dtype`` (image and axial)."""
+    from napari_mzsr.core import checks
+    from napari_mzsr.pipeline.options import ApplyOptions
+
+    assert checks.output_dtype(None) is None
+    assert checks.output_dtype("uint16") == np.dtype(np.uint16)
+    assert checks.output_dtype(np.float32) == np.dtype(np.float32)
+    for bad, match in (("nonsense", "a numpy dtype"), (bool, "integer or float"), (complex, "")):
+        with pytest.raises(ValueError, match=f"output_dtype must be .*{match}") as err:
+            checks.output_dtype(bad)
+        with pytest.raises(ValueError) as image:
+            ApplyOptions(output_dtype=bad)
+        with pytest.raises(ValueError) as stack:
+            AxialOptions(**_options(axial_model, output_dtype=bad))
+        assert str(image.value) == str(stack.value) == str(err.value)
+    assert AxialOptions(**_options(axial_model, output_dtype="u2")).output_dtype == np.uint16
+    assert ApplyOptions(output_dtype="f4").output_dtype == np.float32

@@ -117,3 +117,25 @@ def test_axial_refuses_the_image_only_flags(tmp_path, tiny_gray_model, capsys, e
     err = capsys.readouterr().err
     assert flag in err and "--axial" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "plain_isoz_mzsr.tif").exists()
+
+
+def test_ome_zarr_axis_units_are_converted():
+    """OME-Zarr axes may give each its own unit: the sizes are converted to µm (an axis
+    with an unknown unit, or units on some axes only, gives no voxel size)."""
+
+    def meta(units, scale=(1.0, 250.0, 250.0)):
+        axes = [
+            {"name": n, "type": "space", **({"unit": u} if u else {})}
+            for n, u in zip("zyx", units, strict=True)
+        ]
+        return ImageMeta("ome-zarr", "ZYX", ngff={"axes": axes, "scale": list(scale)})
+
+    assert voxel_size(meta(("micrometer", "nanometer", "nanometer"))) == pytest.approx(
+        (1.0, 0.25, 0.25)
+    )
+    assert voxel_size(meta(("millimeter",) * 3, (0.002, 0.0005, 0.0005))) == pytest.approx(
+        (2.0, 0.5, 0.5)
+    )
+    assert voxel_size(meta((None,) * 3, (2.0, 0.5, 0.5))) == (2.0, 0.5, 0.5)  # one unit
+    assert voxel_size(meta(("micrometer", None, None))) is None
+    assert voxel_size(meta(("parsec", "micrometer", "micrometer"))) is None

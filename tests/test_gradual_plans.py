@@ -37,8 +37,7 @@ def shipped(tmp_path, monkeypatch):
         folder = tmp_path / f"weights{len(list(tmp_path.iterdir()))}"
         folder.mkdir()
         paths = {n: save_tiny_model(folder / f"{n}.pt", n, features=4, **SPECS[n]) for n in names}
-        for module in (model_file, options, gradual):
-            monkeypatch.setattr(module, "shipped_models", lambda: dict(paths), raising=False)
+        monkeypatch.setattr(model_file, "shipped_models", lambda: dict(paths))
         return paths
 
     return ship
@@ -79,7 +78,7 @@ def test_every_exact_step_is_checked_before_any_runs(arb, monkeypatch):
     def too_large(shape, scale, steps, max_step):
         return [(4.2, 4.2), (scale[0] / 4.2, scale[1] / 4.2)]
 
-    monkeypatch.setattr(gradual, "step_factors", too_large)
+    monkeypatch.setattr(options, "step_factors", too_large)
     seen = []
     with pytest.raises(ValueError, match=r"needs a step of 4.2x4.2, which model 'arbitrary'"):
         super_resolve(
@@ -149,3 +148,46 @@ def test_gradual_x8_equals_two_manual_steps_with_float_between(arb):
     )  # fmt: skip
     assert middle.dtype == np.float32 and result.shape == manual.shape == (168, 208, 3)
     np.testing.assert_array_equal(result, manual)
+
+
+def test_shipped_metadata_are_read_once(shipped, monkeypatch):
+    import os
+
+    import torch
+
+    paths = shipped("direct-x2", "direct-x4", "arbitrary")
+    run = AdaptOptions(scale=8, kernel=1.0, device="cpu")
+    run.stages(True, (30, 30))
+    loads = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    gradual.plan_steps((8.0, 8.0))
+    options.choose_model((2.5, 2.5), True)
+    assert options.model_for((8.0, 8.0), True) == "arbitrary"
+    assert loads == []
+    # A second plan reads only the weights of the one model it runs.
+    stages = run.stages(True, (30, 30))
+    assert len(stages) == 2 and loads == [paths["arbitrary"]]
+    # A changed file is read again.
+    paths["direct-x4"].unlink()
+    save_tiny_model(paths["direct-x4"], "direct-x4", features=4, scales=[3.0])
+    os.utime(paths["direct-x4"], ns=(1, 1))
+    assert model_file.shipped_infos()["direct-x4"].scales == [3.0]
+
+
+def test_one_core_planner_with_one_tolerance():
+    from napari_mzsr.core import gradual as core
+
+    # The isotropic-Z plan of a non-integer factor is the image plan of (z, 1).
+    assert core.plan_gradual_steps(6.5, 4) == [s for s, _ in core.equal_steps((6.5, 1.0), 4)]
+    assert (
+        core.integer_steps(8, 4) == [4, 2] and core.power_steps((8.0, 8.0), 2.0) == [(2.0,) * 2] * 3
+    )
+    # A factor within the tolerance of the largest step is one step in every planner,
+    # as it is for the model (ModelInfo.supports_scale).
+    near = 4.0 + 5e-7
+    info = model_file.ModelInfo("a", SERVED, "bicubic", 3)
+    assert info.supports_scale(near)
+    assert core.plan_gradual_steps(near, 4.0) == [near]
+    assert core.equal_steps((near, near), 4.0) == [(near, near)]
+    assert gradual.plan_steps((near, near), info) == [(near, near)]

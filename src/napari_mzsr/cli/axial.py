@@ -109,7 +109,7 @@ def file_z_factor(meta, z_factor: float | None) -> tuple[float, str]:
     if size is None:
         raise ValueError(
             "no Z step in its metadata (ImageJ spacing, OME PhysicalSizeZ or "
-            "OME-Zarr scale); give --z-factor"
+            "OME-Zarr scale), or axis units that cannot be compared; give --z-factor"
         )
     factor = z_factor_from_scale(size)
     try:

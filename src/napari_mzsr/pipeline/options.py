@@ -18,12 +18,13 @@ import torch
 
 from ..core import checks
 from ..core.devices import resolve_device, resolve_precision
+from ..core.gradual import step_factors, step_kernel
 from ..core.intensity import DEFAULT_PERCENTILES, MODES, IntensityMap
 from ..core.kernels import ESTIMATE, PRESETS, as_kernel
 from ..core.refinement import COMBINE
 from ..core.resize import output_size, parse_scale
 from ..core.schedules import Schedule, learning_rate_schedule
-from ..io.model_file import load_model, shipped_models
+from ..io.model_file import load_model, shipped_infos
 from . import gradual
 
 # Factors beyond this are refused: at x16 an image of 64 pixels is already 1024 wide,
@@ -112,7 +113,7 @@ def choose_model(scale: tuple[float, float], rgb: bool, degradation: str = "dire
         are served (:func:`~napari_mzsr.super_resolve` reaches larger ones in steps,
         :mod:`~napari_mzsr.pipeline.gradual`).
     """
-    shipped = shipped_models()
+    shipped = shipped_infos()
     sy, sx = scale
     if sy == sx:
         for kind in dict.fromkeys((degradation, "direct")):
@@ -123,9 +124,9 @@ def choose_model(scale: tuple[float, float], rgb: bool, degradation: str = "dire
     for name in dict.fromkeys(
         ("arbitrary" if rgb else "arbitrary-gray", "arbitrary", "multiscale")
     ):
-        if name in shipped and load_model(name).info.supports_scale(scale):
+        if name in shipped and shipped[name].supports_scale(scale):
             return name
-    served = sorted({load_model(path).info.describe_scales() for path in shipped.values()})
+    served = sorted({info.describe_scales() for info in shipped.values()})
     raise ValueError(
         f"no shipped model serves scale {sy:g}x{sx:g} in one step (shipped: "
         f"{', '.join(served) or 'none'}); give a theta_M file as model"
@@ -263,7 +264,7 @@ class AdaptOptions:
         if self.estimate:
             raise ValueError("resolve kernel='estimate' before planning gradual steps")
         stages = []
-        for step in gradual.step_factors(shape, self.scale, planned, max(info.scales)):
+        for step in step_factors(shape, self.scale, planned, max(info.scales)):
             if not info.supports_scale(step):
                 raise ValueError(
                     f"scale {self.scale[0]:g}x{self.scale[1]:g} on {shape[0]}x{shape[1]} "
@@ -271,7 +272,7 @@ class AdaptOptions:
                     f"{info.name!r} ({info.describe_scales()}) does not serve; "
                     "choose another scale or model"
                 )
-            kernel = gradual.step_kernel(self.kernel, self.scale, step, len(planned))
+            kernel = step_kernel(self.kernel, self.scale, step, len(planned))
             stages.append(replace(self, scale=step, kernel=kernel))
         return tuple(stages)
 
@@ -319,16 +320,7 @@ class ApplyOptions:
     back_projection: Any = 0
 
     def __post_init__(self) -> None:
-        if self.output_dtype is not None:
-            try:
-                dtype = np.dtype(self.output_dtype)
-            except TypeError:
-                raise ValueError(
-                    f"output_dtype must be a numpy dtype, got {self.output_dtype!r}"
-                ) from None
-            if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
-                raise ValueError(f"output_dtype must be an integer or float dtype, got {dtype}")
-            object.__setattr__(self, "output_dtype", dtype)
+        object.__setattr__(self, "output_dtype", checks.output_dtype(self.output_dtype))
         if self.tile is not None:
             object.__setattr__(self, "tile", checks.integer(self.tile, "tile", minimum=1))
         if self.ensemble is not None:
@@ -339,7 +331,7 @@ class ApplyOptions:
 
 
 def _serves_in_one_step(scale: tuple[float, float]) -> bool:
-    return any(load_model(path).info.supports_scale(scale) for path in shipped_models().values())
+    return any(info.supports_scale(scale) for info in shipped_infos().values())
 
 
 def _kernel_text(kernel: object) -> str:

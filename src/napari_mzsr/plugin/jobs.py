@@ -12,7 +12,6 @@ import re
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -143,11 +142,10 @@ class ModelChoice:
     warnings: tuple[str, ...] = ()
 
 
-@lru_cache(maxsize=16)
 def _shipped_info(name: str) -> ModelInfo:
-    from ..io.model_file import load_model
+    from ..io.model_file import shipped_infos
 
-    return load_model(name).info
+    return shipped_infos()[name]
 
 
 def choose(

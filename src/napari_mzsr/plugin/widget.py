@@ -57,7 +57,7 @@ from .calibration_job import (
     profile_label,
 )
 from .calibration_job import summary as calibration_summary
-from .geometry import output_name, output_scale_translate, visible_region
+from .geometry import layer_look, output_name, output_scale_translate, visible_region
 from .jobs import (
     AUTO,
     CHANNEL_MODES,
@@ -1079,7 +1079,6 @@ class MZSRWidget(Container):
             degradation=task.options.model.info.degradation,
             origin=task.origin,
         )
-        metadata = {k: v for k, v in src.metadata.items() if k != "mzsr"}
         source_id = str(src.unique_id)
         settings = {**job.settings, "model": task.options.model.info.name}
         if task.has_slices:
@@ -1100,26 +1099,8 @@ class MZSRWidget(Container):
             if task.has_slices:
                 settings["kernel_estimate"]["slice"] = list(task.index)
         settings["intensity_map"] = result.intensity.describe()
-        metadata["mzsr"] = {"source": src.name, "source_id": source_id, **settings}
-        kwargs: dict[str, Any] = {
-            "name": output_name(src.name, scale, details=job.details),
-            "rgb": src.rgb,
-            "scale": new_scale,
-            "translate": translate,
-            "rotate": src.rotate,
-            "shear": src.shear,
-            "affine": src.affine.affine_matrix,
-            "units": src.units,
-            "axis_labels": src.axis_labels,
-            "blending": src.blending,
-            "opacity": src.opacity,
-            "contrast_limits": src.contrast_limits,
-            "gamma": src.gamma,
-            "metadata": metadata,
-        }
-        if not src.rgb:
-            kwargs["colormap"] = src.colormap
-        new = Image(data, **kwargs)
+        look = layer_look(src, scale=new_scale, translate=translate, settings=settings)
+        new = Image(data, name=output_name(src.name, scale, details=job.details), **look)
         layers = self._viewer.layers
 
         def replaced(layer: Any) -> bool:
