@@ -105,3 +105,15 @@ def test_axes_kernels_and_the_bicubic_grid_offset():
     moved = axial_meta(ImageMeta("ome-zarr", "ZYX", ngff=ngff), 2.5, -0.3)
     assert moved.ngff["scale"][0] == pytest.approx(0.4)
     assert moved.ngff["translation"][0] == pytest.approx(-0.3)
+
+
+@pytest.mark.parametrize(
+    "extra, flag", [(("--ensemble", "mean"), "--ensemble"), (("--back-projection", "2"), "--back")]
+)
+def test_axial_refuses_the_image_only_flags(tmp_path, tiny_gray_model, capsys, extra, flag):
+    """--ensemble and --back-projection have no axial counterpart: refused, not ignored."""
+    tifffile.imwrite(tmp_path / "plain.tif", _stack((4, 24, 24)))
+    assert _axial(tmp_path, tiny_gray_model, tmp_path / "plain.tif", "--z-factor", "2", *extra) == 2
+    err = capsys.readouterr().err
+    assert flag in err and "--axial" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "plain_isoz_mzsr.tif").exists()

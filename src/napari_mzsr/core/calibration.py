@@ -38,14 +38,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch.func import functional_call
 
-from ..io.model_file import ModelInfo, MZSRModel, load_model
+from ..io.model_file import MZSRModel, load_model
 from .distortions import (
     Distortion,
     FittedKernel,
@@ -643,7 +643,8 @@ def iter_calibrate(
     source = AuxiliarySource([p.y[..., : p.train_rows, :] for p in prepared] + external)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = base.network(device)
+    # A scale-aware theta_M is bound to the pairs' factor; a plain one ignores it.
+    net = base.network(device, scale)
     relations: list[dict[str, Any]] = []
     start = time.perf_counter()
     before = held_out_scores(net, prepared, scale)
@@ -700,14 +701,12 @@ def iter_calibrate(
         "seed": seed,
     }
     integer = abs(scale - round(scale)) < 1e-9
-    profile_info = ModelInfo(
+    # The base model's network (architecture, shape) and schedule, at the pairs' factor.
+    profile_info = replace(
+        info,
         name=name,
         scales=[float(scale)],
         degradation=info.degradation if integer else "bicubic",
-        channels=channels,
-        lr_schedule=info.lr_schedule,
-        features=info.features,
-        layers=info.layers,
         training=provenance,
     )
     state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in net.state_dict().items()}
