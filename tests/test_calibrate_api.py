@@ -207,3 +207,15 @@ def test_cli_calibrate_reports_bad_pairs(pair_dir, tiny, tmp_path, capsys):
     assert not out.exists()
     with pytest.raises(SystemExit):
         cli(["calibrate", str(pair_dir), "-o", str(out), "--scale", "0.5"])
+
+
+def test_scale_aware_start_gives_a_scale_aware_profile(pairs, tmp_path):
+    start = save_tiny_model(tmp_path / "aware.pt", "aware", adaptation_layers=(2, 4))
+    for method in ("drtl", "drtl-meta"):
+        profile = calibrate(pairs[:1], SCALE, model=start, method=method, steps=2, holdout=0.3)
+        info = profile.info
+        assert info.architecture == "scale-aware" and info.adaptation_layers == [2, 4]
+        assert info.scales == [SCALE] and info.training["base_model"]["name"] == "aware"
+        loaded = load_model(save_model(tmp_path / f"{method}.pt", profile.state_dict, info))
+        sr = super_resolve(pairs[0][0], scale=SCALE, model=loaded, steps=1, device="cpu")
+        assert sr.shape == pairs[0][1].shape
