@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,37 +52,16 @@ from napari_mzsr.core.schedules import rate_at
 from napari_mzsr.core.tensors import to_batch
 from napari_mzsr.io.atomic import atomic_path
 from napari_mzsr.io.model_file import MZSRModel, load_model
+from napari_mzsr.io.pair_files import ImagePair as Pair
+from napari_mzsr.io.pair_files import find_pairs
+from napari_mzsr.pipeline.calibrate import calibrate_profile
 
 from .lr_inputs import IMAGE_SUFFIXES, read_image
 from .machine import add_threads_option, apply_threads, machine_description
 from .report import command_line, fmt, markdown_table, write_results
 
-PAIR_NAME = re.compile(r"^(?P<key>.+?)[_-]?(?P<kind>L|H|LR|HR|lr|hr)$")
 CALIBRATIONS = ("finetune", "drtl", "drtl-meta")
 LABELS = {"finetune": "fine-tune", "drtl": "DRTL", "drtl-meta": "DRTL-meta"}
-
-
-@dataclass
-class Pair:
-    """A real pair: LR (native grid, uint8) and HR (uint8) images."""
-
-    key: str
-    lr: np.ndarray
-    hr: np.ndarray
-
-
-def find_pairs(folder: Path) -> list[tuple[str, Path, Path]]:
-    """``(key, lr_path, hr_path)`` of the pairs in ``folder``, sorted by key."""
-    found: dict[str, dict[str, Path]] = {}
-    for path in sorted(Path(folder).iterdir()):
-        match = PAIR_NAME.match(path.stem)
-        if path.suffix.lower() in IMAGE_SUFFIXES and match:
-            kind = "lr" if match["kind"].lower() in ("l", "lr") else "hr"
-            found.setdefault(match["key"], {})[kind] = path
-    pairs = [(key, p["lr"], p["hr"]) for key, p in sorted(found.items()) if len(p) == 2]
-    if not pairs:
-        raise FileNotFoundError(f"no (LR, HR) image pairs in {folder}")
-    return pairs
 
 
 def select(items: Sequence[Any], spec: str | None) -> list[Any]:
@@ -162,7 +139,7 @@ def crop_box(shape: tuple[int, int], crop: int) -> tuple[slice, slice]:
 
 def run_net(net: torch.nn.Module | None, x: torch.Tensor, box: tuple[slice, slice]) -> np.ndarray:
     """The network's output on ``box`` of the HR grid, computed with its context."""
-    m = calibration.CONTEXT
+    m = 0 if net is None else calibration.network_context(net)
     top, left = max(0, box[0].start - m), max(0, box[1].start - m)
     window = x[..., top : box[0].stop + m, left : box[1].stop + m]
     out = window if net is None else calibration.predict(net, window)
@@ -360,7 +337,7 @@ def main(argv: list[str] | None = None) -> Path:
             if (method, k) in skipped:
                 continue
             print(f"{label} ...", file=sys.stderr)
-            result = calibration.calibrate_profile(
+            result = calibrate_profile(
                 [(p.lr, p.hr) for p in support[:k]],
                 scale,
                 model=base,

@@ -75,7 +75,7 @@ def test_calibrate_from_layers_saves_and_selects_the_profile(
     # The profile is now the chosen model, at its scale, and a run uses it.
     assert widget._model.value == str(target)
     assert widget._scale.value == SCALE
-    assert widget._load_model().info.name == "camera"
+    assert widget.current_model().info.name == "camera"
     widget._image.value = viewer.layers["short focal"]
     widget._steps.value = 1
     widget._run_button.native.click()
@@ -89,6 +89,30 @@ def test_calibrate_from_layers_saves_and_selects_the_profile(
     section._overwrite.value = True
     _calibrate(qtbot, section)
     assert section._status.value.startswith("saved camera.pt") and target.read_bytes() != before
+
+
+def test_a_profile_joins_the_loaded_models(
+    make_napari_viewer, qtbot, model_path, tmp_path, monkeypatch
+):
+    viewer = make_napari_viewer()
+    lr, hr = real_like_pair(0)
+    viewer.add_image(lr, name="lr", rgb=True)
+    viewer.add_image(hr, name="hr", rgb=True)
+    widget = _dock(viewer, model_path)
+    base = widget.current_model()
+    section = widget.calibration
+    section._lr.value, section._hr.value = viewer.layers["lr"], viewer.layers["hr"]
+    section._save_to.value = tmp_path / "camera.pt"
+    _calibrate(qtbot, section)
+    assert widget.current_model().info.name == "camera", section._status.value
+
+    def no_reading(source):
+        raise AssertionError(f"read {source} again")
+
+    # Back to the starting model: still loaded, not read from its file again.
+    monkeypatch.setattr("napari_mzsr.io.model_file.load_model", no_reading)
+    widget._model.value = FROM_FILE
+    assert widget.current_model() is base
 
 
 def test_calibrate_from_a_folder_and_a_misregistered_pair(

@@ -32,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from napari_mzsr.io.atomic import atomic_path
+
 from .recipe import ROOT, load_recipe
 
 
@@ -233,8 +235,11 @@ def plot(study: dict[str, Any], data: dict[str, dict[str, Any]], path: Path, tit
         row[1].legend(fontsize=8, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_path(path, overwrite=True) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
 
 
 def _markdown(

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+# core.calibration.METHODS without importing torch to build the parser (a test compares them).
 METHODS = ("drtl", "drtl-meta", "finetune")
 
 
@@ -57,7 +58,11 @@ def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
         help="fraction of each pair's rows kept out of training to measure the profile "
         "(default 0.1)",
     )
-    c.add_argument("--model", default="direct-x2", help="starting theta_M (default direct-x2)")
+    c.add_argument(
+        "--model",
+        help="starting theta_M: a plain (not scale-aware) shipped name or .pt file (default: "
+        "the calibration's default model, the shipped direct-x2)",
+    )
     c.add_argument("--name", help="profile name (default: the output file's stem)")
     c.add_argument("--device", default="auto")
     c.add_argument("--seed", type=int, default=0)
@@ -67,14 +72,17 @@ def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
 
 def calibrate_command(args: argparse.Namespace) -> int:
     """Read the pairs, check them, calibrate, write the profile atomically."""
+    from ..core.calibration import CalibrationStep
     from ..io.model_file import save_model
     from ..io.pair_files import read_pairs
     from ..pipeline.calibrate import (
+        DEFAULT_MODEL,
         CalibrateOptions,
         held_out_summary,
         iter_calibrate_profile,
         top_relations,
     )
+    from ..pipeline.run import drive
 
     output = Path(args.output)
     if output.exists() and not args.overwrite:
@@ -84,7 +92,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
         pairs, scale, how = read_pairs(args.pairs, args.scale)
         options = CalibrateOptions(
             scale=scale,
-            model=args.model,
+            model=DEFAULT_MODEL if args.model is None else args.model,
             method=args.method,
             steps=args.steps,
             learning_rate=args.learning_rate,
@@ -102,14 +110,13 @@ def calibrate_command(args: argparse.Namespace) -> int:
             [(p.lr, p.hr) for p in pairs], options, names=[p.key for p in pairs]
         )
         every = max(1, args.steps // 10)
-        try:
-            while True:
-                report = next(run)
-                done = report.step + 1
-                if done % every == 0 or done == args.steps:
-                    print(f"  step {done}/{args.steps}, loss {report.loss:.4f}", file=sys.stderr)
-        except StopIteration as finished:
-            profile = finished.value
+
+        def report(step: CalibrationStep) -> None:
+            done = step.step + 1
+            if done % every == 0 or done == args.steps:
+                print(f"  step {done}/{args.steps}, loss {step.loss:.4f}", file=sys.stderr)
+
+        profile = drive(run, report)
         save_model(output, profile.state_dict, profile.info, overwrite=args.overwrite)
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

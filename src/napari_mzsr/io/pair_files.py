@@ -43,6 +43,8 @@ def find_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     ------
     FileNotFoundError
         ``folder`` is not a folder, or holds no complete pair.
+    ValueError
+        Two LR (or two HR) files of one key, e.g. ``001L.png`` and ``001_LR.tif``.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -52,7 +54,13 @@ def find_pairs(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
         match = PAIR_NAME.match(path.stem)
         if path.suffix.lower() in SUFFIXES and match:
             kind = "lr" if match["kind"].lower() in ("l", "lr") else "hr"
-            found.setdefault(match["key"], {})[kind] = path
+            files = found.setdefault(match["key"], {})
+            if kind in files:
+                raise ValueError(
+                    f"two {kind.upper()} files for key {match['key']!r}: {files[kind].name} "
+                    f"and {path.name}; keep one"
+                )
+            files[kind] = path
     pairs = [(key, p["lr"], p["hr"]) for key, p in sorted(found.items()) if len(p) == 2]
     if not pairs:
         raise FileNotFoundError(

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..core.adaptation import Cancelled
 from ..core.axial import (
     adapt_axial,
     axial_output_length,
@@ -53,6 +52,7 @@ from .axial_options import (
     AxialOptions,
     check_axial_factor,
 )
+from .run import cancelled_units, drive
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -636,16 +636,7 @@ def super_resolve_axial(
     run = iter_super_resolve_axial(
         volume, options, z_factor=z_factor, channel_axis=channel_axis, out=out
     )
-    try:
-        while True:
-            report = next(run)
-            if progress is not None:
-                progress(report)
-            if cancel is not None and cancel():
-                run.close()
-                raise Cancelled(f"cancelled after {report.done} of {report.total} units")
-    except StopIteration as done:
-        return done.value
+    return drive(run, progress, cancel, cancelled_units)
 
 
 def super_resolve_axial_dask(

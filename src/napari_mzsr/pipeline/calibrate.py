@@ -2,9 +2,9 @@
 (LR, HR) pairs to a *camera profile*, a theta_M that :func:`napari_mzsr.super_resolve`,
 the widget and the command line take as ``model``.
 
-The entry points check their options once (:class:`CalibrateOptions`) and run
-:func:`napari_mzsr.core.calibration.iter_calibrate`; the profile's
-``info.training`` holds its provenance (pairs and their measured registration, steps,
+The entry points check their options once (:class:`CalibrateOptions`), load the starting
+theta_M and run :func:`napari_mzsr.core.calibration.iter_calibrate` on its network; the
+profile's ``info.training`` holds its provenance (pairs and their measured registration, steps,
 relation weights, PSNR on the held-back rows of the pairs) and
 :func:`napari_mzsr.save_model` writes it like any theta_M file.
 """
@@ -14,18 +14,19 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..core import checks
-from ..core.adaptation import Cancelled
 from ..core.calibration import METHODS, CalibrationOptions, CalibrationStep, iter_calibrate
 from ..core.devices import resolve_device
+from ..core.distortions import Distortion
 from ..io.model_file import MZSRModel, load_model
 from .options import scale_pair
+from .run import drive, step_progress
 
 DEFAULT_MODEL = "direct-x2"
 
@@ -38,6 +39,17 @@ def calibration_scale(value: object) -> float:
     if sy != sx:
         raise ValueError(f"scale must be the same for Y and X in a calibration, got {value!r}")
     return sy
+
+
+@dataclass
+class Profile:
+    """A calibration's result: the camera profile and what was measured (as in its
+    ``info.training``)."""
+
+    model: MZSRModel
+    relations: list[dict[str, Any]]
+    held_out: dict[str, float]
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,45 @@ def _pairs(pairs: object) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def _iter_profile(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    scale: float,
+    base: MZSRModel,
+    *,
+    name: str,
+    device: torch.device | str,
+    **kwargs: Any,
+) -> Generator[CalibrationStep, None, Profile]:
+    """Calibrate ``base``'s network (``kwargs`` go to the core's ``iter_calibrate``) and
+    make the profile: the base's metadata with the calibration's name, scale and
+    provenance (degradation ``"bicubic"`` for a non-integer scale: the son of a further
+    zero-shot adaptation then follows the non-integer convention, blur then MATLAB
+    bicubic)."""
+    info = base.info
+    # A scale-aware theta_M is bound to the pairs' factor; a plain one ignores it.
+    network = base.network(device, scale)
+    result = yield from iter_calibrate(pairs, scale, network=network, device=device, **kwargs)
+    provenance = {
+        "stage": "calibration",
+        "method": result.record["method"],
+        "base_model": {"name": info.name, "source": base.source, "scales": info.scales},
+        **result.record,
+    }
+    integer = abs(scale - round(scale)) < 1e-9
+    # replace keeps every other field of the base's file (shape, schedule, architecture).
+    profile_info = replace(
+        info,
+        name=name,
+        scales=[float(scale)],
+        degradation=info.degradation if integer else "bicubic",
+        training=provenance,
+    )
+    state = result.network.state_dict()
+    state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in state.items()}
+    profile = MZSRModel(profile_info, state, "")
+    return Profile(profile, result.relations, result.held_out, result.seconds)
+
+
 def iter_calibrate_profile(
     pairs: Sequence[tuple[np.ndarray, np.ndarray]],
     options: CalibrateOptions,
@@ -122,10 +173,10 @@ def iter_calibrate_profile(
     """The calibration with checked ``options``: yields a
     :class:`~napari_mzsr.core.calibration.CalibrationStep` after every update and
     returns the profile. Closing it between updates cancels the run."""
-    result = yield from iter_calibrate(
+    result = yield from _iter_profile(
         _pairs(pairs),
         options.scale,
-        model=options.model,
+        options.model,
         method=options.method,
         options=options.hyper,
         auxiliary_images=auxiliary_images,
@@ -135,6 +186,36 @@ def iter_calibrate_profile(
         device=options.device,
     )
     return result.model
+
+
+def calibrate_profile(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    scale: float,
+    *,
+    model: str | os.PathLike | MZSRModel = DEFAULT_MODEL,
+    options: CalibrationOptions | None = None,
+    distortions: Sequence[Distortion] | None = None,
+    name: str = "profile",
+    device: torch.device | str = "cpu",
+    progress: Callable[[CalibrationStep], None] | None = None,
+    **kwargs: Any,
+) -> Profile:
+    """A calibration with every hyper-parameter of the core (``options``, the auxiliary
+    ``distortions``; ``kwargs``: ``method``, ``auxiliary_images``, ``names``, ``seed``)
+    for experiments and benchmarks, returning the profile with its measurements;
+    ``progress`` is called after each update. :func:`calibrate` is the checked entry
+    point."""
+    run = _iter_profile(
+        pairs,
+        scale,
+        load_model(model),
+        options=options,
+        distortions=distortions,
+        name=name,
+        device=device,
+        **kwargs,
+    )
+    return drive(run, progress)
 
 
 def calibrate(
@@ -170,7 +251,8 @@ def calibrate(
         Magnification from LR to HR (> 1; non-integer allowed; the same for both axes).
         The profile serves exactly this factor.
     model : str, path or MZSRModel
-        Starting theta_M (default the shipped ``"direct-x2"``).
+        Starting theta_M (default the shipped ``"direct-x2"``); a scale-aware one is
+        bound to ``scale`` and the profile stays scale-aware.
     method : {"drtl", "drtl-meta", "finetune"}
         DRTL's pre-training variant (auxiliary synthetic distortions weighted by their
         gradient relation to the real pairs), its meta-learning variant, or plain
@@ -230,16 +312,7 @@ def calibrate(
         seed=seed,
     )
     run = iter_calibrate_profile(pairs, options, names=names, auxiliary_images=auxiliary_images)
-    try:
-        while True:
-            report = next(run)
-            if progress is not None:
-                progress(report.step + 1, report.loss)
-            if cancel is not None and cancel():
-                run.close()
-                raise Cancelled("calibration cancelled")
-    except StopIteration as done:
-        return done.value
+    return drive(run, step_progress(progress), cancel)
 
 
 def held_out_summary(profile: MZSRModel) -> str:

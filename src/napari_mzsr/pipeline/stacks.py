@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..core import checks
-from ..core.adaptation import Cancelled, StepReport
+from ..core.adaptation import StepReport
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
 from ..core.kernel_estimation import KernelEstimate
 from ..io.model_file import MZSRModel
@@ -37,7 +37,7 @@ from .adapted import AdaptedModel
 from .images import ImageData, image_data, split_axes
 from .kernel_choice import resolve_kernel
 from .options import AUTO_PATCHES, AdaptOptions, ApplyOptions
-from .run import adapt_image, plan_stages
+from .run import adapt_image, cancelled_units, drive, plan_stages
 
 Mode = Literal["once", "per_slice"]
 MODES: tuple[str, ...] = ("once", "per_slice")
@@ -383,13 +383,4 @@ output_dtype, precision, adapt_patch, adapt_patches, tile, ensemble, back_projec
     run = iter_super_resolve_stack(
         data, options, apply, mode=mode, rgb=rgb, index=index, current_only=current_only
     )
-    try:
-        while True:
-            report = next(run)
-            if progress is not None:
-                progress(report)
-            if cancel is not None and cancel():
-                run.close()
-                raise Cancelled(f"cancelled after {report.done} of {report.total} units")
-    except StopIteration as done:
-        return done.value
+    return drive(run, progress, cancel, cancelled_units)

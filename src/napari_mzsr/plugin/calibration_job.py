@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.qt.threading import thread_worker
 
+from ..core.calibration import METHODS as CALIBRATION_METHODS
+from ..core.calibration import CalibrationStep
 from .jobs import plain_message
 
 if TYPE_CHECKING:
@@ -19,11 +21,13 @@ if TYPE_CHECKING:
     from ..pipeline.calibrate import CalibrateOptions
 
 SOURCES = (("LR and HR layers", "layers"), ("a folder of pairs", "folder"))
-METHODS = (
-    ("DRTL (relation-weighted distortions)", "drtl"),
-    ("DRTL, meta-learning variant", "drtl-meta"),
-    ("plain fine-tune", "finetune"),
-)
+METHOD_LABELS = {
+    "finetune": "plain fine-tune",
+    "drtl": "DRTL (relation-weighted distortions)",
+    "drtl-meta": "DRTL, meta-learning variant",
+}
+# Every method of the core, labelled (a method without a label fails here, at import).
+METHODS = tuple((METHOD_LABELS[method], method) for method in CALIBRATION_METHODS)
 
 
 @dataclass
@@ -47,13 +51,15 @@ class CalibrationValues:
 
 @dataclass
 class CalibrationJob:
-    """Checked options, the pairs and where the profile goes."""
+    """Checked options, the pairs (or the folder the worker reads them from) and where
+    the profile goes."""
 
     options: CalibrateOptions
     pairs: list[tuple[np.ndarray, np.ndarray]]
     names: list[str]
     path: Path
     overwrite: bool
+    folder: Path | None = None
 
 
 @dataclass
@@ -80,16 +86,17 @@ def _layer_image(data: Any, name: str, control: str) -> np.ndarray:
 
 
 def make_calibration(values: CalibrationValues) -> CalibrationJob:
-    """Check the section's values and read the pairs (reads files; fast).
+    """Check the section's values (on the GUI thread: reads no file; a folder's pairs
+    are read by :func:`calibration_work`). ``values.model`` None starts from
+    :data:`~napari_mzsr.pipeline.calibrate.DEFAULT_MODEL`.
 
     Raises
     ------
-    ValueError, FileNotFoundError
-        A bad value, missing layer or folder, an existing file without 'replace', or
-        a misregistered pair; the message names the control.
+    ValueError
+        A bad value, missing layer or folder, or an existing file without 'replace';
+        the message names the control.
     """
-    from ..io.pair_files import read_pairs
-    from ..pipeline.calibrate import CalibrateOptions
+    from ..pipeline.calibrate import DEFAULT_MODEL, CalibrateOptions
 
     if not values.save_to or Path(values.save_to).is_dir():
         raise ValueError("choose a file to save the profile to under 'save profile to'")
@@ -98,44 +105,50 @@ def make_calibration(values: CalibrationValues) -> CalibrationJob:
         path = path.with_name(path.name + ".pt")
     if path.exists() and not values.overwrite:
         raise ValueError(f"{path.name} exists: tick 'replace existing file' or choose another")
+    folder = None
     if values.source == "folder":
         if not values.folder or not Path(values.folder).is_dir():
             raise ValueError("choose the folder of (LR, HR) pairs under 'pairs folder'")
-        read, _, _ = read_pairs(values.folder, values.scale)
-        pairs = [(p.lr, p.hr) for p in read]
-        names = [p.key for p in read]
+        folder, pairs, names = Path(values.folder), [], []
     else:
         lr = _layer_image(values.lr, values.lr_name, "LR layer")
         hr = _layer_image(values.hr, values.hr_name, "HR layer")
         pairs, names = [(lr, hr)], [f"{values.lr_name} / {values.hr_name}"]
     options = CalibrateOptions(
         scale=values.scale,
-        model=values.model,
+        model=DEFAULT_MODEL if values.model is None else values.model,
         method=values.method,
         steps=values.steps,
         name=path.stem,
         device=values.device,
     )
-    return CalibrationJob(options, pairs, names, path, values.overwrite)
+    return CalibrationJob(options, pairs, names, path, values.overwrite, folder)
+
+
+def job_pairs(job: CalibrationJob) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str]]:
+    """The job's pairs and their names: read from its folder (LR images on their native
+    grid, :func:`~napari_mzsr.io.pair_files.read_pairs`) when it has one."""
+    from ..io.pair_files import read_pairs
+
+    if job.folder is None:
+        return job.pairs, job.names
+    read, _, _ = read_pairs(job.folder, job.options.scale)
+    return [(p.lr, p.hr) for p in read], [p.key for p in read]
 
 
 @thread_worker
-def calibration_work(job: CalibrationJob) -> Generator[tuple[int, int, float], None, Any]:
-    """Calibrate, yielding ``(done, steps, loss)`` after every update, then save the
-    profile atomically; returns a :class:`CalibrationOutcome` (errors included, as a
-    plain message). Quitting the worker stops it between updates and saves nothing."""
+def calibration_work(job: CalibrationJob) -> Generator[CalibrationStep, None, Any]:
+    """Read the pairs (:func:`job_pairs`), calibrate, yielding the
+    :class:`~napari_mzsr.core.calibration.CalibrationStep` of every update, then save
+    the profile atomically; returns a
+    :class:`CalibrationOutcome` (errors included, as a plain message). Quitting the
+    worker closes the calibration between updates and saves nothing."""
     from ..io.model_file import save_model
     from ..pipeline.calibrate import iter_calibrate_profile
 
     try:
-        run = iter_calibrate_profile(job.pairs, job.options, names=job.names)
-        while True:
-            try:
-                report = next(run)
-            except StopIteration as done:
-                profile = done.value
-                break
-            yield report.step + 1, report.steps, report.loss
+        pairs, names = job_pairs(job)
+        profile = yield from iter_calibrate_profile(pairs, job.options, names=names)
         save_model(job.path, profile.state_dict, profile.info, overwrite=job.overwrite)
     except Exception as exc:
         return CalibrationOutcome(error=plain_message(exc))

@@ -519,7 +519,7 @@ class MZSRWidget(Container):
         path = Path(self._model_file.value)
         return str(path) if path.is_file() else ""
 
-    def _load_model(self) -> MZSRModel | None:
+    def current_model(self) -> MZSRModel | None:
         """The chosen theta_M (None: "auto"), loaded once per source."""
         from ..io.model_file import load_model
 
@@ -531,6 +531,22 @@ class MZSRWidget(Container):
         if source not in self._loaded:
             self._loaded = {source: load_model(source)}
         return self._loaded[source]
+
+    @property
+    def device(self) -> str:
+        """The chosen device (``"auto"``, ``"cpu"``, ``"cuda:N"``, ``"mps"``)."""
+        return self._device.value
+
+    def add_model(self, label: str, source: str, model: MZSRModel) -> None:
+        """Offer a loaded ``model`` in the model list as ``label`` (its value ``source``,
+        the file it was saved to) and select it; a model that serves one factor sets
+        the scale to it. The model is kept loaded, next to the others."""
+        self._loaded[source] = model
+        self._model.set_choice(label, source)
+        self._model.value = source
+        if len(model.info.scales) == 1:
+            self._scale_x_on.value = False
+            self._scale.value = model.info.scales[0]
 
     def _factors(self) -> tuple[float, float]:
         sy = round(float(self._scale.value), 4)
@@ -555,7 +571,7 @@ class MZSRWidget(Container):
         from ..cli.model_table import summarize
 
         try:
-            model = self._load_model()
+            model = self.current_model()
         except Exception as exc:  # any unreadable file: say so next to the option
             self._model_info.value = ""
             self._show_warnings([plain_message(exc)])
@@ -739,7 +755,7 @@ class MZSRWidget(Container):
         return Values(
             layers=layers,
             indices=[self._slice_index(layer) for layer in layers],
-            model=self._load_model(),
+            model=self.current_model(),
             scale=self._factors(),
             kernel=kernel,
             kernel_text=kernel_text,
@@ -764,7 +780,7 @@ class MZSRWidget(Container):
         sigma = float(self._axial_sigma.value)
         return AxialValues(
             layers=self._layers_to_run(),
-            model=self._load_model(),
+            model=self.current_model(),
             sigma=sigma if sigma > 0 else None,
             steps=int(self._steps.value),
             device=self._device.value,
@@ -1133,7 +1149,8 @@ def _readme_link() -> str:
 
 CALIBRATION_TOOLTIPS = {
     "show": "calibrate the model to your camera or microscope from a few registered real "
-    "(LR, HR) pairs of the same field; the profile is saved and added to the model list",
+    "(LR, HR) pairs of the same field, starting from the model chosen above; the profile is "
+    "saved and added to the model list",
     "source": "one pair from two image layers, or every pair of a folder (files such as "
     "001L.png / 001H.png or a_LR.tif / a_HR.tif; an LR image stored at the HR size is read "
     "back on its grid)",
@@ -1236,9 +1253,9 @@ class CalibrationSection(Container):
             steps=int(self._steps.value),
             save_to=str(self._save_to.value) if str(self._save_to.value) not in ("", ".") else "",
             overwrite=bool(self._overwrite.value),
-            # The model chosen above is the start; "auto" starts from direct-x2.
-            model=owner._load_model() or "direct-x2",
-            device=owner._device.value,
+            # The model chosen above is the start (None: "auto", the calibration's default).
+            model=owner.current_model(),
+            device=owner.device,
         )
 
     def start(self, *_: object) -> None:
@@ -1259,8 +1276,11 @@ class CalibrationSection(Container):
         self._set_running(True)
         self._progress.max, self._progress.value = job.options.steps, 0
         self._status.native.setStyleSheet("")
-        pairs = "pair" if len(job.pairs) == 1 else "pairs"
-        self._status.value = f"calibrating on {len(job.pairs)} {pairs}..."
+        if job.folder is not None:
+            self._status.value = f"reading the pairs of {job.folder.name}, then calibrating..."
+        else:
+            pairs = "pair" if len(job.pairs) == 1 else "pairs"
+            self._status.value = f"calibrating on {len(job.pairs)} {pairs}..."
         self._started = time.monotonic()
         worker.start()
 
@@ -1278,10 +1298,10 @@ class CalibrationSection(Container):
         self._status.value = f"failed: {message}"
         show_error(f"MZSR calibration: {message}")
 
-    def _on_progress(self, report: tuple[int, int, float]) -> None:
-        done, steps, loss = report
+    def _on_progress(self, report: Any) -> None:
+        done, steps = report.step + 1, report.steps
         self._progress.max, self._progress.value = steps, done
-        self._status.value = f"update {done}/{steps}, loss {loss:.4g}"
+        self._status.value = f"update {done}/{steps}, loss {report.loss:.4g}"
 
     def _on_returned(self, outcome: CalibrationOutcome) -> None:
         if outcome.error is not None:
@@ -1293,13 +1313,7 @@ class CalibrationSection(Container):
     def add_profile(self, profile: Any, path: Path) -> None:
         """Put a saved profile in the owner's model list, select it and set the scale
         it serves."""
-        owner = self._owner
-        source = str(path)
-        owner._loaded = {source: profile}
-        owner._model.set_choice(profile_label(profile, path), source)
-        owner._model.value = source
-        owner._scale_x_on.value = False
-        owner._scale.value = profile.info.scales[0]
+        self._owner.add_model(profile_label(profile, path), str(path), profile)
 
     def _on_aborted(self) -> None:
         self._status.value = "calibration cancelled; nothing was saved"
