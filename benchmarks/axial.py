@@ -247,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if figure is not None:
             factor, planes = figure
             labels = [
+                f"input as acquired, x{factor} coarser along Z (each slice shown {factor} times)",
                 f"cubic along Z, x{factor}",
                 f"MZSR axial, x{factor}, true sigma",
                 "ground truth (isotropic)",
@@ -297,7 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(factor, {m: round(scores[m]["psnr_volume"], 2) for m in methods}, flush=True)
         if "mzsr_true" in outputs and (factor == 4 or figure is None):
             y = truth.shape[1] // 2
-            figure = (factor, [outputs["cubic"][:, y], outputs["mzsr_true"][:, y], truth[:, y]])
+            acquired = np.repeat(lr[:, y], factor, axis=0)[: truth.shape[0]]
+            planes = [acquired, outputs["cubic"][:, y], outputs["mzsr_true"][:, y], truth[:, y]]
+            figure = (factor, planes)
         report()
     if not args.no_timing:
         timing_result = timing(args, truth_full)

@@ -48,7 +48,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from napari_mzsr.core.adaptation import StepReport, infer, prepare, prepare_net, son_loss
 from napari_mzsr.core.devices import memory_format, physical_cores, resolve_precision
 from napari_mzsr.core.metrics import psnr
-from napari_mzsr.core.network import MZSRNet
 from napari_mzsr.io.atomic import atomic_path
 from napari_mzsr.io.model_file import MZSRModel, load_model
 from napari_mzsr.pipeline.adapted import AdaptedModel
@@ -77,8 +76,10 @@ class WatchedModel(MZSRModel):
     """theta_M that remembers the network it last made, so that the benchmark can read
     the weights the pipeline adapts between steps."""
 
-    def network(self, device: torch.device | str = "cpu") -> MZSRNet:
-        self.net = super().network(device)
+    def network(
+        self, device: torch.device | str = "cpu", scale: float | tuple[float, float] | None = None
+    ) -> torch.nn.Module:
+        self.net = super().network(device, scale)
         return self.net
 
 

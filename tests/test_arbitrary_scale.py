@@ -13,11 +13,12 @@ from tiny_models import save_tiny_model
 
 from napari_mzsr import degrade, estimate_kernel, gaussian_kernel, imresize, super_resolve
 from napari_mzsr.core.degradation import degrade_tensor
+from napari_mzsr.core.gradual import step_factors, step_kernel
 from napari_mzsr.core.kernels import kernel_covariance
 from napari_mzsr.core.refinement import _upsample_aligned, back_project, self_ensemble
 from napari_mzsr.core.tiling import grid_step
 from napari_mzsr.io import model_file
-from napari_mzsr.pipeline import gradual, options
+from napari_mzsr.pipeline import gradual
 from napari_mzsr.pipeline.options import choose_model, scale_for_shape, scale_pair
 from napari_mzsr.pipeline.run import iter_super_resolve
 
@@ -57,8 +58,7 @@ def shipped(tmp_path, monkeypatch):
             "multiscale": dict(scales=SERVED, degradation="bicubic"),
         }
         paths = {n: save_tiny_model(folder / f"{n}.pt", n, features=4, **specs[n]) for n in names}
-        for module in (model_file, options, gradual):
-            monkeypatch.setattr(module, "shipped_models", lambda: dict(paths))
+        monkeypatch.setattr(model_file, "shipped_models", lambda: dict(paths))
         return paths
 
     return ship
@@ -140,7 +140,7 @@ def test_gradual_plans():
     with pytest.raises(ValueError, match="nor in steps"):
         gradual.plan_steps((6.0, 6.0), x2)
     # Exact sizes: the steps' factors are ratios of whole sizes, tileable, ending on ceil.
-    factors = gradual.step_factors((100, 37), (8.0, 2.0), steps)
+    factors = step_factors((100, 37), (8.0, 2.0), steps)
     sizes = [(100, 37)]
     for fy, fx in factors:
         sizes.append((round(sizes[-1][0] * fy), round(sizes[-1][1] * fx)))
@@ -190,10 +190,10 @@ def test_stacks_run_gradual_steps_and_dask_arrays_refuse_them(arb):
 
 def test_step_kernels_follow_the_step_factors():
     kernel = gaussian_kernel(1.3 * 16, 1.3 * 16, size=41)  # 1.3 (s/2)^2 at x8
-    step = gradual.step_kernel(kernel, (8.0, 8.0), (4.0, 4.0), 2)
+    step = step_kernel(kernel, (8.0, 8.0), (4.0, 4.0), 2)
     # 1.3 (4/2)^2, up to the truncation of its +-3 sigma grid.
     np.testing.assert_allclose(kernel_covariance(step), np.eye(2) * 1.3 * 4, rtol=0.02, atol=1e-9)
-    assert gradual.step_kernel(kernel, (8.0, 8.0), (8.0, 8.0), 1) is kernel
+    assert step_kernel(kernel, (8.0, 8.0), (8.0, 8.0), 1) is kernel
 
 
 def test_self_ensemble_keeps_the_axes_for_unequal_factors():

@@ -19,6 +19,7 @@ from napari_mzsr.core.axial import (
     column_kernel,
     degrade_axial,
     degrade_axial_tensor,
+    network_radius,
     output_voxel_geometry,
     patch_plan,
     sigma_from_fwhm,
@@ -359,3 +360,98 @@ def test_public_api_is_keyword_only_and_checked_once(axial_model):
         next(iter_super_resolve_axial(volume, options, z_factor=2, steps=3))
     with pytest.raises(ValueError, match="adapt_patch"):
         AxialOptions(**_options(axial_model, adapt_patch=4))
+
+
+# --- scale-aware models (review 1.1) ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scale_aware_axial_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "tiny-axial-sa.pt"
+    return save_tiny_model(
+        path, "tiny-axial-sa", channels=1, features=8, scales=(1.5, 4.0),
+        degradation="bicubic", adaptation_layers=(2, 5), experts_std=0.5,
+    )  # fmt: skip
+
+
+def test_scale_aware_model_runs_bound_to_each_stage_and_blocks_join(scale_aware_axial_model):
+    """Each stage's network is bound to (stage factor, 1), and the blocks, tiles and
+    gradual stages read the network's receptive radius (layers + adaptations) of context."""
+    from napari_mzsr.core.scale_aware import ScaleAwareNet
+
+    model = scale_aware_axial_model
+    volume = _smooth_volume((4, 40, 38), seed=6)
+    options = _options(model, max_step=2.0)
+    adapted = _adapted(volume, model, factor=4)
+    assert adapted.margin == 14  # 8 layers + 2 adaptations of 3 pixels, one stage
+    nets = [s.net for s in _adapted_stages(volume, model, 4, max_step=2.0)]
+    assert [n.scale for n in nets] == [(2.0, 1.0), (2.0, 1.0)]
+    assert all(isinstance(n, ScaleAwareNet) for n in nets)
+    assert network_radius(nets[0]) == 14 and network_radius(MZSRNet(1, 8)) == 8
+    whole = super_resolve_axial(volume, z_factor=4, block=64, **options)
+    blocks = super_resolve_axial(volume, z_factor=4, block=9, **options)
+    tiles = super_resolve_axial(volume, z_factor=4, block=64, tile=8, **options)
+    assert whole.shape == (16, 40, 38)
+    np.testing.assert_allclose(blocks, whole, atol=1e-6)
+    np.testing.assert_allclose(tiles, whole, atol=1e-6)
+
+
+def _adapted_stages(volume, model, factor, **extra):
+    run = iter_adapt_axial(volume, factor, AxialOptions(**_options(model, **extra)))
+    try:
+        while True:
+            next(run)
+    except StopIteration as done:
+        return done.value.stages
+
+
+def test_out_must_have_the_output_shape_and_dtype(axial_model):
+    """``out`` is checked for the dtype asked for (output_dtype, default the volume's) as
+    well as its shape, before any work; a matching one is filled and returned."""
+    volume = _smooth_volume((6, 20, 18))
+    options = _options(axial_model)
+    for out, match in (
+        (np.empty((12, 20, 18), np.uint8), "out must have dtype float32"),
+        (np.empty((12, 20, 18), np.float64), "out must have dtype float32"),
+        (np.empty((12, 20, 17), np.float32), "out must have shape"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            next(iter_super_resolve_axial(volume, z_factor=2, out=out, **options))
+    with pytest.raises(ValueError, match="out must have dtype uint16"):
+        super_resolve_axial(
+            volume, z_factor=2, out=np.empty((12, 20, 18), np.float32),
+            output_dtype="uint16", **options,
+        )  # fmt: skip
+    adapted = _adapted(volume, axial_model, factor=2)
+    with pytest.raises(ValueError, match="out must have dtype float32"):
+        next(iter_apply_axial(adapted, volume, _apply(axial_model), out=np.empty((12, 20, 18))))
+    stacked = np.stack([volume, volume], axis=1)
+    with pytest.raises(ValueError, match="out must have dtype float32"):
+        next(
+            iter_super_resolve_axial(
+                stacked, z_factor=2, channel_axis=1, out=np.empty((12, 2, 20, 18)), **options
+            )
+        )
+    out = np.zeros((12, 20, 18), np.float32)
+    assert super_resolve_axial(volume, z_factor=2, out=out, **options) is out
+    np.testing.assert_allclose(out, super_resolve_axial(volume, z_factor=2, **options))
+
+
+def test_output_dtype_is_checked_by_one_rule_for_images_and_stacks(axial_model):
+    """core.checks.output_dtype is the one check of ``output_dtype`` (image and axial)."""
+    from napari_mzsr.core import checks
+    from napari_mzsr.pipeline.options import ApplyOptions
+
+    assert checks.output_dtype(None) is None
+    assert checks.output_dtype("uint16") == np.dtype(np.uint16)
+    assert checks.output_dtype(np.float32) == np.dtype(np.float32)
+    for bad, match in (("nonsense", "a numpy dtype"), (bool, "integer or float"), (complex, "")):
+        with pytest.raises(ValueError, match=f"output_dtype must be .*{match}") as err:
+            checks.output_dtype(bad)
+        with pytest.raises(ValueError) as image:
+            ApplyOptions(output_dtype=bad)
+        with pytest.raises(ValueError) as stack:
+            AxialOptions(**_options(axial_model, output_dtype=bad))
+        assert str(image.value) == str(stack.value) == str(err.value)
+    assert AxialOptions(**_options(axial_model, output_dtype="u2")).output_dtype == np.uint16
+    assert ApplyOptions(output_dtype="f4").output_dtype == np.float32

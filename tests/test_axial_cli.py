@@ -105,3 +105,37 @@ def test_axes_kernels_and_the_bicubic_grid_offset():
     moved = axial_meta(ImageMeta("ome-zarr", "ZYX", ngff=ngff), 2.5, -0.3)
     assert moved.ngff["scale"][0] == pytest.approx(0.4)
     assert moved.ngff["translation"][0] == pytest.approx(-0.3)
+
+
+@pytest.mark.parametrize(
+    "extra, flag", [(("--ensemble", "mean"), "--ensemble"), (("--back-projection", "2"), "--back")]
+)
+def test_axial_refuses_the_image_only_flags(tmp_path, tiny_gray_model, capsys, extra, flag):
+    """--ensemble and --back-projection have no axial counterpart: refused, not ignored."""
+    tifffile.imwrite(tmp_path / "plain.tif", _stack((4, 24, 24)))
+    assert _axial(tmp_path, tiny_gray_model, tmp_path / "plain.tif", "--z-factor", "2", *extra) == 2
+    err = capsys.readouterr().err
+    assert flag in err and "--axial" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "plain_isoz_mzsr.tif").exists()
+
+
+def test_ome_zarr_axis_units_are_converted():
+    """OME-Zarr axes may give each its own unit: the sizes are converted to µm (an axis
+    with an unknown unit, or units on some axes only, gives no voxel size)."""
+
+    def meta(units, scale=(1.0, 250.0, 250.0)):
+        axes = [
+            {"name": n, "type": "space", **({"unit": u} if u else {})}
+            for n, u in zip("zyx", units, strict=True)
+        ]
+        return ImageMeta("ome-zarr", "ZYX", ngff={"axes": axes, "scale": list(scale)})
+
+    assert voxel_size(meta(("micrometer", "nanometer", "nanometer"))) == pytest.approx(
+        (1.0, 0.25, 0.25)
+    )
+    assert voxel_size(meta(("millimeter",) * 3, (0.002, 0.0005, 0.0005))) == pytest.approx(
+        (2.0, 0.5, 0.5)
+    )
+    assert voxel_size(meta((None,) * 3, (2.0, 0.5, 0.5))) == (2.0, 0.5, 0.5)  # one unit
+    assert voxel_size(meta(("micrometer", None, None))) is None
+    assert voxel_size(meta(("parsec", "micrometer", "micrometer"))) is None

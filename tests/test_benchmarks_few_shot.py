@@ -61,6 +61,7 @@ def test_benchmark_writes_results_and_figure(pair_dir, tmp_path):
     argv += ["--test-pairs", "3", "--shots", "1,2", "--model", str(model), "--steps", "2"]
     argv += ["--zero-shot-steps", "1", "--crop", "0", "--figure-size", "64", "--out", str(out)]
     argv += ["--name", "toy", "--save-profile", str(tmp_path / "camera.pt")]
+    argv += ["--skip", "drtl-meta=1"]
     md = few_shot.main(argv)
     text = md.read_text()
     assert text.startswith("# Few-shot calibration: toy")
@@ -68,8 +69,13 @@ def test_benchmark_writes_results_and_figure(pair_dir, tmp_path):
     data = json.loads((out / "few_shot_toy_cpu.json").read_text())
     labels = set(data["columns"])
     expected = {"bicubic", "MZSR(1) zero-shot", "DRTL 2-shot + MZSR(1)"}
-    expected |= {f"{m} {k}-shot" for m in ("fine-tune", "DRTL", "DRTL-meta") for k in (1, 2)}
-    assert labels == expected
+    expected |= {f"{m} {k}-shot" for m in ("fine-tune", "DRTL") for k in (1, 2)}
+    assert labels == expected | {"DRTL-meta 2-shot"}
+    assert data["left_out"] == ["DRTL-meta 1-shot"] and "Left out to save time" in text
+    # Each target as a line with its measured margin.
+    assert "- DRTL 2-shot >= fine-tune 2-shot + 0.3 dB:" in text
+    assert "- DRTL-meta 2-shot >= MZSR(1) zero-shot + 1.0 dB:" in text
+    assert "- DRTL 1-shot > MZSR(1) zero-shot:" in text
     assert all(len(c["images"]) == 1 for c in data["columns"].values())
     assert data["calibrations"]["DRTL 2-shot"]["pairs"] == ["001", "002"]
     figure = Image.open(out / "few_shot_toy_cpu.png")

@@ -29,6 +29,7 @@ from napari_mzsr.core.pair_checks import (
 )
 from napari_mzsr.core.resize import imresize
 from napari_mzsr.io.model_file import load_model, save_model
+from napari_mzsr.pipeline.calibrate import calibrate_profile
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -227,7 +228,7 @@ def test_calibration_beats_the_starting_point_on_held_back_rows(tiny, toy_pairs,
     options = cal.CalibrationOptions(
         steps=30, lr=3e-3, batch=4, patch=32, relation_every=15, holdout=0.25
     )
-    result = cal.calibrate_profile(
+    result = calibrate_profile(
         toy_pairs, 2.0, model=tiny, method=method, options=options, distortions=TOY_TASKS
     )
     held = result.held_out
@@ -239,7 +240,7 @@ def test_profile_round_trip_keeps_weights_and_provenance(tiny, tmp_path):
     pairs = [pair_from(scene(192, seed=s), TOY_TASKS[1], 2.0) for s in range(2)]
     options = cal.CalibrationOptions(steps=4, batch=2, patch=32, relation_every=2, holdout=0.25)
     steps = []
-    result = cal.calibrate_profile(
+    result = calibrate_profile(
         pairs,
         2.0,
         model=tiny,
@@ -277,22 +278,22 @@ def test_non_integer_profile_uses_the_bicubic_son(tiny):
     truth = Distortion("truth", gaussian_kernel(2.0, size=15))
     pairs = [pair_from(scene(200, seed=4), truth, 2.5)]
     options = cal.CalibrationOptions(steps=1, batch=2, patch=32, holdout=0.0)
-    result = cal.calibrate_profile(pairs, 2.5, model=tiny, method="finetune", options=options)
+    result = calibrate_profile(pairs, 2.5, model=tiny, method="finetune", options=options)
     assert result.model.info.scales == [2.5] and result.model.info.degradation == "bicubic"
     assert "held_out_psnr" in result.model.info.training
 
 
 def test_bad_calibration_inputs_are_refused(tiny, toy_pairs):
     with pytest.raises(ValueError, match="method must be one of"):
-        cal.calibrate_profile(toy_pairs, 2.0, model=tiny, method="magic")
+        calibrate_profile(toy_pairs, 2.0, model=tiny, method="magic")
     with pytest.raises(ValueError, match="at least one"):
-        cal.calibrate_profile([], 2.0, model=tiny)
+        calibrate_profile([], 2.0, model=tiny)
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         cal.CalibrationOptions(steps=0)
     with pytest.raises(ValueError, match="holdout"):
         cal.CalibrationOptions(holdout=0.6)
     lr, hr = toy_pairs[0]
     with pytest.raises(ValueError, match="pair 1: misregistered"):
-        cal.calibrate_profile([(lr, np.roll(hr, 4, axis=1))], 2.0, model=tiny)
+        calibrate_profile([(lr, np.roll(hr, 4, axis=1))], 2.0, model=tiny)
     with pytest.raises(ValueError, match="differ in channels"):
-        cal.calibrate_profile([(lr[..., 0], hr)], 2.0, model=tiny)
+        calibrate_profile([(lr[..., 0], hr)], 2.0, model=tiny)

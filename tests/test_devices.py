@@ -111,14 +111,30 @@ def test_cgroup_quota_v1_and_v2(tmp_path, files, expected):
     assert devices.cgroup_cpu_quota(tmp_path) == expected
 
 
-def test_limit_cpu_threads_lowers_torch_threads(monkeypatch):
+@pytest.fixture
+def fresh_threads(monkeypatch):
+    """torch at a startup count of 4 threads on a 1-core machine, not yet limited."""
     threads = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     monkeypatch.setattr(devices, "physical_cores", lambda: 1)
-    try:
-        torch.set_num_threads(2)
-        assert devices.limit_cpu_threads() == 1
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(threads)
+    monkeypatch.setattr(devices, "_STARTUP_THREADS", 4)
+    monkeypatch.setattr(devices, "_limited", False)
+    torch.set_num_threads(4)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_limit_cpu_threads_lowers_torch_threads_once(fresh_threads):
+    assert devices.limit_cpu_threads() == 1
+    assert torch.get_num_threads() == 1
+    # A later count is the user's: no later call changes it.
+    torch.set_num_threads(4)
+    assert devices.limit_cpu_threads() == 4
+    assert torch.get_num_threads() == 4
+
+
+def test_limit_cpu_threads_keeps_a_count_the_user_set(fresh_threads):
+    torch.set_num_threads(3)
+    assert devices.limit_cpu_threads() == 3
+    assert torch.get_num_threads() == 3

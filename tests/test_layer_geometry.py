@@ -62,3 +62,36 @@ def test_direct_models_keep_the_input_origin():
     np.testing.assert_allclose(translate, [10.0, -3.0])
     with pytest.raises(ValueError, match="degradation"):
         output_scale_translate([1.0, 1.0], [0.0, 0.0], 2, degradation="nearest")
+
+
+def _fake_layer(rgb=False):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        name="cells", unique_id="id-7", rgb=rgb, rotate=np.eye(3) * 2, shear=np.ones(3),
+        affine=SimpleNamespace(affine_matrix=np.eye(4) * 3), units=("um",) * 3,
+        axis_labels=("z", "y", "x"), blending="additive", opacity=0.4,
+        contrast_limits=(1.0, 9.0), gamma=0.8, colormap="magma",
+        metadata={"acq": 1, "mzsr": {"old": True}},
+    )  # fmt: skip
+
+
+def test_layer_look_copies_the_inputs_look_and_records_the_run():
+    """The one description of a result layer's look (widget and isotropic Z both)."""
+    from napari_mzsr.plugin.geometry import layer_look
+
+    src = _fake_layer()
+    look = layer_look(src, scale=[1.0, 0.5, 0.5], translate=[0, 1, 2], settings={"steps": 3})
+    assert look["rgb"] is False and look["colormap"] == "magma"
+    for key in ("rotate", "shear", "units", "axis_labels", "blending", "opacity", "gamma"):
+        assert look[key] is getattr(src, key)
+    assert look["contrast_limits"] == (1.0, 9.0)
+    np.testing.assert_array_equal(look["affine"], np.eye(4) * 3)
+    np.testing.assert_array_equal(look["scale"], [1.0, 0.5, 0.5])
+    np.testing.assert_array_equal(look["translate"], [0, 1, 2])
+    assert look["metadata"] == {
+        "acq": 1, "mzsr": {"source": "cells", "source_id": "id-7", "steps": 3}
+    }  # fmt: skip
+    assert src.metadata == {"acq": 1, "mzsr": {"old": True}}  # the input's is not touched
+    rgb = layer_look(_fake_layer(rgb=True), scale=[1, 1], translate=[0, 0], settings={})
+    assert rgb["rgb"] is True and "colormap" not in rgb

@@ -109,3 +109,22 @@ def test_bicubic_column_of_the_paper(set5, preset, paper_db):
         lr = np.rint(np.clip(lr, 0, 1) * 255) / 255
         values.append(psnr(imresize(lr, 2), hr, shave=2))
     assert np.mean(values) == pytest.approx(paper_db, abs=0.015)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("freq", [0.0, 0.05, 0.1])
+def test_bicubic_response_is_the_power_gain_of_the_downscale(scale, freq):
+    """``bicubic_response`` (used by both kernel estimators) is |H|^2 of imresize's
+    antialiased downscale by an integer factor: a cosine below the LR Nyquist comes out
+    with its amplitude multiplied by |H| at the output positions."""
+    from napari_mzsr.core.resize import bicubic_response
+
+    n = 600
+    x = np.cos(2 * np.pi * freq * np.arange(n))
+    out = imresize(x[:, None], (1 / scale, 1))[:, 0]
+    positions = scale * np.arange(out.size) + (scale - 1) / 2  # HR centre of each output
+    inner = slice(10, -10)
+    basis = np.stack([np.cos(2 * np.pi * freq * positions), np.sin(2 * np.pi * freq * positions)])
+    coef, *_ = np.linalg.lstsq(basis[:, inner].T, out[inner], rcond=None)
+    gain = np.hypot(*coef) if freq else out[inner].mean()
+    assert bicubic_response(np.array([freq]), scale)[0] == pytest.approx(gain**2, rel=1e-6)

@@ -335,7 +335,14 @@ set = ["meta.first_order=true"]
 
     out = tmp_path / "report" / "study"
     out.parent.mkdir()
+    notes = tmp_path / "notes.md"
+    notes.write_text("Findings: none at this size.\n")
+    (runs / "meta" / "0-meta" / "log.jsonl").rename(runs / "log.jsonl")  # as if not run
     study.main(["report", "--arms", str(arms), "--runs", str(runs), "--out", str(out)])
+    assert "Arms not run: meta (meta-learning only)." in out.with_suffix(".md").read_text()
+    (runs / "log.jsonl").rename(runs / "meta" / "0-meta" / "log.jsonl")
+    argv = ["report", "--arms", str(arms), "--runs", str(runs), "--out", str(out)]
+    study.main([*argv, "--notes", str(notes)])
     assert out.with_suffix(".png").stat().st_size > 0
     result = json.loads(out.with_suffix(".json").read_text())
     rows = {r["arm"]: r for r in result["rows"]}
@@ -353,8 +360,10 @@ set = ["meta.first_order=true"]
     hours = two["cpu_min"] / 60
     gain = (two["end"]["3"] - two["start"]["3"]) / hours
     assert two["gain_per_cpu_hour"]["3"] == pytest.approx(gain)
+    assert set(two["end"]) == {"0", "1", "3"} and two["end"]["0"] == curve[-1][1]["0"]
     text = out.with_suffix(".md").read_text()
     assert "python -m training.study report" in text and "gain per CPU-hour" in text
+    assert text.endswith("Findings: none at this size.\n") and "not run" not in text
 
 
 def test_validate_command_repeats_the_runs_validation(images, pretrained, tmp_path, capsys):

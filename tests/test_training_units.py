@@ -61,12 +61,14 @@ def test_widened_kernel_distribution_reaches_sharp_kernels():
 
 
 def test_make_pairs_shapes_for_non_integer_scale():
-    hr = torch.rand(2, 3, 33, 33)
+    hr = torch.rand(2, 3, 33, 33, generator=torch.Generator().manual_seed(0))
     k = torch.from_numpy(tasks.sample_kernel(np.random.default_rng(1), 2.2)).float()
     for kernel, method in ((None, "direct"), (k, "direct"), (k, "bicubic")):
         x = tasks.make_pairs(hr, 2.2, kernel, method)
         assert x.shape == hr.shape
-        assert 0 <= float(x.min()) and float(x.max()) <= 1.0 + 1e-5
+        # The LR is clipped to [0, 1]; the bicubic upsampling after it may overshoot by
+        # at most 2N(1 + N) = 0.159, N = 0.074 the cubic's negative lobe sum per axis.
+        assert -0.16 <= float(x.min()) and float(x.max()) <= 1.16
 
 
 def test_learning_rate_halves_to_floor():

@@ -120,6 +120,7 @@ def test_isotropic_z_run_cancels_and_adds_nothing(make_napari_viewer, qtbot, gra
     widget._run_button.native.click()
     qtbot.waitUntil(lambda: widget._progress.value >= 1, timeout=TIMEOUT_MS)
     assert "step" in widget._status.value
+    assert widget._progress.max == 1000 + 1  # the axial run: 1000 steps, then one block
     widget._cancel_button.native.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert len(viewer.layers) == 1 and "cancelled" in widget._status.value

@@ -85,12 +85,11 @@ def test_model_choice_follows_the_image_and_the_kernel():
 
 
 def test_model_choice_says_when_no_shipped_model_serves_the_factors(monkeypatch):
-    from napari_mzsr.io.model_file import shipped_models
-    from napari_mzsr.pipeline import gradual, options
+    from napari_mzsr.io import model_file
 
-    single = {k: v for k, v in shipped_models().items() if k.startswith(("direct", "bicubic"))}
-    monkeypatch.setattr(options, "shipped_models", lambda: single)
-    monkeypatch.setattr(gradual, "shipped_models", lambda: single)
+    shipped = model_file.shipped_models()
+    single = {k: v for k, v in shipped.items() if k.startswith(("direct", "bicubic"))}
+    monkeypatch.setattr(model_file, "shipped_models", lambda: single)
     none = choose(None, (3.0, 3.0), rgb=True)
     assert none.name is None and "no shipped model serves scale 3x3" in none.warnings[0]
 

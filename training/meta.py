@@ -17,7 +17,7 @@ theta_M, with an optional warm-up and cosine decay of its learning rate
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,13 +65,15 @@ def task_loss(
     weights: torch.Tensor,
     cfg: dict[str, Any],
     autocast: Callable[[], AbstractContextManager] = nullcontext,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A task's weighted multi-step query loss (differentiable with respect to
     ``net``'s parameters) and its query loss after the last step (detached).
 
     ``cfg`` is the recipe's ``meta`` table; ``autocast`` a context for the forward
-    passes. Inner gradients are differentiated (second order) unless ``first_order``,
-    and only at the last inner step when ``second_order_last_only``.
+    passes; ``forward_kwargs`` extra arguments of ``net`` (a scale-aware net's scale).
+    Inner gradients are differentiated (second order) unless ``first_order``, and only
+    at the last inner step when ``second_order_last_only``.
     """
     steps = cfg["inner_steps"]
     fast = dict(net.named_parameters())
@@ -79,7 +81,7 @@ def task_loss(
     for j in range(steps):
         second = not cfg["first_order"] and (j == steps - 1 or not cfg["second_order_last_only"])
         with record_function("inner-forward"), autocast():
-            out = functional_call(net, fast, (task.support_x,))
+            out = functional_call(net, fast, (task.support_x,), forward_kwargs)
         support_loss = (out.float() - task.support_y).abs().mean()
         # Without create_graph the inner gradient is a constant: the query losses still
         # backpropagate through the update chain, but not through the support graph.
@@ -89,7 +91,7 @@ def task_loss(
             name: w - cfg["inner_lr"] * g for (name, w), g in zip(fast.items(), grads, strict=True)
         }
         with record_function("query-forward"), autocast():
-            out = functional_call(net, fast, (task.query_x,))
+            out = functional_call(net, fast, (task.query_x,), forward_kwargs)
         query_loss = (out.float() - task.query_y).abs().mean()
         total = total + weights[j] * query_loss
     return total, query_loss.detach()

@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.func import functional_call
 
 from napari_mzsr.core.kernels import gaussian_kernel
 from napari_mzsr.core.network import MZSRNet
@@ -46,7 +45,7 @@ from napari_mzsr.core.resize import parse_scale
 from napari_mzsr.core.scale_aware import ScaleAwareNet, check_adaptation_layers
 from napari_mzsr.io.model_file import ModelInfo, load_model, save_model
 
-from . import checkpoint, distributed, validate
+from . import checkpoint, distributed, meta, validate
 from .export import model_info
 from .recipe import RecipeError, load_recipe
 from .session import Session, open_session, restore, run_loop
@@ -169,30 +168,11 @@ def task_loss(
     count = cfg["support"] + cfg["query"]
     hr = torch.from_numpy(session.bank.sample(rng, count, cfg["patch"])).to(session.device)
     x = session.prepare(make_pairs(hr, pair, kernel, recipe["degradation"]))
-    xs, xq = x[: cfg["support"]], x[cfg["support"] :]
-    ys, yq = hr[: cfg["support"]], hr[cfg["support"] :]
-    extra = {"scale": pair} if isinstance(net, ScaleAwareNet) else {}
-
-    fast = dict(net.named_parameters())
-    total = torch.zeros((), device=session.device)
-    for j in range(cfg["inner_steps"]):
-        with session.autocast():
-            out = functional_call(net, fast, (xs,), extra)
-        support_loss = (out.float() - ys).abs().mean()
-        grads = torch.autograd.grad(
-            support_loss,
-            tuple(fast.values()),
-            create_graph=not cfg["first_order"],
-            retain_graph=True,
-        )
-        fast = {
-            name: w - cfg["inner_lr"] * g for (name, w), g in zip(fast.items(), grads, strict=True)
-        }
-        with session.autocast():
-            out = functional_call(net, fast, (xq,), extra)
-        query_loss = (out.float() - yq).abs().mean()
-        total = total + weights[j] * query_loss
-    return total, query_loss.item(), pair
+    n = cfg["support"]
+    task = meta.Task(x[:n], hr[:n], x[n:], hr[n:])
+    extra = {"scale": pair} if isinstance(net, ScaleAwareNet) else None
+    total, last = meta.task_loss(net, task, weights, cfg, session.autocast, extra)
+    return total, last.item(), pair
 
 
 def scale_model_info(payload: dict[str, Any]) -> ModelInfo:

@@ -10,10 +10,12 @@ the CPU. Validation, on held-out training images, is logged against that CPU tim
 ``python -m training.study run --arms FILE --data DIR --runs DIR [--parallel 2]``
     Runs the arms, ``--parallel`` at a time, one thread each; a stage whose output
     exists is skipped, one with a checkpoint but no output is resumed.
-``python -m training.study report --arms FILE --runs DIR --out PREFIX``
-    Writes ``PREFIX.md`` / ``PREFIX.json`` (table: validation PSNR after 1 and 10
-    adaptation steps at the start and the end, gain per CPU-hour) and ``PREFIX.png``
-    (all arms' validation curves against CPU minutes).
+``python -m training.study report --arms FILE --runs DIR --out PREFIX [--notes MD]``
+    Writes ``PREFIX.md`` / ``PREFIX.json`` (table: validation PSNR after each
+    validated step count, e.g. 0, 1 and 10 adaptation steps, at the start and the end,
+    gain per CPU-hour) and ``PREFIX.png``
+    (all arms' validation curves against CPU minutes); names the arms not run and
+    appends the Markdown file ``MD``.
 """
 
 from __future__ import annotations
@@ -30,13 +32,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from napari_mzsr.io.atomic import atomic_path
+
 from .recipe import ROOT, load_recipe
 
 
+def validated_steps(study: dict[str, Any]) -> list[str]:
+    """The adaptation step counts the base recipe validates (the table's columns)."""
+    return [str(n) for n in load_recipe(ROOT / study["recipe"])["validation"]["steps"]]
+
+
 def report_steps(study: dict[str, Any]) -> tuple[str, str]:
-    """The two step counts the report shows: one step and the most the recipe validates."""
-    steps = load_recipe(ROOT / study["recipe"])["validation"]["steps"]
-    return "1", str(max(steps))
+    """The two step counts the plot shows: one step and the most the recipe validates."""
+    return "1", max(validated_steps(study), key=int)
 
 
 def load_arms(path: str | Path) -> dict[str, Any]:
@@ -160,16 +168,16 @@ def curves(study: dict[str, Any], runs: Path) -> dict[str, dict[str, Any]]:
         result[arm["name"]] = {"points": points, "stages": stages, "cpu_min": offset / 60.0}
     for arm in study["arm"]:
         source = arm.get("start_value_from")
-        if source and result[source]["points"]:
+        if source and result[source]["points"] and result[arm["name"]]["points"]:
             result[arm["name"]]["points"].insert(0, (0.0, result[source]["points"][0][1]))
     return result
 
 
 def table(study: dict[str, Any], data: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per arm: start and end validation after 1 and n steps (n: the most the
-    recipe validates) and the gains per CPU-hour (end minus start, divided by the
-    arm's CPU hours)."""
-    steps = report_steps(study)
+    """One row per arm: start, end and best validation after each step count the
+    recipe validates and the gains per CPU-hour (end minus start, divided by the arm's
+    CPU hours)."""
+    steps = validated_steps(study)
     rows = []
     for arm in study["arm"]:
         d = data[arm["name"]]
@@ -193,44 +201,54 @@ def table(study: dict[str, Any], data: dict[str, dict[str, Any]]) -> list[dict[s
 
 
 def plot(study: dict[str, Any], data: dict[str, dict[str, Any]], path: Path, title: str) -> None:
-    """Validation PSNR after 1 and after n steps against CPU minutes, one line per arm."""
+    """Validation PSNR after 1 and after n steps against CPU minutes, one line per arm
+    that ran and one row of panels per family of arms (each family its own PSNR range)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    families = list(dict.fromkeys(arm.get("family", "") for arm in study["arm"]))
+    ran = [arm for arm in study["arm"] if data[arm["name"]]["points"]]
+    families = list(dict.fromkeys(arm.get("family", "") for arm in ran)) or [""]
+    fig, axes = plt.subplots(len(families), 2, figsize=(13, 4.5 * len(families)), squeeze=False)
     for i, arm in enumerate(study["arm"]):
-        points = data[arm["name"]]["points"]
-        if not points:
+        if arm not in ran:
             continue
-        style = ("-", "--", ":", "-.")[families.index(arm.get("family", "")) % 4]
-        for ax, key in zip(axes, report_steps(study), strict=True):
+        points = data[arm["name"]]["points"]
+        row = axes[families.index(arm.get("family", ""))]
+        for ax, key in zip(row, report_steps(study), strict=True):
             ax.plot(
                 [p[0] for p in points],
                 [p[1][key] for p in points],
-                style,
                 marker="o",
                 ms=3,
                 color=plt.cm.tab10(i % 10),
                 label=arm["name"],
             )
-    for ax, key in zip(axes, report_steps(study), strict=True):
-        ax.set(xlabel="CPU minutes (training steps, 1 thread)", ylabel="PSNR (dB)")
-        ax.set_title(f"validation PSNR after {key} adaptation step{'s' if key != '1' else ''}")
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8, loc="lower right")
+    for family, row in zip(families, axes, strict=True):
+        for ax, key in zip(row, report_steps(study), strict=True):
+            ax.set(xlabel="CPU minutes (training steps, 1 thread)", ylabel="PSNR (dB)")
+            name = f"{family}: " if family else ""
+            plural = "s" if key != "1" else ""
+            ax.set_title(f"{name}validation PSNR after {key} adaptation step{plural}")
+            ax.grid(alpha=0.3)
+        row[1].legend(fontsize=8, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_path(path, overwrite=True) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
 
 
-def _markdown(study: dict[str, Any], rows: list[dict[str, Any]], cmds: list[str]) -> list[str]:
+def _markdown(
+    study: dict[str, Any], rows: list[dict[str, Any]], cmds: list[str], notes: str
+) -> list[str]:
     from benchmarks.report import fmt, markdown_table
 
-    one, n = report_steps(study)
+    steps = validated_steps(study)
+    columns = " / ".join(steps)
     lines = [study.get("description", "").strip(), "", "Arm commands:", "", "```"]
     lines += [*cmds, "```", ""]
     header = [
@@ -238,10 +256,10 @@ def _markdown(study: dict[str, Any], rows: list[dict[str, Any]], cmds: list[str]
         "what",
         "stages (iterations, CPU min, wall min)",
         "CPU min",
-        f"start {one} / {n} steps (dB)",
-        f"end {one} / {n} steps (dB)",
-        f"best {one} / {n} steps (dB)",
-        f"gain per CPU-hour, {one} / {n} steps (dB)",
+        f"start {columns} steps (dB)",
+        f"end {columns} steps (dB)",
+        f"best {columns} steps (dB)",
+        f"gain per CPU-hour, {columns} steps (dB)",
     ]
     body = []
     for r in rows:
@@ -255,11 +273,14 @@ def _markdown(study: dict[str, Any], rows: list[dict[str, Any]], cmds: list[str]
                 r["what"],
                 stages,
                 fmt(r["cpu_min"], 1),
-                *(f"{fmt(r[k][one])} / {fmt(r[k][n])}" for k in ("start", "end", "best")),
-                " / ".join(f"{r['gain_per_cpu_hour'][k]:+.2f}" for k in (one, n)),
+                *(" / ".join(fmt(r[k][n]) for n in steps) for k in ("start", "end", "best")),
+                " / ".join(f"{r['gain_per_cpu_hour'][n]:+.2f}" for n in steps),
             ]
         )
-    return lines + markdown_table(header, body)
+    done = {r["arm"] for r in rows}
+    missing = [f"{a['name']} ({a['what']})" for a in study["arm"] if a["name"] not in done]
+    tail = ["", "Arms not run: " + "; ".join(missing) + "."] if missing else []
+    return lines + markdown_table(header, body) + tail + (["", notes.strip()] if notes else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", required=True)
     p.add_argument("--data", default="DATA", help="training folder shown in the commands")
     p.add_argument("--out", required=True, help="path prefix of the .md, .json and .png")
+    p.add_argument("--notes", help="a Markdown file appended to the report (the findings)")
     args = parser.parse_args(argv)
     study = load_arms(args.arms)
     runs = Path(args.runs).resolve()
@@ -306,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         out.name,
         study.get("title", "recipe study"),
         command,
-        _markdown(study, rows, cmds),
+        _markdown(study, rows, cmds, Path(args.notes).read_text() if args.notes else ""),
         {"rows": rows, "curves": {k: v["points"] for k, v in data.items()}},
     )
     return 0

@@ -32,6 +32,8 @@ _API = {
     "ApplyOptions": "pipeline.options",
     "AdaptedModel": "pipeline.adapted",
     "super_resolve": "pipeline.run",
+    "calibrate": "pipeline.calibrate",
+    "CalibrateOptions": "pipeline.calibrate",
     "iter_super_resolve": "pipeline.run",
     "iter_adapt": "pipeline.run",
     "super_resolve_stack": "pipeline.stacks",
@@ -52,6 +54,7 @@ __all__ = [
     "ApplyOptions",
     "AxialOptions",
     "AxialProgress",
+    "CalibrateOptions",
     "Cancelled",
     "IntensityMap",
     "KernelEstimate",
@@ -60,6 +63,7 @@ __all__ = [
     "StackProgress",
     "StepReport",
     "__version__",
+    "calibrate",
     "degrade",
     "estimate_kernel",
     "gaussian_kernel",
@@ -93,6 +97,7 @@ if TYPE_CHECKING:
     from .pipeline.adapted import AdaptedModel
     from .pipeline.axial import AxialProgress, iter_super_resolve_axial, super_resolve_axial
     from .pipeline.axial_options import AxialOptions
+    from .pipeline.calibrate import CalibrateOptions, calibrate
     from .pipeline.lazy import super_resolve_dask
     from .pipeline.options import AdaptOptions, ApplyOptions
     from .pipeline.run import iter_adapt, iter_super_resolve, super_resolve

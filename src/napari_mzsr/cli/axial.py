@@ -39,7 +39,8 @@ def add_axial_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="super-resolve the Z axis of (Z, Y, X) stacks to the lateral pixel size; the "
         "factor from the file's voxel size (ImageJ, OME) or --z-factor. --scale and --kernel "
-        "are not used; --steps defaults to 100",
+        "are not used (see --axial-kernel), --ensemble and --back-projection are refused; "
+        "--steps defaults to 100",
     )
     group.add_argument(
         "--z-factor",
@@ -59,7 +60,14 @@ def add_axial_options(parser: argparse.ArgumentParser) -> None:
 
 def axial_options_from_args(args: argparse.Namespace):
     """Checked :class:`~napari_mzsr.AxialOptions` from the parsed arguments (imports
-    torch); the factor is checked here when ``--z-factor`` gives it."""
+    torch); the factor is checked here when ``--z-factor`` gives it.
+
+    Raises
+    ------
+    ValueError
+        A bad value, or ``--ensemble``/``--back-projection``, which the axial run has
+        no counterpart for (refused rather than silently ignored).
+    """
     from ..pipeline.axial_options import (
         DEFAULT_MODEL,
         DEFAULT_STEPS,
@@ -67,6 +75,9 @@ def axial_options_from_args(args: argparse.Namespace):
         check_axial_factor,
     )
 
+    if args.ensemble is not None or args.back_projection:
+        flag = "--ensemble" if args.ensemble is not None else "--back-projection"
+        raise ValueError(f"{flag} is not available with --axial (image runs only)")
     if args.z_factor is not None:
         check_axial_factor(args.z_factor)
     return AxialOptions(
@@ -98,7 +109,7 @@ def file_z_factor(meta, z_factor: float | None) -> tuple[float, str]:
     if size is None:
         raise ValueError(
             "no Z step in its metadata (ImageJ spacing, OME PhysicalSizeZ or "
-            "OME-Zarr scale); give --z-factor"
+            "OME-Zarr scale), or axis units that cannot be compared; give --z-factor"
         )
     factor = z_factor_from_scale(size)
     try:

@@ -1,5 +1,6 @@
 """Command line: ``napari-mzsr run`` for batches, ``napari-mzsr demo`` for a first try,
-``napari-mzsr models`` to list the shipped theta_M files."""
+``napari-mzsr models`` to list the shipped theta_M files, ``napari-mzsr calibrate`` for a
+camera profile from real pairs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from .arguments import add_run_options
 from .axial import add_axial_options
 from .batch import FORMATS, run
+from .calibrate import add_calibrate_parser
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -93,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "models", help="table of the shipped theta_M files: scales, data, validation PSNR"
     )
     m.set_defaults(func=models)
+    add_calibrate_parser(sub)
     return parser
 
 

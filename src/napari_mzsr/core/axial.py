@@ -42,6 +42,7 @@ import torch
 from .adaptation import StepReport, adapt, autocast, infer, prepare, prepare_net
 from .kernels import MAX_KERNEL_SIZE
 from .resize import imresize_tensor
+from .scale_aware import receptive_radius
 from .tiling import Tile, for_each_tile, region_output_shape, tile_margin
 
 # Kernel radius in sigmas, as scipy.ndimage.gaussian_filter1d (truncate=4.0).
@@ -307,8 +308,9 @@ def adapt_axial(
 
     Parameters
     ----------
-    net : MZSRNet
-        Holds theta_M (float32); updated in place.
+    net : MZSRNet or ScaleAwareNet
+        Holds theta_M (float32); updated in place. A scale-aware one bound to
+        ``(z_factor, 1)`` (:func:`~napari_mzsr.core.scale_aware.bind_scale`).
     batches : iterable of Tensor, shape (B, C, h, w), float32 in [0, 1]
         One batch of targets per step (XY patches, the degraded axis on h), on the
         network's device; read lazily. Each is fitted from its son
@@ -422,7 +424,7 @@ def _infer_tiled(
     """:func:`~napari_mzsr.core.adaptation.infer` in tiles of ``tile`` input pixels,
     each read with the margin its output depends on: the same result up to rounding."""
     shape = (image.shape[-2], image.shape[-1])
-    margin = tile_margin(scale, net.layers)
+    margin = tile_margin(scale, network_radius(net))
     out = image.new_empty((*image.shape[:-2], *region_output_shape(shape, scale)))
 
     def process(t: Tile) -> None:
@@ -450,13 +452,14 @@ def axial_step(
 
     Parameters
     ----------
-    net : MZSRNet
-        Adapted network (:func:`adapt_axial`) with C channels.
+    net : MZSRNet or ScaleAwareNet
+        Adapted network (:func:`adapt_axial`) with C channels; a scale-aware one bound
+        to ``(z_factor, 1)``.
     volume : Tensor, shape (Z, H, W), float32 in [0, 1]
         The input, on the network's device. An output voxel at lateral position
-        ``(y, x)`` reads the XZ plane ``y`` up to ``net.layers`` pixels either side of
-        ``x`` and the YZ plane ``x`` likewise along y, so ``volume`` must hold that
-        much lateral context around ``rows`` x ``cols`` (or end where the stack ends).
+        ``(y, x)`` reads the XZ plane ``y`` up to :func:`network_radius` pixels either
+        side of ``x`` and the YZ plane ``x`` likewise along y, so ``volume`` must hold
+        that much lateral context around ``rows`` x ``cols`` (or end where the stack ends).
     z_factor : float
         Factor along Z.
     length_out : int
@@ -492,6 +495,12 @@ def axial_step(
 
 def _net_channels(net: torch.nn.Module) -> int:
     return int(getattr(net, "channels", 1))
+
+
+def network_radius(net: torch.nn.Module) -> int:
+    """Receptive radius in output pixels of an MZSR or scale-aware network: one per
+    3x3 layer, plus what its scale-aware adaptations add."""
+    return receptive_radius(net.layers, getattr(net, "adaptation_layers", ()))
 
 
 # --- voxel geometry ---------------------------------------------------------------------

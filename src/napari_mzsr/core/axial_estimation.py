@@ -39,7 +39,7 @@ from scipy.optimize import least_squares
 
 from .axial import FWHM_PER_SIGMA, axial_method, check_z_factor
 from .checks import is_dask
-from .kernel_estimation import _bicubic_response
+from .resize import bicubic_response
 
 MIN_SLICES = 8
 MIN_SIDE = 32
@@ -226,7 +226,7 @@ def _fit(
     w_n = [(nu[:, None] + n) / z_factor for n in range(-ALIASES, ALIASES + 1)]
     log_r = [0.5 * np.log(np.maximum(ku[None, :] ** 2 + w**2, low**2)) for w in w_n]
     if axial_method(z_factor) == "bicubic":
-        extra = [np.log(np.maximum(_bicubic_response(w, z_factor), tiny)) for w in w_n]
+        extra = [np.log(np.maximum(bicubic_response(w, z_factor), tiny)) for w in w_n]
     else:
         extra = [np.zeros_like(w) for w in w_n]
 

@@ -1,11 +1,12 @@
 """Few-shot calibration of theta_M to a real camera from a handful of (LR, HR) pairs.
 
-The result, a *camera profile*, is a theta_M file like the shipped ones (same network,
-:class:`napari_mzsr.io.model_file.ModelInfo` with the calibration's provenance in
-``training``) that can be applied directly or adapted further zero-shot.
+The calibration trains a network (the plain :class:`~napari_mzsr.core.network.MZSRNet`
+or a :class:`~napari_mzsr.core.scale_aware.ScaleAwareNet` bound to the pairs' factor: the
+weights of a theta_M) in place and measures what it did; the pipeline
+(:mod:`napari_mzsr.pipeline.calibrate`) loads the starting theta_M and turns the result
+into a *camera profile*, a theta_M file like the shipped ones.
 
-Methods (all start from a theta_M, by default the shipped ``direct-x2``, and take
-``steps`` Adam updates on random patches):
+Methods (all take ``steps`` Adam updates on random patches):
 
 ``finetune``
     Plain fine-tuning on the target pairs (the baseline).
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,6 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from ..io.model_file import ModelInfo, MZSRModel, load_model
 from .distortions import (
     Distortion,
     FittedKernel,
@@ -57,10 +57,12 @@ from .intensity import intensity_map
 from .network import MZSRNet
 from .pair_checks import PairRegistration, aligned_scores, check_pair
 from .resize import imresize_tensor
+from .scale_aware import ScaleAwareNet, receptive_radius
 
 METHODS = ("finetune", "drtl", "drtl-meta")
-# Context of the 8-layer network (one pixel per 3x3 layer) plus the bicubic taps.
-CONTEXT = 16
+# HR pixels of context the MATLAB bicubic upsampling of the input adds on each side
+# (two LR taps, up to x4): patches and scores keep the network's and this much.
+BICUBIC_TAPS = 8
 
 
 @dataclass(frozen=True)
@@ -164,12 +166,26 @@ class CalibrationStep:
 
 @dataclass
 class Calibration:
-    """Result of :func:`calibrate_profile`: the profile and what was measured."""
+    """Result of :func:`iter_calibrate`: the trained network and what was measured.
 
-    model: MZSRModel
+    ``record`` holds the calibration's provenance (method, scale, pairs and their
+    registration, options, auxiliary tasks, fitted kernel, relation weights and
+    history, held-back PSNR, seconds, seed), ready for a profile's ``training``.
+    """
+
+    network: MZSRNet
+    record: dict[str, Any]
     relations: list[dict[str, Any]] = field(default_factory=list)
     held_out: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+
+
+def network_context(net: MZSRNet | ScaleAwareNet) -> int:
+    """HR pixels of context a patch needs on each side: the network's receptive radius
+    (:func:`~napari_mzsr.core.scale_aware.receptive_radius`: one output pixel per 3x3
+    layer, more per scale-aware adaptation) plus :data:`BICUBIC_TAPS`."""
+    adaptations = net.adaptation_layers if isinstance(net, ScaleAwareNet) else ()
+    return receptive_radius(net.layers, adaptations) + BICUBIC_TAPS
 
 
 def _unit(image: np.ndarray) -> np.ndarray:
@@ -322,6 +338,7 @@ def measure_relations(
     count: int = 8,
     size: int = 64,
     centred: bool = True,
+    context: int | None = None,
 ) -> np.ndarray:
     """Cosine similarity of each auxiliary task's loss gradient with the target's.
 
@@ -335,9 +352,12 @@ def measure_relations(
     real pairs and the synthetic ones want the same change of geometry and sharpness),
     which hides what is specific to each distortion. Ignored for a single task.
 
+    ``context``: HR pixels of margin around each patch (default
+    :func:`network_context`).
+
     Returns float64 (len(distortions),) in [-1, 1].
     """
-    m = CONTEXT
+    m = network_context(net) if context is None else context
     x, y, _ = sample_patches(pairs, rng, count, size + 2 * m)
     target = _flat_grad(net, x[..., m:-m, m:-m], y[..., m:-m, m:-m])
     grads = torch.stack(
@@ -405,6 +425,17 @@ def _prepare_net(net: MZSRNet) -> list[torch.Tensor]:
     return [p for p in net.parameters() if p.requires_grad]
 
 
+def _descend(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, options: CalibrationOptions, step: int
+) -> None:
+    """One Adam update on ``loss`` at the cosine-decayed learning rate of ``step``."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for group in optimizer.param_groups:
+        group["lr"] = _lr_at(options, step)
+    optimizer.step()
+
+
 def iter_finetune(
     net: MZSRNet,
     pairs: Sequence[PreparedPair],
@@ -416,30 +447,54 @@ def iter_finetune(
     for step in range(options.steps):
         x, y, _ = sample_patches(pairs, rng, options.batch, options.patch)
         loss = (net(x) - y).abs().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(options, step)
-        optimizer.step()
+        _descend(optimizer, loss, options, step)
         yield CalibrationStep(step, options.steps, loss.item())
 
 
-def _aux_batch(
-    source: AuxiliarySource,
-    distortions: Sequence[Distortion],
-    weights: np.ndarray,
-    scale: float,
-    rng: np.random.Generator,
-    count: int,
-    size: int,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
-    """Auxiliary (input, target, n) batches: ``count`` patches split among the tasks
-    by a multinomial draw with ``weights``."""
-    counts = rng.multinomial(count, weights)
-    for i in np.flatnonzero(counts):
-        hr = source.crops(rng, int(counts[i]), size + 2 * CONTEXT)
-        x, y = synthetic_batch(hr, distortions[i], scale, rng, CONTEXT)
-        yield x, y, int(counts[i])
+@dataclass
+class _AuxiliaryTasks:
+    """What both DRTL variants share: the auxiliary tasks, where their HR patches come
+    from, and the task weights, re-measured every ``relation_every`` updates."""
+
+    net: MZSRNet
+    pairs: Sequence[PreparedPair]
+    source: AuxiliarySource
+    distortions: Sequence[Distortion]
+    scale: float
+    options: CalibrationOptions
+    rng: np.random.Generator
+    relations: list[dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        self.context = network_context(self.net)
+        self.weights = np.zeros(len(self.distortions))
+
+    def weights_at(self, step: int) -> np.ndarray:
+        """The task weights for ``step`` (measured anew, and recorded, when due)."""
+        if step % self.options.relation_every == 0:
+            self.weights = _update_relations(
+                self.net,
+                self.pairs,
+                self.distortions,
+                self.scale,
+                self.options,
+                self.rng,
+                self.relations,
+            )
+            self.relations[-1]["step"] = step
+        return self.weights
+
+    @property
+    def active(self) -> bool:
+        """Whether the auxiliary loss counts (a weight, and a task with a positive
+        relation)."""
+        return bool(self.options.aux_weight) and self.weights.sum() > 0
+
+    def batch(self, task: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``count`` (input, target) patches of auxiliary task ``task``."""
+        size = self.options.patch + 2 * self.context
+        hr = self.source.crops(self.rng, count, size)
+        return synthetic_batch(hr, self.distortions[task], self.scale, self.rng, self.context)
 
 
 def iter_drtl(
@@ -453,27 +508,23 @@ def iter_drtl(
     relations: list[dict[str, Any]],
 ) -> Iterator[CalibrationStep]:
     """DRTL, pre-training variant: target loss plus ``aux_weight`` times the auxiliary
-    loss, the auxiliary patches drawn by relation; ``relations`` receives each
+    loss, the auxiliary patches drawn by relation (``batch`` patches split among the
+    tasks by a multinomial draw with the weights); ``relations`` receives each
     measurement (step, relations, weights)."""
-    params = _prepare_net(net)
-    optimizer = torch.optim.Adam(params, lr=options.lr)
-    weights = np.zeros(len(distortions))
+    optimizer = torch.optim.Adam(_prepare_net(net), lr=options.lr)
+    tasks = _AuxiliaryTasks(net, pairs, source, distortions, scale, options, rng, relations)
     for step in range(options.steps):
-        if step % options.relation_every == 0:
-            weights = _update_relations(net, pairs, distortions, scale, options, rng, relations)
-            relations[-1]["step"] = step
+        weights = tasks.weights_at(step)
         x, y, _ = sample_patches(pairs, rng, options.batch, options.patch)
         loss = (net(x) - y).abs().mean()
         total = loss
-        if options.aux_weight and weights.sum() > 0:
-            aux = _aux_batch(source, distortions, weights, scale, rng, options.batch, options.patch)
-            for xa, ya, n in aux:
+        if tasks.active:
+            counts = rng.multinomial(options.batch, weights)
+            for i in np.flatnonzero(counts):
+                n = int(counts[i])
+                xa, ya = tasks.batch(int(i), n)
                 total = total + options.aux_weight * n / options.batch * (net(xa) - ya).abs().mean()
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(options, step)
-        optimizer.step()
+        _descend(optimizer, total, options, step)
         yield CalibrationStep(step, options.steps, loss.item(), weights)
 
 
@@ -495,19 +546,16 @@ def iter_drtl_meta(
     params = _prepare_net(net)
     names = [name for name, p in net.named_parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=options.lr)
-    weights = np.zeros(len(distortions))
+    tasks = _AuxiliaryTasks(net, pairs, source, distortions, scale, options, rng, relations)
     for step in range(options.steps):
-        if step % options.relation_every == 0:
-            weights = _update_relations(net, pairs, distortions, scale, options, rng, relations)
-            relations[-1]["step"] = step
+        weights = tasks.weights_at(step)
         fast = dict(zip(names, params, strict=True))
         xq, yq, _ = sample_patches(pairs, rng, options.batch, options.patch)
         query = _l1(net, fast, xq, yq)
         total = query
-        if options.aux_weight and weights.sum() > 0:
+        if tasks.active:
             task = int(rng.choice(len(distortions), p=weights))
-            hr = source.crops(rng, options.batch, options.patch + 2 * CONTEXT)
-            xs, ys = synthetic_batch(hr, distortions[task], scale, rng, CONTEXT)
+            xs, ys = tasks.batch(task, options.batch)
             support = _l1(net, fast, xs, ys)
             grads = torch.autograd.grad(support, params, create_graph=not options.first_order)
             adapted = {
@@ -516,11 +564,7 @@ def iter_drtl_meta(
             }
             after = _l1(net, adapted, xq, yq)
             total = (1 - options.aux_weight) * query + options.aux_weight * after
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(options, step)
-        optimizer.step()
+        _descend(optimizer, total, options, step)
         yield CalibrationStep(step, options.steps, query.item(), weights)
 
 
@@ -532,21 +576,22 @@ def predict(net: MZSRNet, x: torch.Tensor) -> torch.Tensor:
 
 
 def held_out_scores(
-    net: MZSRNet | None, pairs: Sequence[PreparedPair], scale: float
+    net: MZSRNet | None, pairs: Sequence[PreparedPair], scale: float, *, context: int
 ) -> float | None:
     """Mean aligned PSNR (Y, :func:`aligned_scores`) on the held-back rows of the
-    pairs; ``net`` None scores the bicubic input. None when nothing is held back."""
+    pairs, ``context`` rows below their top left out (they see the training rows);
+    ``net`` None scores the bicubic input. None when nothing is held back."""
     values = []
     shave = math.ceil(scale)
     for pair in pairs:
         start = pair.train_rows
-        if pair.y.shape[-2] - start < 2 * CONTEXT + 4 * shave:
+        if pair.y.shape[-2] - start < 2 * context + 4 * shave:
             continue
         x = pair.x[..., start:, :]
         out = x if net is None else predict(net, x)
         for n in range(out.shape[0]):
-            sr = out[n, :, CONTEXT:].permute(1, 2, 0).cpu().numpy()
-            hr = pair.y[n, :, start + CONTEXT :].permute(1, 2, 0).cpu().numpy()
+            sr = out[n, :, context:].permute(1, 2, 0).cpu().numpy()
+            hr = pair.y[n, :, start + context :].permute(1, 2, 0).cpu().numpy()
             if sr.shape[-1] == 1:
                 sr, hr = sr[..., 0], hr[..., 0]
             values.append(aligned_scores(sr, hr, shave=shave).psnr)
@@ -569,18 +614,17 @@ def iter_calibrate(
     pairs: Sequence[tuple[np.ndarray, np.ndarray]],
     scale: float,
     *,
-    model: str | MZSRModel = "direct-x2",
+    network: MZSRNet | ScaleAwareNet,
     method: str = "drtl",
     options: CalibrationOptions | None = None,
     auxiliary_images: Sequence[np.ndarray] = (),
     distortions: Sequence[Distortion] | None = None,
     names: Sequence[str] | None = None,
-    name: str = "profile",
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> Generator[CalibrationStep, None, Calibration]:
-    """Calibrate theta_M to real pairs, yielding after every update and returning a
-    :class:`Calibration` (``StopIteration.value``).
+    """Calibrate a network to real pairs in place, yielding after every update
+    and returning a :class:`Calibration` (``StopIteration.value``).
 
     Parameters
     ----------
@@ -588,8 +632,10 @@ def iter_calibrate(
         Registered real pairs (see :func:`prepare_pairs`); checked before anything runs.
     scale : float
         Magnification from LR to HR.
-    model : str or MZSRModel
-        Starting theta_M (shipped name, file or loaded model).
+    network : MZSRNet or ScaleAwareNet
+        The starting theta_M's network, a scale-aware one bound to ``scale`` (its
+        ``channels`` are the pairs' channels, its receptive radius gives the context of
+        the patches, :func:`network_context`); moved to ``device`` and trained in place.
     method : {"finetune", "drtl", "drtl-meta"}
         See the module docstring.
     options : CalibrationOptions, optional
@@ -601,28 +647,22 @@ def iter_calibrate(
         Auxiliary tasks (default :func:`~napari_mzsr.core.distortions.auxiliary_distortions`).
     names : sequence of str, optional
         Names of the pairs for messages and provenance.
-    name : str
-        Name of the profile.
     seed : int
         Seed of the patch positions, task draws and noise (and of torch).
     device : torch.device or str
-        Where the network and the pairs live (the profile's weights come back on CPU).
+        Where the network and the pairs live.
 
     Returns
     -------
     Calibration
-        ``model`` holds the profile: scales ``[scale]``; degradation ``"bicubic"``
-        for a non-integer scale (the son of a further zero-shot adaptation then follows
-        the non-integer convention: blur, then MATLAB bicubic), else the base model's;
-        ``training`` the provenance (method, base model, pairs and their registration,
-        options, relation weights, held-back PSNR, seconds).
+        ``network`` the trained network (on ``device``); ``record`` the provenance
+        (method, pairs and their registration, options, relation weights, held-back
+        PSNR of the bicubic input, the start and the result, seconds).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     options = options or CalibrationOptions()
-    base = load_model(model)
-    info = base.info
-    channels = info.channels
+    channels = network.channels
     prepared = prepare_pairs(
         pairs, scale, channels, holdout=options.holdout, max_error=options.max_error, names=names
     )
@@ -643,10 +683,11 @@ def iter_calibrate(
     source = AuxiliarySource([p.y[..., : p.train_rows, :] for p in prepared] + external)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = base.network(device)
+    net = network.to(device)
+    context = network_context(net)
     relations: list[dict[str, Any]] = []
     start = time.perf_counter()
-    before = held_out_scores(net, prepared, scale)
+    before = held_out_scores(net, prepared, scale, context=context)
     if method == "finetune":
         run = iter_finetune(net, prepared, options, rng)
     elif method == "drtl":
@@ -656,16 +697,14 @@ def iter_calibrate(
     yield from run
     seconds = time.perf_counter() - start
     held_out = {
-        "bicubic": held_out_scores(None, prepared, scale),
+        "bicubic": held_out_scores(None, prepared, scale, context=context),
         "base": before,
-        "profile": held_out_scores(net, prepared, scale),
+        "profile": held_out_scores(net, prepared, scale, context=context),
     }
     held_out = {k: v for k, v in held_out.items() if v is not None}
     final_weights = relations[-1]["weights"] if relations else []
-    provenance = {
-        "stage": "calibration",
+    record = {
         "method": method,
-        "base_model": {"name": info.name, "source": base.source, "scales": info.scales},
         "scale": float(scale),
         "pairs": [
             {
@@ -699,34 +738,4 @@ def iter_calibrate(
         "seconds": round(seconds, 2),
         "seed": seed,
     }
-    integer = abs(scale - round(scale)) < 1e-9
-    profile_info = ModelInfo(
-        name=name,
-        scales=[float(scale)],
-        degradation=info.degradation if integer else "bicubic",
-        channels=channels,
-        lr_schedule=info.lr_schedule,
-        features=info.features,
-        layers=info.layers,
-        training=provenance,
-    )
-    state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in net.state_dict().items()}
-    return Calibration(MZSRModel(profile_info, state, ""), relations, held_out, seconds)
-
-
-def calibrate_profile(
-    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
-    scale: float,
-    *,
-    progress: Callable[[CalibrationStep], None] | None = None,
-    **kwargs: Any,
-) -> Calibration:
-    """Run :func:`iter_calibrate` to its end; ``progress`` is called after each update."""
-    run = iter_calibrate(pairs, scale, **kwargs)
-    try:
-        while True:
-            report = next(run)
-            if progress is not None:
-                progress(report)
-    except StopIteration as done:
-        return done.value
+    return Calibration(net, record, relations, held_out, seconds)

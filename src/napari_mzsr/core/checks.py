@@ -66,6 +66,29 @@ def seed(value: object) -> int:
     return integer(value, "seed", minimum=0, maximum=MAX_SEED)
 
 
+def output_dtype(value: object) -> np.dtype | None:
+    """``value`` as a numpy integer or float dtype, or None (the input's).
+
+    Examples
+    --------
+    >>> output_dtype("uint16"), output_dtype(None)
+    (dtype('uint16'), None)
+    >>> output_dtype(bool)
+    Traceback (most recent call last):
+    ...
+    ValueError: output_dtype must be an integer or float dtype, got bool
+    """
+    if value is None:
+        return None
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        raise ValueError(f"output_dtype must be a numpy dtype, got {value!r}") from None
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise ValueError(f"output_dtype must be an integer or float dtype, got {dtype}")
+    return dtype
+
+
 def check_image(image: np.ndarray, rgb: bool | None) -> bool:
     """Validate a 2-D image and return whether its last axis holds RGB(A) channels.
 

@@ -11,6 +11,11 @@ import torch
 
 # What the network runs on; torch knows more device types (meta, xla, ...) that it does not.
 DEVICE_TYPES = ("cpu", "cuda", "mps")
+# torch's thread count when this package first looked: any other count was chosen by
+# someone, and limit_cpu_threads leaves it alone.
+_STARTUP_THREADS = torch.get_num_threads()
+# Whether limit_cpu_threads has run in this process (it acts at most once).
+_limited = False
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -187,9 +192,19 @@ def cpu_threads(current: int, cores: int, environ: Mapping[str, str]) -> int:
 
 
 def limit_cpu_threads() -> int:
-    """Apply :func:`cpu_threads` to torch (only ever lowering its count); returns the
-    threads in use."""
-    threads = cpu_threads(torch.get_num_threads(), physical_cores(), os.environ)
-    if threads != torch.get_num_threads():
-        torch.set_num_threads(threads)
-    return threads
+    """Apply :func:`cpu_threads` to torch (only ever lowering its count), once per
+    process and only while torch still runs the count it started with; returns the
+    threads in use.
+
+    The count is process-wide, so a count someone chose (``torch.set_num_threads``,
+    before or after the first run) is never changed: the pipeline calls this before
+    every CPU run, and only the first call may act.
+    """
+    global _limited
+    current = torch.get_num_threads()
+    if not _limited and current == _STARTUP_THREADS:
+        threads = cpu_threads(current, physical_cores(), os.environ)
+        if threads != current:
+            torch.set_num_threads(threads)
+    _limited = True
+    return torch.get_num_threads()

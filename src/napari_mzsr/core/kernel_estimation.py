@@ -51,7 +51,7 @@ from scipy.optimize import least_squares
 from .checks import check_image
 from .degradation import decimated_axes
 from .kernels import check_kernel_size, gaussian_kernel
-from .resize import cubic, parse_scale
+from .resize import bicubic_response, parse_scale
 
 DEGRADATIONS = ("direct", "bicubic")
 MIN_VARIANCE = 0.1
@@ -265,18 +265,6 @@ class _SpectrumFit:
     residual: float
 
 
-def _bicubic_response(freq: np.ndarray, scale: float) -> np.ndarray:
-    """|H|^2 of MATLAB's antialiased cubic downscale by ``scale`` at HR frequencies
-    ``freq`` (cycles per HR pixel), with the taps of an integer scale."""
-    offset = ((scale - 1) / 2) % 1.0
-    reach = math.ceil(2 * scale) + 1
-    taps = np.arange(-reach, reach + 1) + offset
-    weights = cubic(taps / scale)
-    weights /= weights.sum()
-    response = np.exp(-2j * np.pi * np.multiply.outer(freq, taps)) @ weights
-    return np.abs(response) ** 2
-
-
 def _fit_spectrum(
     fx: np.ndarray,
     fy: np.ndarray,
@@ -303,9 +291,9 @@ def _fit_spectrum(
             gx, gy = fx + nx, fy + ny
             response = np.ones_like(gx)
             if resized_x:
-                response = response * _bicubic_response(gx / sx, sx)
+                response = response * bicubic_response(gx / sx, sx)
             if resized_y:
-                response = response * _bicubic_response(gy / sy, sy)
+                response = response * bicubic_response(gy / sy, sy)
             extra = np.log(np.maximum(response, np.finfo(np.float64).tiny))
             quad = np.stack([gx * gx, 2 * gx * gy, gy * gy])
             terms.append((np.log(np.hypot(gx, gy)), -4 * np.pi**2 * quad, extra))

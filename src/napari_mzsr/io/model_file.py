@@ -21,6 +21,7 @@ version 2, readable by every release. Both versions are read.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -28,6 +29,7 @@ import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -271,6 +273,25 @@ def shipped_models() -> dict[str, Path]:
         for entry in folder.iterdir()
         if entry.name.endswith(SUFFIX)
     }
+
+
+def shipped_infos() -> dict[str, ModelInfo]:
+    """Names and metadata of the shipped theta_M files (:func:`shipped_models`).
+
+    Each file is read and checked once per process and again only when it changes
+    (cached by path, size and modification time): model choice and gradual planning
+    ask for them on every run. The infos are copies, safe to modify.
+    """
+    infos = {}
+    for name, path in shipped_models().items():
+        stat = path.stat()
+        infos[name] = copy.deepcopy(_shipped_info(path, stat.st_size, stat.st_mtime_ns))
+    return infos
+
+
+@lru_cache(maxsize=64)
+def _shipped_info(path: Path, size: int, mtime_ns: int) -> ModelInfo:
+    return load_model(path).info
 
 
 def load_model(name_or_path: str | os.PathLike | MZSRModel) -> MZSRModel:

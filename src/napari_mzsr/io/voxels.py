@@ -11,7 +11,7 @@ from .image_files import ImageMeta
 _MICROMETRES = {
     "pm": 1e-6, "nm": 1e-3, "µm": 1.0, "um": 1.0, "micron": 1.0, "micrometer": 1.0,
     "\\u00B5m": 1.0, "mm": 1e3, "millimeter": 1e3, "cm": 1e4, "centimeter": 1e4,
-    "m": 1e6, "meter": 1e6, "nanometer": 1e-3,
+    "m": 1e6, "meter": 1e6, "nanometer": 1e-3, "picometer": 1e-6, "angstrom": 1e-4,
 }  # fmt: skip
 
 
@@ -19,9 +19,12 @@ def voxel_size(meta: ImageMeta) -> tuple[float, float, float] | None:
     """``(dz, dy, dx)`` of a stack from its file's metadata, in one unit, or None when
     the file does not give the Z step.
 
-    Read from the OME ``PhysicalSize{Z,Y,X}`` (with their units), the ImageJ ``spacing``
-    and the TIFF resolution (pixels per unit), or the OME-Zarr scale of the axes named
-    z, y and x.
+    Read from the OME ``PhysicalSize{Z,Y,X}`` (with their units; in µm), the ImageJ
+    ``spacing`` and the TIFF resolution (pixels per unit, ImageJ's one unit), or the
+    OME-Zarr scale of the axes named z, y and x: in µm where all three axes give a
+    ``unit`` (each converted on its own), in the file's unit where none does. An
+    unknown unit, or units on some of the three axes only, gives None, as the sizes
+    could not be compared.
 
     Examples
     --------
@@ -51,8 +54,14 @@ def voxel_size(meta: ImageMeta) -> tuple[float, float, float] | None:
         names = [str(a.get("name", "")).lower() for a in meta.ngff["axes"]]
         if not {"z", "y", "x"} <= set(names):
             return None
-        scale = meta.ngff["scale"]
-        return _positive(tuple(float(scale[names.index(a)]) for a in "zyx"))
+        axes = [meta.ngff["axes"][names.index(a)] for a in "zyx"]
+        scale = [float(meta.ngff["scale"][names.index(a)]) for a in "zyx"]
+        units = [a.get("unit") for a in axes]
+        if all(u is None for u in units):
+            return _positive(tuple(scale))
+        if not all(str(u) in _MICROMETRES for u in units):
+            return None
+        return _positive(tuple(s * _MICROMETRES[str(u)] for s, u in zip(scale, units, strict=True)))
     return None
 
 

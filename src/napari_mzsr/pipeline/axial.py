@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..core.adaptation import Cancelled
 from ..core.axial import (
     adapt_axial,
     axial_output_length,
@@ -53,6 +52,7 @@ from .axial_options import (
     AxialOptions,
     check_axial_factor,
 )
+from .run import cancelled_units, drive
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -138,8 +138,8 @@ class AdaptedAxial:
     @property
     def margin(self) -> int:
         """Lateral context in pixels a block needs on each side: each stage's planes
-        read ``layers`` pixels either side."""
-        return self.info.layers * len(self.stages)
+        read the network's receptive radius (:attr:`ModelInfo.radius`) either side."""
+        return self.info.radius * len(self.stages)
 
     def output_shape(self, shape: Sequence[int]) -> tuple[int, int, int]:
         z, y, x = (int(n) for n in shape)
@@ -153,12 +153,12 @@ class AdaptedAxial:
         where the stack ends). Returns float32 (Z', core rows, core columns)."""
         x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)
         rows, cols = core
-        layers = self.info.layers
+        radius = self.info.radius
         length = block.shape[0]
         for index, stage in enumerate(self.stages):
             # Later stages need less context: shrink the region computed by one stage's
             # reach per stage, down to the core at the last one.
-            reach = layers * (len(self.stages) - 1 - index)
+            reach = radius * (len(self.stages) - 1 - index)
             r = slice(max(0, rows.start - reach), min(x.shape[1], rows.stop + reach))
             c = slice(max(0, cols.start - reach), min(x.shape[2], cols.stop + reach))
             last = index == len(self.stages) - 1
@@ -293,7 +293,8 @@ def iter_adapt_axial(
     stages = []
     losses: list[float] = []
     for index, (rel_sigma, spacing) in enumerate(stage_kernels(sigma, factors)):
-        net = options.model.network(dev)
+        # A scale-aware network is bound to the stage's factors, Z on rows (axis -2).
+        net = options.model.network(dev, (factors[index], 1.0))
         blur = _stage_blur(sigma, z_factor, spacing)
         plan = patch_plan(shape[0], shape[1:], size, options.adapt_patches, steps, rng)
         batches = (
@@ -372,17 +373,14 @@ def iter_apply_axial(
     checked ``options`` (``block``, ``tile``, ``output_dtype``).
 
     Yields ``(blocks done, blocks)`` after every block and returns the result: ``out``
-    if given (any writable array of the output shape, e.g. a zarr array), otherwise a
-    new numpy array of ``options.output_dtype`` (default: the volume's).
+    if given (any writable array of the output shape and dtype, e.g. a zarr array),
+    otherwise a new numpy array of ``options.output_dtype`` (default: the volume's).
     """
     shape = _check_volume(volume)
     dtype = np.dtype(volume.dtype if options.output_dtype is None else options.output_dtype)
     tile = options.tile
     out_shape = adapted.output_shape(shape)
-    if out is None:
-        out = np.empty(out_shape, dtype)
-    elif tuple(out.shape) != out_shape:
-        raise ValueError(f"out must have shape {out_shape}, got {tuple(out.shape)}")
+    out = _output(out, out_shape, dtype)
     blocks = plan_blocks(shape[1:], options.block, adapted.margin)
     for done, (ry, rx, cy, cx) in enumerate(blocks, start=1):
         raw = np.asarray(volume[:, ry, rx])
@@ -397,6 +395,20 @@ def iter_apply_axial(
         )
         out[target] = adapted.intensity.inverse(sr, dtype)
         yield done, len(blocks)
+    return out
+
+
+def _output(out: object | None, shape: tuple[int, ...], dtype: np.dtype) -> object:
+    """``out`` checked against the result's shape and dtype (writing would cast the
+    values silently), or a new numpy array of them."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if tuple(out.shape) != shape:
+        raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
+    if np.dtype(out.dtype) != dtype:
+        raise ValueError(
+            f"out must have dtype {dtype} (output_dtype, default the volume's), got {out.dtype}"
+        )
     return out
 
 
@@ -461,13 +473,8 @@ def iter_super_resolve_axial(
     total = per_channel * len(views)
     out_shape = (axial_output_length(shape[0], z_factor), *shape[1:])
     dtype = np.dtype(volume.dtype if options.output_dtype is None else options.output_dtype)
-    if out is None:
-        full = out_shape if axis is None else (*out_shape[:axis], len(views), *out_shape[axis:])
-        out = np.empty(full, dtype)
-    else:
-        full = out_shape if axis is None else (*out_shape[:axis], len(views), *out_shape[axis:])
-        if tuple(out.shape) != full:
-            raise ValueError(f"out must have shape {full}, got {tuple(out.shape)}")
+    full = out_shape if axis is None else (*out_shape[:axis], len(views), *out_shape[axis:])
+    out = _output(out, full, dtype)
     for c, view in enumerate(views):
         base = c * per_channel
         run = iter_adapt_axial(view, z_factor, options)
@@ -503,6 +510,7 @@ class _ChannelView:
 
     def __init__(self, out: object, axis: int, c: int) -> None:
         self.out, self.axis, self.c = out, axis, c
+        self.dtype = out.dtype
         shape = list(out.shape)
         del shape[axis]
         self.shape = tuple(shape)
@@ -556,7 +564,8 @@ def super_resolve_axial(
         Adaptation steps per gradual stage.
     model : str, path or MZSRModel
         theta_M to start from; any channel count (a grey stack is fed to a 3-channel
-        model as three equal channels).
+        model as three equal channels). A scale-aware model runs each stage with its
+        network bound to the stage's factors ``(z, 1)``.
     device : str or torch.device
         ``"auto"``, ``"cpu"``, ``"cuda:1"``, ...
     seed : int
@@ -594,8 +603,8 @@ def super_resolve_axial(
         Tile side within a plane; default: whole planes while they fit the memory
         budget of :data:`napari_mzsr.core.tiling.CPU_TILE_BYTES`.
     out : writable array, optional
-        Where to write the result (the output shape; e.g. a zarr array), instead of a
-        new numpy array.
+        Where to write the result (the output shape and dtype; e.g. a zarr array),
+        instead of a new numpy array.
 
     Returns
     -------
@@ -627,16 +636,7 @@ def super_resolve_axial(
     run = iter_super_resolve_axial(
         volume, options, z_factor=z_factor, channel_axis=channel_axis, out=out
     )
-    try:
-        while True:
-            report = next(run)
-            if progress is not None:
-                progress(report)
-            if cancel is not None and cancel():
-                run.close()
-                raise Cancelled(f"cancelled after {report.done} of {report.total} units")
-    except StopIteration as done:
-        return done.value
+    return drive(run, progress, cancel, cancelled_units)
 
 
 def super_resolve_axial_dask(

@@ -143,16 +143,7 @@ class AxialOptions:
         put("max_step", _number_above_one(self.max_step, "max_step"))
         if not isinstance(self.normalization, IntensityMap):
             checks.one_of(self.normalization, "normalization", MODES)
-        if self.output_dtype is not None:
-            try:
-                dtype = np.dtype(self.output_dtype)
-            except TypeError:
-                raise ValueError(
-                    f"output_dtype must be a numpy dtype, got {self.output_dtype!r}"
-                ) from None
-            if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
-                raise ValueError(f"output_dtype must be an integer or float dtype, got {dtype}")
-            put("output_dtype", dtype)
+        put("output_dtype", checks.output_dtype(self.output_dtype))
         put("block", checks.integer(self.block, "block", minimum=1))
         if self.tile is not None:
             put("tile", checks.integer(self.tile, "tile", minimum=8))

@@ -33,7 +33,7 @@ from ..io.model_file import ModelInfo, MZSRModel
 from .adapted import AdaptedModel
 from .images import ImageData, image_data
 from .options import AUTO_PATCHES, AdaptOptions, ApplyOptions, scale_for_shape
-from .run import ProgressCallback, adapt_image, drive
+from .run import ProgressCallback, adapt_image, drive, step_progress
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -302,5 +302,6 @@ percentiles, rgb, output_dtype, precision, adapt_patch, adapt_patches, tile
         adapt_patch=adapt_patch,
         adapt_patches=adapt_patches,
     )
-    adapted = drive(adapt_image(data, options.for_image(data.rgb)), progress, cancel)
+    run = adapt_image(data, options.for_image(data.rgb))
+    adapted = drive(run, step_progress(progress), cancel)
     return _lazy_result(adapted, data, ApplyOptions(output_dtype, tile), client, block_device)

@@ -18,12 +18,13 @@ import torch
 
 from ..core import checks
 from ..core.devices import resolve_device, resolve_precision
+from ..core.gradual import step_factors, step_kernel
 from ..core.intensity import DEFAULT_PERCENTILES, MODES, IntensityMap
 from ..core.kernels import ESTIMATE, PRESETS, as_kernel
 from ..core.refinement import COMBINE
 from ..core.resize import output_size, parse_scale
 from ..core.schedules import Schedule, learning_rate_schedule
-from ..io.model_file import load_model, shipped_models
+from ..io.model_file import load_model, shipped_infos
 from . import gradual
 
 # Factors beyond this are refused: at x16 an image of 64 pixels is already 1024 wide,
@@ -40,7 +41,7 @@ MAX_SCALE = 16.0
 # worst -0.095, in 4.5 CPU-s against 11.7 s; 1 x 128 -0.002 (worst -0.18) and 4 x 64 -0.003
 # (worst -0.16) cost the same; 2 x 64, 1 x 96 and 1 x 64 halve the time but lose up to
 # 0.14, 0.46 and 0.50 dB on single images. The same comparison, timed, in
-# benchmarks/results/time_to_quality_cpu.md.
+# benchmarks/results/time_to_quality.md (Set14: baboon only; loaded).
 AUTO_PATCH = 96
 AUTO_PATCHES = 2
 AUTO_WHOLE_IMAGE_PIXELS = AUTO_PATCHES * AUTO_PATCH**2 * 5 // 4
@@ -112,7 +113,7 @@ def choose_model(scale: tuple[float, float], rgb: bool, degradation: str = "dire
         are served (:func:`~napari_mzsr.super_resolve` reaches larger ones in steps,
         :mod:`~napari_mzsr.pipeline.gradual`).
     """
-    shipped = shipped_models()
+    shipped = shipped_infos()
     sy, sx = scale
     if sy == sx:
         for kind in dict.fromkeys((degradation, "direct")):
@@ -123,13 +124,30 @@ def choose_model(scale: tuple[float, float], rgb: bool, degradation: str = "dire
     for name in dict.fromkeys(
         ("arbitrary" if rgb else "arbitrary-gray", "arbitrary", "multiscale")
     ):
-        if name in shipped and load_model(name).info.supports_scale(scale):
+        if name in shipped and shipped[name].supports_scale(scale):
             return name
-    served = sorted({load_model(path).info.describe_scales() for path in shipped.values()})
+    served = sorted({info.describe_scales() for info in shipped.values()})
     raise ValueError(
         f"no shipped model serves scale {sy:g}x{sx:g} in one step (shipped: "
         f"{', '.join(served) or 'none'}); give a theta_M file as model"
     )
+
+
+def model_for(scale: tuple[float, float], rgb: bool, degradation: str = "direct") -> str:
+    """The shipped model of a run at ``scale`` on a grey or colour image: the one
+    :func:`choose_model` picks for ``scale`` when a model serves it in one step, else
+    the one it picks for the first gradual step (:func:`~napari_mzsr.pipeline.gradual.
+    plan_steps`), which then runs every step, so that one subsampling describes the
+    whole result.
+
+    Raises
+    ------
+    ValueError
+        No shipped model serves ``scale``, in one step or in steps.
+    """
+    if not _serves_in_one_step(scale):
+        scale = gradual.plan_steps(scale)[0]
+    return choose_model(scale, rgb, degradation)
 
 
 def preferred_degradation(kernel: object) -> str:
@@ -216,43 +234,46 @@ class AdaptOptions:
 
     def for_image(self, rgb: bool) -> AdaptOptions:
         """These options with the model chosen for a grey or colour image when none was
-        given (:func:`choose_model`); for factors that no model serves in one step, the
-        model of the first gradual step (:mod:`~napari_mzsr.pipeline.gradual`), whose
+        given (:func:`model_for`); for factors that no model serves in one step, the
+        model of every gradual step (:mod:`~napari_mzsr.pipeline.gradual`), whose
         subsampling then describes the result's geometry."""
         if self.model is not None:
             return self
         degradation = preferred_degradation(self.kernel_spec)
-        if _serves_in_one_step(self.scale):
-            return replace(self, model=choose_model(self.scale, rgb, degradation))
-        first = gradual.plan_steps(self.scale)[0]
-        return replace(self, model=choose_model(first, rgb, degradation))
+        return replace(self, model=model_for(self.scale, rgb, degradation))
 
     def stages(self, rgb: bool, shape: tuple[int, int]) -> tuple[AdaptOptions, ...]:
         """The options of each step of a run on a grey or colour image of ``shape``:
         these options with the model chosen (:meth:`for_image`) when the factors take one
         step; else one set per gradual step (:mod:`~napari_mzsr.pipeline.gradual`), each
-        with its factors, model and kernel. The kernel must be resolved first (not
-        :data:`ESTIMATE`) when there are several steps.
+        with its factors and kernel, all with the same model. The kernel must be resolved
+        first (not :data:`ESTIMATE`) when there are several steps.
 
         Raises
         ------
         ValueError
-            No model serves the factors, in one step or in steps.
+            No model serves the factors, in one step or in steps (every step is
+            checked before any runs).
         """
-        info = None if self.model is None else self.model.info
-        if info is not None and info.supports_scale(self.scale):
+        if self.model is None:
+            return self.for_image(rgb).stages(rgb, shape)
+        info = self.model.info
+        if info.supports_scale(self.scale):
             return (self,)
-        if info is None and _serves_in_one_step(self.scale):
-            return (self.for_image(rgb),)
         planned = gradual.plan_steps(self.scale, info)
         if self.estimate:
             raise ValueError("resolve kernel='estimate' before planning gradual steps")
-        degradation = preferred_degradation(self.kernel_spec)
         stages = []
-        for step in gradual.step_factors(shape, self.scale, planned):
-            model = self.model or choose_model(step, rgb, degradation)
-            kernel = gradual.step_kernel(self.kernel, self.scale, step, len(planned))
-            stages.append(replace(self, scale=step, model=model, kernel=kernel))
+        for step in step_factors(shape, self.scale, planned, max(info.scales)):
+            if not info.supports_scale(step):
+                raise ValueError(
+                    f"scale {self.scale[0]:g}x{self.scale[1]:g} on {shape[0]}x{shape[1]} "
+                    f"pixels needs a step of {step[0]:.4g}x{step[1]:.4g}, which model "
+                    f"{info.name!r} ({info.describe_scales()}) does not serve; "
+                    "choose another scale or model"
+                )
+            kernel = step_kernel(self.kernel, self.scale, step, len(planned))
+            stages.append(replace(self, scale=step, kernel=kernel))
         return tuple(stages)
 
     def with_kernel(self, kernel: np.ndarray) -> AdaptOptions:
@@ -299,16 +320,7 @@ class ApplyOptions:
     back_projection: Any = 0
 
     def __post_init__(self) -> None:
-        if self.output_dtype is not None:
-            try:
-                dtype = np.dtype(self.output_dtype)
-            except TypeError:
-                raise ValueError(
-                    f"output_dtype must be a numpy dtype, got {self.output_dtype!r}"
-                ) from None
-            if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
-                raise ValueError(f"output_dtype must be an integer or float dtype, got {dtype}")
-            object.__setattr__(self, "output_dtype", dtype)
+        object.__setattr__(self, "output_dtype", checks.output_dtype(self.output_dtype))
         if self.tile is not None:
             object.__setattr__(self, "tile", checks.integer(self.tile, "tile", minimum=1))
         if self.ensemble is not None:
@@ -319,7 +331,7 @@ class ApplyOptions:
 
 
 def _serves_in_one_step(scale: tuple[float, float]) -> bool:
-    return any(load_model(path).info.supports_scale(scale) for path in shipped_models().values())
+    return any(info.supports_scale(scale) for info in shipped_infos().values())
 
 
 def _kernel_text(kernel: object) -> str:

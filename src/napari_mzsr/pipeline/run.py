@@ -19,6 +19,7 @@ import torch
 from ..core.adaptation import Cancelled, StepReport, adapt, patch_corner
 from ..core.devices import limit_cpu_threads
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
+from ..core.kernel_estimation import KernelEstimate
 from ..core.schedules import rate_at
 from ..core.tensors import to_batch
 from ..io.model_file import MZSRModel
@@ -30,6 +31,7 @@ from .options import AUTO_PATCHES, AdaptOptions, ApplyOptions, scale_for_shape
 
 ProgressCallback = Callable[[int, float], None]
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def adapt_image(
@@ -104,7 +106,7 @@ def super_resolve_image(
     Yields every adaptation step's report, numbered across the steps of a gradual run,
     and returns the result (the input's dtype unless ``apply`` says otherwise).
     """
-    stages = plan_stages(image, options)
+    stages, _ = plan_stages(image, options)
     total = sum(stage.steps for stage in stages)
     done = 0
     for stage in stages[:-1]:
@@ -117,16 +119,20 @@ def super_resolve_image(
     return adapted.render(image, apply)
 
 
-def plan_stages(image: ImageData, options: AdaptOptions) -> tuple[AdaptOptions, ...]:
-    """The options of each step for a 2-D ``image`` (:meth:`AdaptOptions.stages`);
-    ``kernel="estimate"`` of a gradual run is resolved first, once, at the whole factor
-    (the steps get it scaled)."""
+def plan_stages(
+    image: ImageData, options: AdaptOptions
+) -> tuple[tuple[AdaptOptions, ...], KernelEstimate | None]:
+    """The options of each step for a 2-D ``image`` (:meth:`AdaptOptions.stages`) and
+    the kernel estimate they were planned with: ``kernel="estimate"`` of a gradual run
+    is resolved here, once, at the whole factor (the steps get it scaled), and the
+    caller reports it; None otherwise (a one-step run estimates in the step)."""
+    estimate = None
     if options.estimate:
         planned = replace(options, kernel=None).stages(image.rgb, image.shape)
         if len(planned) > 1:
-            resolved, _ = resolve_kernel(replace(options, model=planned[0].model), image)
+            resolved, estimate = resolve_kernel(replace(options, model=planned[0].model), image)
             options = replace(resolved, model=options.model)
-    return options.stages(image.rgb, image.shape)
+    return options.stages(image.rgb, image.shape), estimate
 
 
 def _renumbered(
@@ -141,27 +147,49 @@ def _renumbered(
         return finished.value
 
 
+def cancelled_steps(report: StepReport) -> str:
+    """The :class:`Cancelled` message after a step report (anything with ``step`` and
+    ``steps``)."""
+    return f"cancelled after {report.step + 1} of {report.steps} steps"
+
+
+def cancelled_units(report: object) -> str:
+    """The :class:`Cancelled` message after a stack or volume report (``done`` of
+    ``total`` units)."""
+    return f"cancelled after {report.done} of {report.total} units"
+
+
+def step_progress(progress: ProgressCallback | None) -> Callable[[StepReport], None] | None:
+    """A ``progress(steps_done, loss)`` callback as an ``on_report`` of :func:`drive`."""
+    if progress is None:
+        return None
+    return lambda report: progress(report.step + 1, report.loss)
+
+
 def drive(
-    run: Generator[StepReport, None, T],
-    progress: ProgressCallback | None = None,
+    run: Generator[R, None, T],
+    on_report: Callable[[R], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    describe: Callable[[R], str] = cancelled_steps,
 ) -> T:
-    """Run an adaptation generator to its end, reporting each step to
-    ``progress(steps_done, loss)`` and checking ``cancel()`` after it.
+    """Run a generator of progress reports to its end and return its value: each report
+    goes to ``on_report(report)``, then ``cancel()`` is checked. The one drive loop of
+    the entry points (images, stacks, volumes, calibrations).
 
     Raises
     ------
     Cancelled
-        ``cancel()`` returned True (the generator is closed first).
+        ``cancel()`` returned True; the generator is closed first and the message is
+        ``describe(last_report)`` (default :func:`cancelled_steps`).
     """
     try:
         while True:
             report = next(run)
-            if progress is not None:
-                progress(report.step + 1, report.loss)
+            if on_report is not None:
+                on_report(report)
             if cancel is not None and cancel():
                 run.close()
-                raise Cancelled(f"cancelled after {report.step + 1} of {report.steps} steps")
+                raise Cancelled(describe(report))
     except StopIteration as done:
         return done.value
 
@@ -364,4 +392,5 @@ def super_resolve(
         adapt_patches=adapt_patches,
     )
     apply_options = ApplyOptions(output_dtype, tile, ensemble, back_projection)
-    return drive(super_resolve_image(data, adapt_options, apply_options), progress, cancel)
+    run = super_resolve_image(data, adapt_options, apply_options)
+    return drive(run, step_progress(progress), cancel)

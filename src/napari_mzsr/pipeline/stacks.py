@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..core import checks
-from ..core.adaptation import Cancelled, StepReport
+from ..core.adaptation import StepReport
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
 from ..core.kernel_estimation import KernelEstimate
 from ..io.model_file import MZSRModel
@@ -37,7 +37,7 @@ from .adapted import AdaptedModel
 from .images import ImageData, image_data, split_axes
 from .kernel_choice import resolve_kernel
 from .options import AUTO_PATCHES, AdaptOptions, ApplyOptions
-from .run import adapt_image, plan_stages
+from .run import adapt_image, cancelled_units, drive, plan_stages
 
 Mode = Literal["once", "per_slice"]
 MODES: tuple[str, ...] = ("once", "per_slice")
@@ -137,16 +137,20 @@ def run_stack(
     checks.one_of(mode, "stack mode", MODES)
     slice_shape = data.slice_shape
     index = default_index(slice_shape) if index is None else _check_index(index, slice_shape)
-    stages = plan_stages(data.slice(index), options)
+    stages, estimate = plan_stages(data.slice(index), options)
     kept: list[int] = []
-    for stage in stages[:-1]:
+    for number, stage in enumerate(stages[:-1]):
         float_apply = replace(apply, output_dtype=np.dtype(np.float32))
-        result = yield from _run_stage(data, stage, float_apply, mode, index, current_only)
+        reported = estimate if number == 0 else None
+        result = yield from _run_stage(
+            data, stage, float_apply, mode, index, current_only, reported
+        )
         data = image_data(result.data, rgb=data.rgb, stack=True, normalization=data.intensity)
         index = (0,) * len(slice_shape) if current_only else index
         current_only, kept = False, kept + list(result.steps_taken)
     result = yield from _run_stage(data, stages[-1], apply, mode, index, current_only)
-    return replace(result, steps_taken=(*kept, *result.steps_taken))
+    estimate = estimate or result.kernel_estimate
+    return replace(result, steps_taken=(*kept, *result.steps_taken), kernel_estimate=estimate)
 
 
 def _run_stage(
@@ -156,8 +160,10 @@ def _run_stage(
     mode: Mode,
     index: tuple[int, ...],
     current_only: bool,
+    planned: KernelEstimate | None = None,
 ) -> Generator[StackProgress, None, StackResult]:
-    """One step of a stack run (the whole run when the factors take one step)."""
+    """One step of a stack run (the whole run when the factors take one step); it
+    reports ``planned``, the estimate a gradual run was planned with, if given."""
     slice_shape = data.slice_shape
     positions = [index] if current_only else list(np.ndindex(*slice_shape))
     n_slices = len(positions)
@@ -165,6 +171,7 @@ def _run_stage(
     steps = options.steps
     total = adaptations * steps + n_slices
     options, estimate = resolve_kernel(options, data.slice(index))
+    estimate = estimate or planned
     if estimate is not None:
         yield StackProgress("kernel", 0, steps, 0, n_slices, 0, total, None, estimate)
 
@@ -376,13 +383,4 @@ output_dtype, precision, adapt_patch, adapt_patches, tile, ensemble, back_projec
     run = iter_super_resolve_stack(
         data, options, apply, mode=mode, rgb=rgb, index=index, current_only=current_only
     )
-    try:
-        while True:
-            report = next(run)
-            if progress is not None:
-                progress(report)
-            if cancel is not None and cancel():
-                run.close()
-                raise Cancelled(f"cancelled after {report.done} of {report.total} units")
-    except StopIteration as done:
-        return done.value
+    return drive(run, progress, cancel, cancelled_units)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.qt.threading import thread_worker
 
+from .geometry import SUFFIX, layer_look
 from .jobs import JobProgress, plain_message
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 
     from ..io.model_file import MZSRModel
     from ..pipeline.axial_options import AxialOptions
-
-SUFFIX = "(MZSR)"
 
 
 def layer_z_factor(layer: Image | None) -> tuple[float | None, str]:
@@ -222,21 +221,7 @@ def axial_layer(
     settings = {**job.settings, "z_factor": task.z_factor}
     if sigma is not None:
         settings["axial_sigma"] = sigma
-    metadata = {k: v for k, v in src.metadata.items() if k != "mzsr"}
-    metadata["mzsr"] = {"source": src.name, "source_id": str(src.unique_id), **settings}
     return {
         "name": f"{src.name} isotropic Z x{task.z_factor:g} {SUFFIX}",
-        "scale": scale,
-        "translate": translate,
-        "rotate": src.rotate,
-        "shear": src.shear,
-        "affine": src.affine.affine_matrix,
-        "units": src.units,
-        "axis_labels": src.axis_labels,
-        "blending": src.blending,
-        "opacity": src.opacity,
-        "contrast_limits": src.contrast_limits,
-        "gamma": src.gamma,
-        "colormap": src.colormap,
-        "metadata": metadata,
+        **layer_look(src, scale=scale, translate=translate, settings=settings),
     }

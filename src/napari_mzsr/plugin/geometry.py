@@ -16,7 +16,8 @@ geometry of its training pairs:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -111,6 +112,44 @@ def output_scale_translate(
     if linear is not None:
         offset = np.asarray(linear, dtype=np.float64) @ offset
     return new_scale, translate + offset
+
+
+def layer_look(
+    layer: Any,
+    *,
+    scale: Sequence[float],
+    translate: Sequence[float],
+    settings: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Keyword arguments (all but the name) of a result layer that looks like its input
+    ``layer`` (a napari Image, read only) and sits at ``scale``/``translate``.
+
+    The result keeps the input's rotation, shear, affine, units, axis labels,
+    blending, opacity, contrast limits, gamma and, for grey data, colormap. Its metadata
+    are the input's with ``"mzsr"`` replaced by the run's ``settings`` and the source's
+    name and id (``"source"``, ``"source_id"``, which the widget uses to find a result's
+    input). Use it as ``napari.layers.Image(data, name=..., **look)``.
+    """
+    metadata = {k: v for k, v in layer.metadata.items() if k != "mzsr"}
+    metadata["mzsr"] = {"source": layer.name, "source_id": str(layer.unique_id), **settings}
+    look: dict[str, Any] = {
+        "rgb": layer.rgb,
+        "scale": scale,
+        "translate": translate,
+        "rotate": layer.rotate,
+        "shear": layer.shear,
+        "affine": layer.affine.affine_matrix,
+        "units": layer.units,
+        "axis_labels": layer.axis_labels,
+        "blending": layer.blending,
+        "opacity": layer.opacity,
+        "contrast_limits": layer.contrast_limits,
+        "gamma": layer.gamma,
+        "metadata": metadata,
+    }
+    if not layer.rgb:
+        look["colormap"] = layer.colormap
+    return look
 
 
 def format_factor(factor: float | tuple[float, float]) -> str:

@@ -12,7 +12,6 @@ import re
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -143,11 +142,10 @@ class ModelChoice:
     warnings: tuple[str, ...] = ()
 
 
-@lru_cache(maxsize=16)
 def _shipped_info(name: str) -> ModelInfo:
-    from ..io.model_file import load_model
+    from ..io.model_file import shipped_infos
 
-    return load_model(name).info
+    return shipped_infos()[name]
 
 
 def choose(
@@ -159,19 +157,18 @@ def choose(
 ) -> ModelChoice:
     """The model for an image (``rgb`` or grey), the factors and the kind of
     subsampling the kernel choice implies (a bicubic preset: ``"bicubic"``): ``model``
-    when given, else the shipped one :func:`~napari_mzsr.pipeline.options.choose_model`
-    picks (for factors no model serves in one step, the one of the first gradual step,
+    when given, else the shipped one :func:`~napari_mzsr.pipeline.options.model_for`
+    picks (for factors no model serves in one step, the one of every gradual step,
     :mod:`~napari_mzsr.pipeline.gradual`); with a warning for each mismatch."""
     from ..io.model_file import shipped_models
-    from ..pipeline.gradual import plan_steps
-    from ..pipeline.options import choose_model
+    from ..pipeline.options import model_for
 
     sy, sx = scale
     factor = f"x{sy:g}" if sy == sx else f"x{sy:g}x{sx:g}"
     warnings = []
     if model is None:
         try:
-            name = choose_model(plan_steps(scale)[0], rgb, degradation)
+            name = model_for(scale, rgb, degradation)
         except ValueError as exc:
             return ModelChoice(None, None, True, (plain_message(exc),))
         info = _shipped_info(name)

@@ -1,0 +1,174 @@
+"""The widget's "calibrate from pairs" section without the UI: its values to checked
+options and pairs, the worker that calibrates and saves the profile, and the profile's
+entry in the model list."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.qt.threading import thread_worker
+
+from ..core.calibration import METHODS as CALIBRATION_METHODS
+from ..core.calibration import CalibrationStep
+from .jobs import plain_message
+
+if TYPE_CHECKING:
+    from ..io.model_file import MZSRModel
+    from ..pipeline.calibrate import CalibrateOptions
+
+SOURCES = (("LR and HR layers", "layers"), ("a folder of pairs", "folder"))
+METHOD_LABELS = {
+    "finetune": "plain fine-tune",
+    "drtl": "DRTL (relation-weighted distortions)",
+    "drtl-meta": "DRTL, meta-learning variant",
+}
+# Every method of the core, labelled (a method without a label fails here, at import).
+METHODS = tuple((METHOD_LABELS[method], method) for method in CALIBRATION_METHODS)
+
+
+@dataclass
+class CalibrationValues:
+    """What the section's controls hold (layers as their data and names)."""
+
+    source: str
+    lr: Any
+    hr: Any
+    lr_name: str
+    hr_name: str
+    folder: str
+    scale: float
+    method: str
+    steps: int
+    save_to: str
+    overwrite: bool
+    model: Any
+    device: str
+
+
+@dataclass
+class CalibrationJob:
+    """Checked options, the pairs (or the folder the worker reads them from) and where
+    the profile goes."""
+
+    options: CalibrateOptions
+    pairs: list[tuple[np.ndarray, np.ndarray]]
+    names: list[str]
+    path: Path
+    overwrite: bool
+    folder: Path | None = None
+
+
+@dataclass
+class CalibrationOutcome:
+    """A finished calibration: the saved profile, or the reason it failed."""
+
+    profile: MZSRModel | None = None
+    path: Path | None = None
+    error: str | None = None
+
+
+def _layer_image(data: Any, name: str, control: str) -> np.ndarray:
+    if data is None:
+        raise ValueError(f"choose an image layer under '{control}'")
+    image = np.asarray(data)
+    if image.ndim == 3 and image.shape[-1] in (3, 4):
+        image = image[..., :3]
+    elif image.ndim != 2:
+        raise ValueError(
+            f"'{control}': layer {name!r} must be one 2-D grey or RGB image, got shape "
+            f"{image.shape}"
+        )
+    return image
+
+
+def make_calibration(values: CalibrationValues) -> CalibrationJob:
+    """Check the section's values (on the GUI thread: reads no file; a folder's pairs
+    are read by :func:`calibration_work`). ``values.model`` None starts from
+    :data:`~napari_mzsr.pipeline.calibrate.DEFAULT_MODEL`.
+
+    Raises
+    ------
+    ValueError
+        A bad value, missing layer or folder, or an existing file without 'replace';
+        the message names the control.
+    """
+    from ..pipeline.calibrate import DEFAULT_MODEL, CalibrateOptions
+
+    if not values.save_to or Path(values.save_to).is_dir():
+        raise ValueError("choose a file to save the profile to under 'save profile to'")
+    path = Path(values.save_to)
+    if path.suffix != ".pt":
+        path = path.with_name(path.name + ".pt")
+    if path.exists() and not values.overwrite:
+        raise ValueError(f"{path.name} exists: tick 'replace existing file' or choose another")
+    folder = None
+    if values.source == "folder":
+        if not values.folder or not Path(values.folder).is_dir():
+            raise ValueError("choose the folder of (LR, HR) pairs under 'pairs folder'")
+        folder, pairs, names = Path(values.folder), [], []
+    else:
+        lr = _layer_image(values.lr, values.lr_name, "LR layer")
+        hr = _layer_image(values.hr, values.hr_name, "HR layer")
+        pairs, names = [(lr, hr)], [f"{values.lr_name} / {values.hr_name}"]
+    options = CalibrateOptions(
+        scale=values.scale,
+        model=DEFAULT_MODEL if values.model is None else values.model,
+        method=values.method,
+        steps=values.steps,
+        name=path.stem,
+        device=values.device,
+    )
+    return CalibrationJob(options, pairs, names, path, values.overwrite, folder)
+
+
+def job_pairs(job: CalibrationJob) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str]]:
+    """The job's pairs and their names: read from its folder (LR images on their native
+    grid, :func:`~napari_mzsr.io.pair_files.read_pairs`) when it has one."""
+    from ..io.pair_files import read_pairs
+
+    if job.folder is None:
+        return job.pairs, job.names
+    read, _, _ = read_pairs(job.folder, job.options.scale)
+    return [(p.lr, p.hr) for p in read], [p.key for p in read]
+
+
+@thread_worker
+def calibration_work(job: CalibrationJob) -> Generator[CalibrationStep, None, Any]:
+    """Read the pairs (:func:`job_pairs`), calibrate, yielding the
+    :class:`~napari_mzsr.core.calibration.CalibrationStep` of every update, then save
+    the profile atomically; returns a
+    :class:`CalibrationOutcome` (errors included, as a plain message). Quitting the
+    worker closes the calibration between updates and saves nothing."""
+    from ..io.model_file import save_model
+    from ..pipeline.calibrate import iter_calibrate_profile
+
+    try:
+        pairs, names = job_pairs(job)
+        profile = yield from iter_calibrate_profile(pairs, job.options, names=names)
+        save_model(job.path, profile.state_dict, profile.info, overwrite=job.overwrite)
+    except Exception as exc:
+        return CalibrationOutcome(error=plain_message(exc))
+    return CalibrationOutcome(profile=profile, path=job.path)
+
+
+def profile_label(profile: MZSRModel, path: Path) -> str:
+    """The profile's entry in the model list."""
+    info = profile.info
+    method = info.training.get("method", "profile")
+    return f"{info.name}: camera profile x{info.scales[0]:g} ({method}, {path.name})"
+
+
+def summary(outcome: CalibrationOutcome, seconds: float) -> str:
+    """The status line after a calibration."""
+    from ..pipeline.calibrate import held_out_summary, top_relations
+
+    profile = outcome.profile
+    parts = [f"saved {outcome.path.name} in {seconds:.0f} s", held_out_summary(profile)]
+    top = top_relations(profile, 2)
+    if top:
+        parts.append("closest distortions " + ", ".join(f"{k} {w:.2f}" for k, w in top))
+    return "; ".join(parts)
