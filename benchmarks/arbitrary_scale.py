@@ -425,6 +425,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--zssr-features", type=int, default=64)
     parser.add_argument("--zssr-sets", nargs="*", help="run ZSSR on these sets only")
     parser.add_argument(
+        "--settings", nargs="*", help="these settings only ('bicubic x2', 'blur 1.5x4', ...)"
+    )
+    parser.add_argument(
         "--zssr-settings", nargs="*", help="run ZSSR at these settings only ('blur 1.5x4', ...)"
     )
     parser.add_argument("--model-dir", type=Path, help="folder with <name>.pt theta_M files")
@@ -438,10 +441,12 @@ def main(argv: list[str] | None = None) -> Path:
     for d in args.degradations:
         if d not in DEGRADATIONS:
             parser.error(f"--degradations: choose from {DEGRADATIONS}, got {d!r}")
-    names = [s.name for s in settings(args.degradations)]
-    for name in args.zssr_settings or []:
-        if name not in names:
-            parser.error(f"--zssr-settings: choose from {names}, got {name!r}")
+    setting_names = [s.name for s in settings(args.degradations)]
+    for option in ("settings", "zssr_settings"):
+        for name in getattr(args, option) or []:
+            if name not in setting_names:
+                flag = "--" + option.replace("_", "-")
+                parser.error(f"{flag}: choose from {setting_names}, got {name!r}")
 
     patch = {"auto": "auto", "none": None}.get(args.adapt_patch.lower(), None)
     if args.adapt_patch.lower() not in ("auto", "none"):
@@ -454,7 +459,8 @@ def main(argv: list[str] | None = None) -> Path:
     for name, why in missing.items():
         print(f"warning: rows of {name} skipped: {why}", file=sys.stderr)
     zssr = replace(ZSSRConfig(), max_iters=args.zssr_iters, features=args.zssr_features)
-    all_settings = settings(args.degradations)
+    chosen = args.settings or setting_names
+    all_settings = [s for s in settings(args.degradations) if s.name in chosen]
     command = command_line("benchmarks.arbitrary_scale", argv)
     name = args.name or f"arbitrary_scale_{'-'.join(image_sets)}_{device.type}"
     args.out.mkdir(parents=True, exist_ok=True)

@@ -144,3 +144,13 @@ def test_partial_results_are_reused(model_dir, hr_dir, tmp_path):
     a = arbitrary_scale.cells_key(models, 10, ZSSRConfig(), torch.device("cpu"), {}, None)
     changed = {"arbitrary": replace(models["arbitrary"], state_dict={})}
     assert a != arbitrary_scale.cells_key(changed, 10, ZSSRConfig(), torch.device("cpu"), {}, None)
+
+
+def test_settings_option_limits_the_grid(model_dir, hr_dir, tmp_path):
+    argv = ["--data", str(hr_dir), "--model-dir", str(model_dir), "--out", str(tmp_path)]
+    argv += ["--name", "two", "--methods", "Bicubic", "--settings", "blur x2", "bicubic 1.5x4"]
+    arbitrary_scale.main(argv)
+    cells = json.loads((tmp_path / "two.json").read_text())["cells"][hr_dir.name]
+    assert set(cells) == {"blur x2", "bicubic 1.5x4"}
+    with pytest.raises(SystemExit):
+        arbitrary_scale.main([*argv[:-2], "blur x9"])
