@@ -25,7 +25,7 @@ from napari_mzsr import ModelFileError, ModelInfo, load_model, save_model, super
 from napari_mzsr.cli import batch
 from napari_mzsr.cli.main import main
 from napari_mzsr.core.network import MZSRNet
-from napari_mzsr.io.atomic import atomic_path
+from napari_mzsr.io.atomic import atomic_folder, atomic_path
 from napari_mzsr.io.model_file import FORMAT, VERSION, checksum
 from napari_mzsr.pipeline.run import drive, iter_adapt
 
@@ -385,6 +385,24 @@ def test_stale_partial_of_a_killed_writer_is_removed(tmp_path, tiny_gray_model):
     live.write_bytes(b"in progress")
     assert _cli(tiny_gray_model, tmp_path / "a.tif", "-o", out) == 0
     assert not stale.exists() and live.exists()
+
+
+@pytest.mark.parametrize("writer", [atomic_path, atomic_folder])
+def test_stale_partial_files_and_folders_are_removed_by_either_writer(tmp_path, writer):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    target = tmp_path / "r.zarr"
+    stale_file = tmp_path / f".r.zarr.{dead}.abc.partial"
+    stale_file.write_bytes(b"half")
+    stale_folder = tmp_path / f".r.zarr.{dead}.def.partial"
+    (stale_folder / "0").mkdir(parents=True)
+    live = tmp_path / f".r.zarr.{os.getpid()}.xyz.partial"
+    live.write_bytes(b"in progress")
+    with writer(target) as tmp:
+        if writer is atomic_path:
+            tmp.write_bytes(b"done")
+    assert not stale_file.exists() and not stale_folder.exists() and live.exists()
+    assert target.exists()
 
 
 @pytest.mark.parametrize("problem", ["file", "unwritable"])

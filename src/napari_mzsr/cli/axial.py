@@ -145,7 +145,8 @@ def process_axial(path: Path, target: Path, args: argparse.Namespace, options) -
     from tqdm import tqdm
 
     from ..core.axial import axial_output_length, axial_positions
-    from ..io.image_files import atomic_folder, create_zarr, read_image, write_image
+    from ..io.atomic import atomic_folder
+    from ..io.image_files import create_zarr, read_image, write_image
     from ..io.voxels import axial_meta
     from ..pipeline.axial import iter_super_resolve_axial
     from .batch import is_zarr

@@ -251,7 +251,8 @@ def _process_lazy(path: Path, target: Path, data, meta, args, options, apply) ->
     import dask.array as da
     import numpy as np
 
-    from ..io.image_files import atomic_folder, create_zarr
+    from ..io.atomic import atomic_folder
+    from ..io.image_files import create_zarr
     from ..pipeline.images import image_data
     from ..pipeline.lazy import apply_dask
     from ..pipeline.run import adapt_image

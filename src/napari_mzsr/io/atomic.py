@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -32,13 +33,16 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_partials(path: Path) -> list[Path]:
-    """Delete the temporary files of earlier writes of ``path`` whose process is gone
-    (killed while writing); returns them. Files of running writers are kept."""
+    """Delete the temporary files and folders of earlier writes of ``path`` whose process
+    is gone (killed while writing); returns them. Those of running writers are kept."""
     removed = []
     for candidate in path.parent.glob(f".{path.name}.*{PARTIAL}"):
         pid = candidate.name[len(path.name) + 2 :].split(".", 1)[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
-            candidate.unlink(missing_ok=True)
+            if candidate.is_dir():
+                shutil.rmtree(candidate, ignore_errors=True)
+            else:
+                candidate.unlink(missing_ok=True)
             removed.append(candidate)
     return removed
 
@@ -78,3 +82,38 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_folder(path: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """:func:`atomic_path` for a folder (an OME-Zarr store):
+    a temporary folder beside ``path``, renamed onto it when complete, removed on any
+    error; the temporary folder of a killed writer is removed by the next write."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; refusing to overwrite it without permission")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{id(path):x}{PARTIAL}"
+    tmp.mkdir(mode=0o777 & ~current_umask())
+    try:
+        yield tmp
+        if path.exists():  # --overwrite: move the old one aside, then delete it
+            old = path.parent / f".{path.name}.{os.getpid()}.old{PARTIAL}"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .atomic import PARTIAL, atomic_path, current_umask
+from .atomic import atomic_folder, atomic_path
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PNG_SUFFIXES = (".png",)
@@ -403,44 +400,6 @@ def write_image(
         else:
             _write_tiff(tmp, data, meta)
     return path
-
-
-@contextmanager
-def atomic_folder(path: Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """:func:`~napari_mzsr.io.atomic.atomic_path` for a folder (an OME-Zarr store):
-    a temporary folder beside ``path``, renamed onto it when complete, removed on any
-    error; the temporary folder of a killed writer is removed by the next write."""
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; refusing to overwrite it without permission")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*{PARTIAL}"):
-        pid = stale.name[len(path.name) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)) and stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{id(path):x}{PARTIAL}"
-    tmp.mkdir(mode=0o777 & ~current_umask())
-    try:
-        yield tmp
-        if path.exists():  # --overwrite: move the old one aside, then delete it
-            old = path.parent / f".{path.name}.{os.getpid()}.old{PARTIAL}"
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_zarr(path: Path, data: Any, meta: ImageMeta) -> None:
