@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from synthetic_pairs import camera_pair
 from tiny_models import save_tiny_model
 
 import napari_mzsr
 from napari_mzsr import Cancelled, calibrate, load_model, save_model, super_resolve
 from napari_mzsr.cli.main import main as cli
-from napari_mzsr.core.degradation import degrade
-from napari_mzsr.core.kernels import gaussian_kernel
 from napari_mzsr.core.resize import imresize
 from napari_mzsr.io.pair_files import find_pairs, read_pairs
 
@@ -24,22 +23,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SCALE = 2.5
 
 
-def scene(side: int, seed: int) -> np.ndarray:
-    """A smooth random colour scene in [0, 1] with detail at several scales."""
-    rng = np.random.default_rng(seed)
-    layers = [
-        imresize(rng.random((-(-side // f), -(-side // f), 3)), f)[:side, :side] for f in (3, 6)
-    ]
-    out = sum(layers) / len(layers)
-    return np.clip((out - out.min()) / np.ptp(out), 0, 1)
-
-
 def real_like_pair(seed: int, side: int = 160) -> tuple[np.ndarray, np.ndarray]:
     """(LR, HR) uint8: the HR scene blurred and bicubic-subsampled by 2.5, as a camera."""
-    hr = scene(side, seed)
-    lr = degrade(hr, gaussian_kernel(3.0, size=15), SCALE, "bicubic")
-    u8 = lambda a: np.rint(np.clip(a, 0, 1) * 255).astype(np.uint8)  # noqa: E731
-    return u8(lr), u8(hr)
+    return camera_pair(seed, side=side, scale=SCALE, variance=3.0, kernel_size=15)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from synthetic_pairs import scene as synthetic_scene
 from tiny_models import save_tiny_model
 
 from napari_mzsr.core import calibration as cal
@@ -36,13 +37,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def scene(side: int = 192, seed: int = 0, channels: int = 3) -> np.ndarray:
     """A smooth random colour scene in [0, 1] with detail at every scale."""
-    rng = np.random.default_rng(seed)
-    layers = [
-        imresize(rng.random((-(-side // f), -(-side // f), channels)), f)[:side, :side]
-        for f in (4, 8, 16)
-    ]
-    out = sum(layers) / len(layers)
-    return np.clip((out - out.min()) / np.ptp(out), 0, 1)
+    return synthetic_scene(side, seed, detail=(4, 8, 16), channels=channels)
 
 
 def pair_from(hr: np.ndarray, distortion: Distortion, scale: float, seed: int = 0):

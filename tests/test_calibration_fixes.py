@@ -10,32 +10,18 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from synthetic_pairs import camera_pair
 from tiny_models import save_tiny_model
 
 from napari_mzsr import calibrate, load_model, save_model
-from napari_mzsr.core.degradation import degrade
-from napari_mzsr.core.kernels import gaussian_kernel
-from napari_mzsr.core.resize import imresize
 from napari_mzsr.io.pair_files import find_pairs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SCALE = 2.0
 
 
-def scene(side: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    layers = [
-        imresize(rng.random((-(-side // f), -(-side // f), 3)), f)[:side, :side] for f in (3, 6)
-    ]
-    out = sum(layers) / len(layers)
-    return np.clip((out - out.min()) / np.ptp(out), 0, 1)
-
-
 def pair(seed: int, side: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    hr = scene(side, seed)
-    lr = degrade(hr, gaussian_kernel(2.0, size=13), SCALE, "bicubic")
-    u8 = lambda a: np.rint(np.clip(a, 0, 1) * 255).astype(np.uint8)  # noqa: E731
-    return u8(lr), u8(hr)
+    return camera_pair(seed, side=side, scale=SCALE, variance=2.0, kernel_size=13)
 
 
 @pytest.fixture(scope="module")
