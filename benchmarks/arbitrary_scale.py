@@ -22,6 +22,11 @@ position-aware component could help is measured by the PSNR of each phase class
 ``(j + 0.5) / s - 0.5`` along each axis): ``phase spread`` is the best class's PSNR
 minus the worst's, in the same run.
 
+``--gray`` scores the one-channel models: every HR image becomes its Y channel (uint8,
+16..235), the scale-aware row uses ``arbitrary-gray`` and the control row the weights it
+started from, ``direct-x2-gray``'s (the other rows keep their RGB models, which serve a
+grey image channel by channel).
+
 Every cell is kept in ``<out>/<name>.partial.json`` as it is computed, and a re-run
 with the same steps, ZSSR and adaptation options, image limit, device and weights
 computes only the cells missing there (e.g. ZSSR at settings added with
@@ -69,8 +74,9 @@ BLUR_VARIANCE_AT_X2 = 1.3
 # these bicubic degradations its output grid is shifted (reported, not hidden).
 SINGLE_SCALE = {2.0: "bicubic-x2", 4.0: "direct-x4"}
 METHODS = ("Bicubic", "ZSSR", "multiscale MZSR", "scale-aware MZSR", "single-scale MZSR")
-# A control: the x2 model's weights, not trained over scales, meta-tested at any factor.
-X2_ANYWHERE = "bicubic-x2 weights at any scale"
+# A control: the weights the scale-aware model started from (an x2 model's, not trained
+# over scales), meta-tested at any factor.
+X2_ANYWHERE = "x2 weights at any scale"
 ALL_METHODS = (*METHODS, X2_ANYWHERE)
 TARGETS = "within 0.2 dB of single-scale at x2 and x4; >= 0.3 dB above multiscale at every non-integer and asymmetric setting; >= 1 dB above bicubic everywhere"  # noqa: E501
 
@@ -110,6 +116,16 @@ class Setting:
     @property
     def symmetric(self) -> bool:
         return self.scale[0] == self.scale[1]
+
+
+def row_models(gray: bool = False) -> dict[str, str]:
+    """The theta_M name of each MZSR row but the single-scale one (RGB, or the
+    one-channel models where shipped)."""
+    if gray:
+        return {"multiscale MZSR": "multiscale", "scale-aware MZSR": "arbitrary-gray",
+                X2_ANYWHERE: "direct-x2-gray"}  # fmt: skip
+    return {"multiscale MZSR": "multiscale", "scale-aware MZSR": "arbitrary",
+            X2_ANYWHERE: "bicubic-x2"}  # fmt: skip
 
 
 def settings(degradations: Sequence[str] = DEGRADATIONS) -> list[Setting]:
@@ -207,24 +223,26 @@ def method_runner(
     zssr: ZSSRConfig,
     device: torch.device,
     adapt: Mapping[str, Any] | None = None,
+    gray: bool = False,
 ):
     """The function for ``method`` at ``setting``, or None where the method has no row
     (no single-scale model of that factor, or a missing model). ``adapt`` holds the
-    crop-adaptation options of the MZSR rows (``adapt_patch``, ``adapt_patches``)."""
+    crop-adaptation options of the MZSR rows (``adapt_patch``, ``adapt_patches``);
+    ``gray`` picks the one-channel models (:func:`row_models`)."""
     if method == "Bicubic":
         return _bicubic
     if method == "ZSSR":
         return _zssr(zssr, device)
-    name = {"multiscale MZSR": "multiscale", "scale-aware MZSR": "arbitrary"}.get(method)
+    name = row_models(gray).get(method)
     if method == "single-scale MZSR":
         name = SINGLE_SCALE.get(setting.scale[0]) if setting.symmetric else None
-    if method == X2_ANYWHERE and "bicubic-x2" in models:
-        x2 = models["bicubic-x2"]
-        anywhere = replace(x2.info, scales=[1.0, 4.0], name=X2_ANYWHERE)
-        return _mzsr(MZSRModel(anywhere, x2.state_dict, x2.source), steps, device, adapt or {})
     if name is None or name not in models:
         return None
-    return _mzsr(models[name], steps, device, adapt or {})
+    model = models[name]
+    if method == X2_ANYWHERE:
+        anywhere = replace(model.info, scales=[1.0, 4.0], name=X2_ANYWHERE)
+        model = MZSRModel(anywhere, model.state_dict, model.source)
+    return _mzsr(model, steps, device, adapt or {})
 
 
 def _load_partial(path: Path, key: str) -> dict[str, Any]:
@@ -247,13 +265,15 @@ def cells_key(
     device: torch.device,
     adapt: Mapping[str, Any],
     limit: int | None,
+    gray: bool = False,
 ) -> str:
     """What a cell's result depends on beyond its set, setting, method and image: kept
     cells are reused by any command with the same key (other methods, settings or
     sets may be added)."""
     weights = {name: checksum(model.state_dict) for name, model in sorted(models.items())}
     config = {"steps": steps, "zssr": asdict(zssr), "device": str(device), "adapt": adapt}
-    return json.dumps({**config, "limit": limit, "weights": weights}, sort_keys=True)
+    config |= {"limit": limit, "weights": weights} | ({"gray": True} if gray else {})
+    return json.dumps(config, sort_keys=True)
 
 
 def evaluate(
@@ -271,6 +291,7 @@ def evaluate(
     key: str = "",
     log=print,
     adapt: Mapping[str, Any] | None = None,
+    gray: bool = False,
 ) -> dict[str, Any]:
     """Every method on every image of every set at every setting (ZSSR only on
     ``zssr_sets`` and at ``zssr_settings``, by setting name, where given).
@@ -286,7 +307,7 @@ def evaluate(
                     or (zssr_settings is not None and setting.name not in zssr_settings)
                 ):
                     continue
-                run = method_runner(method, setting, models, steps, zssr, device, adapt)
+                run = method_runner(method, setting, models, steps, zssr, device, adapt, gray)
                 if run is None:
                     continue
                 done = cells.setdefault(set_name, {}).setdefault(setting.name, {})
@@ -430,6 +451,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument(
         "--zssr-settings", nargs="*", help="run ZSSR at these settings only ('blur 1.5x4', ...)"
     )
+    parser.add_argument("--gray", action="store_true", help="Y channel, one-channel models")
     parser.add_argument("--model-dir", type=Path, help="folder with <name>.pt theta_M files")
     add_models_option(parser)
     parser.add_argument("--device", default="cpu")
@@ -454,7 +476,12 @@ def main(argv: list[str] | None = None) -> Path:
     adapt = {"adapt_patch": patch, "adapt_patches": args.adapt_patches}
     device = resolve_device(args.device)
     image_sets = {folder.resolve().name: load_hr_images(folder, args.limit) for folder in args.data}
-    names = ["multiscale", "arbitrary", *sorted(set(SINGLE_SCALE.values()))]
+    if args.gray:
+        image_sets = {
+            set_name: {stem: luminance(hr).astype(np.uint8) for stem, hr in images.items()}
+            for set_name, images in image_sets.items()
+        }
+    names = [*row_models(args.gray).values(), *sorted(set(SINGLE_SCALE.values()))]
     models, missing = resolve_models(names, args.model_dir, parse_models(args.models))
     for name, why in missing.items():
         print(f"warning: rows of {name} skipped: {why}", file=sys.stderr)
@@ -462,7 +489,8 @@ def main(argv: list[str] | None = None) -> Path:
     chosen = args.settings or setting_names
     all_settings = [s for s in settings(args.degradations) if s.name in chosen]
     command = command_line("benchmarks.arbitrary_scale", argv)
-    name = args.name or f"arbitrary_scale_{'-'.join(image_sets)}_{device.type}"
+    gray = "_gray" if args.gray else ""
+    name = args.name or f"arbitrary_scale_{'-'.join(image_sets)}{gray}_{device.type}"
     args.out.mkdir(parents=True, exist_ok=True)
     partial = args.out / f"{name}.partial.json"
     start = time.perf_counter()
@@ -477,8 +505,9 @@ def main(argv: list[str] | None = None) -> Path:
         zssr_settings=args.zssr_settings,
         device=device,
         partial=partial,
-        key=cells_key(models, args.steps, zssr, device, adapt, args.limit),
+        key=cells_key(models, args.steps, zssr, device, adapt, args.limit, args.gray),
         adapt=adapt,
+        gray=args.gray,
     )
     machine = machine_description(device)
     lines = [

@@ -15,6 +15,7 @@ from tiny_models import save_tiny_model
 from benchmarks import arbitrary_scale
 from benchmarks.zssr import ZSSRConfig
 from napari_mzsr.core.kernels import kernel_covariance
+from napari_mzsr.core.metrics import luminance, psnr
 from napari_mzsr.io.model_file import load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -34,6 +35,15 @@ def model_dir(tmp_path_factory):
     )
     save_tiny_model(folder / "bicubic-x2.pt", "bicubic-x2", degradation="bicubic")
     save_tiny_model(folder / "direct-x4.pt", "direct-x4", scales=[4.0])
+    save_tiny_model(
+        folder / "arbitrary-gray.pt",
+        "arbitrary-gray",
+        channels=1,
+        scales=SERVED,
+        degradation="bicubic",
+        adaptation_layers=(2, 5),
+    )
+    save_tiny_model(folder / "direct-x2-gray.pt", "direct-x2-gray", channels=1)
     return folder
 
 
@@ -84,6 +94,34 @@ def test_end_to_end_writes_results_and_margins(model_dir, hr_dir, tmp_path):
     text = md.read_text()
     assert "| blur 2x3.5 |" in text and "Targets:" in text
     assert (tmp_path / "toy.partial.json").exists()
+
+
+def test_gray_mode_scores_the_y_channel_with_the_one_channel_models(model_dir, hr_dir, tmp_path):
+    argv = ["--data", str(hr_dir), "--degradations", "blur", "--steps", "1", "--gray"]
+    argv += ["--settings", "blur 1.5x4", "--model-dir", str(model_dir), "--out", str(tmp_path)]
+    argv += ["--methods", "Bicubic", "scale-aware MZSR", arbitrary_scale.X2_ANYWHERE]
+    arbitrary_scale.main(argv)
+    data = json.loads((tmp_path / f"arbitrary_scale_{hr_dir.name}_gray_cpu.json").read_text())
+    assert set(data["models"]) >= {"arbitrary-gray", "direct-x2-gray"}
+    assert "arbitrary" not in data["models"]
+    cells = data["cells"][hr_dir.name]["blur 1.5x4"]
+    # The Y image's own bicubic result, scored on Y: the same as the RGB run's Bicubic.
+    rgb = arbitrary_scale.load_hr_images(hr_dir)["im0"]
+    y = luminance(rgb).astype(np.uint8)
+    hr, lr = arbitrary_scale.hr_and_lr(y, arbitrary_scale.Setting("blur", (1.5, 4.0)))
+    want = psnr(
+        arbitrary_scale._bicubic(lr, arbitrary_scale.Setting("blur", (1.5, 4.0))), hr, shave=4
+    )
+    assert math.isclose(cells["Bicubic"]["im0"]["psnr"], want)
+    gray = arbitrary_scale.method_runner(
+        "scale-aware MZSR", arbitrary_scale.Setting("blur", (1.5, 4.0)),
+        {"arbitrary-gray": load_model(model_dir / "arbitrary-gray.pt")}, 1,
+        ZSSRConfig(), torch.device("cpu"), gray=True,
+    )  # fmt: skip
+    assert math.isclose(
+        cells["scale-aware MZSR"]["im0"]["psnr"],
+        psnr(gray(lr, arbitrary_scale.Setting("blur", (1.5, 4.0))), hr, shave=4),
+    )
 
 
 def test_phase_classes_and_spread():
