@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
 from napari_mzsr import gaussian_kernel, imresize, iter_adapt, load_model
+from napari_mzsr.core import adaptation
 from napari_mzsr.core.adaptation import adapt, make_son, patch_corner
 from napari_mzsr.core.schedules import rate_at
 from napari_mzsr.pipeline import options
@@ -94,6 +97,32 @@ def test_api_crops_are_meta_test_crops(tiny_model):
         pass
     for p, q in zip(api, net.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("rate", [1e-2, 0.3, 3.0])
+def test_son_loss_never_rises_beyond_the_tolerance(tiny_model, lr_batch, rate):
+    """Whole-image runs of 0, 1, 2, ... steps share their first steps, so the son loss
+    after n steps is at most (1 + RISE_TOLERANCE) times that after n - 1, whatever the
+    rate (3.0 overshoots: steps are undone)."""
+    son_up = make_son(lr_batch, KERNEL, 2, "direct")
+    losses = []
+    for n in range(7):
+        net = load_model(tiny_model).network()
+        run = adapt(net, lambda step: lr_batch, KERNEL, 2, steps=n,
+                    learning_rate=lambda step: rate, whole_image=True)  # fmt: skip
+        for _ in run:
+            pass
+        with torch.no_grad():
+            losses.append(float((net(son_up) - lr_batch).abs().mean()))
+    bound = 1 + adaptation.RISE_TOLERANCE
+    assert all(b <= a * bound * (1 + 1e-6) for a, b in itertools.pairwise(losses)), losses
+
+
+def test_a_rise_counts_beyond_the_tolerance_and_nan_always():
+    one = torch.tensor(1.0)
+    assert not adaptation._rose(one * (1 + adaptation.RISE_TOLERANCE / 2), one)
+    assert adaptation._rose(one * (1 + 2 * adaptation.RISE_TOLERANCE), one)
+    assert adaptation._rose(torch.tensor(float("nan")), one)
 
 
 def _same(a, b) -> bool:
