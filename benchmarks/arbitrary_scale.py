@@ -509,6 +509,11 @@ def main(argv: list[str] | None = None) -> Path:
         adapt=adapt,
         gray=args.gray,
     )
+    # The kept cells may hold settings this command did not ask for: report its own only.
+    cells = {
+        set_name: {name: cell for name, cell in by_setting.items() if name in chosen}
+        for set_name, by_setting in cells.items()
+    }
     machine = machine_description(device)
     lines = [
         f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "

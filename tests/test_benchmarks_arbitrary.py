@@ -124,6 +124,16 @@ def test_gray_mode_scores_the_y_channel_with_the_one_channel_models(model_dir, h
     )
 
 
+def test_a_rerun_with_other_settings_reports_only_its_own(model_dir, hr_dir, tmp_path):
+    argv = ["--data", str(hr_dir), "--steps", "1", "--model-dir", str(model_dir)]
+    argv += ["--out", str(tmp_path), "--name", "toy", "--methods", "Bicubic", "scale-aware MZSR"]
+    arbitrary_scale.main([*argv, "--settings", "bicubic x2", "blur 1.5x4"])
+    arbitrary_scale.main([*argv, "--settings", "blur 1.5x4"])
+    data = json.loads((tmp_path / "toy.json").read_text())
+    assert set(data["cells"][hr_dir.name]) == {"blur 1.5x4"}
+    assert "| bicubic x2 |" not in (tmp_path / "toy.md").read_text()
+
+
 def test_phase_classes_and_spread():
     np.testing.assert_array_equal(arbitrary_scale.phase_classes(10, 2.5), [3, 0, 2, 4, 1] * 2)
     np.testing.assert_array_equal(arbitrary_scale.phase_classes(6, 2.0), [1, 0] * 3)

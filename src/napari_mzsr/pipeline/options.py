@@ -105,7 +105,8 @@ def choose_model(scale: tuple[float, float], rgb: bool, degradation: str = "dire
     """The shipped model for ``scale``, a grey or colour image and the kernel's kind of
     subsampling: the single-scale model of that factor (its 1-channel version for grey
     data where shipped), else the scale-aware ``arbitrary`` model (``arbitrary-gray``
-    for grey data) that covers the factors, else the plain ``multiscale`` one.
+    for grey data where shipped) that covers the factors, else the plain ``multiscale``
+    one.
 
     Raises
     ------
