@@ -58,6 +58,7 @@ from .network import MZSRNet
 from .pair_checks import PairRegistration, aligned_scores, check_pair
 from .resize import imresize_tensor
 from .scale_aware import ScaleAwareNet, receptive_radius
+from .tensors import to_batch
 
 METHODS = ("finetune", "drtl", "drtl-meta")
 # HR pixels of context the MATLAB bicubic upsampling of the input adds on each side
@@ -197,19 +198,6 @@ def _unit(image: np.ndarray) -> np.ndarray:
     return intensity_map(arr, "dtype").forward(arr)
 
 
-def _as_batch(unit: np.ndarray, channels: int) -> torch.Tensor:
-    """(H, W[, C]) unit-range array -> (N, channels, H, W) float32 tensor."""
-    t = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))
-    if t.ndim == 2:
-        return t[None, None].expand(1, channels, *t.shape).contiguous()
-    t = t[..., :3].permute(2, 0, 1)
-    if channels == t.shape[0]:
-        return t[None].contiguous()
-    if channels == 1:
-        return t[:, None].contiguous()
-    return t[:1][None].expand(1, channels, *t.shape[-2:]).contiguous()
-
-
 def prepare_pairs(
     pairs: Sequence[tuple[np.ndarray, np.ndarray]],
     scale: float,
@@ -260,7 +248,7 @@ def prepare_pairs(
         if lr_u.ndim != hr_u.ndim or lr_u.shape[2:] != hr_u.shape[2:]:
             raise ValueError(f"{name}: LR {lr_u.shape} and HR {hr_u.shape} differ in channels")
         registration = check_pair(lr_u, hr_u, scale, max_error=max_error, name=name)
-        y, small = _as_batch(hr_u, channels), _as_batch(lr_u, channels)
+        y, small = to_batch(hr_u, channels), to_batch(lr_u, channels)
         x = imresize_tensor(small, scale, output_shape=y.shape[-2:]).clamp_(0, 1)
         train_rows = y.shape[-2] - round(holdout * y.shape[-2])
         prepared.append(PreparedPair(name, small, x, y, train_rows, registration))
@@ -679,7 +667,7 @@ def iter_calibrate(
     device = torch.device(device)
     for pair in prepared:
         pair.lr, pair.x, pair.y = pair.lr.to(device), pair.x.to(device), pair.y.to(device)
-    external = [_as_batch(_unit(im), channels).to(device) for im in auxiliary_images]
+    external = [to_batch(_unit(im), channels).to(device) for im in auxiliary_images]
     source = AuxiliarySource([p.y[..., : p.train_rows, :] for p in prepared] + external)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -11,8 +11,8 @@ def to_batch(unit: np.ndarray, channels: int) -> torch.Tensor:
 
     Parameters
     ----------
-    unit : ndarray, shape (H, W) or (H, W, 3), float32
-        Grey or RGB image.
+    unit : ndarray, shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), float32
+        Grey or RGB image; a fourth (alpha) channel is ignored.
     channels : {1, 3}
         The network's channels. A grey image feeds a 3-channel network as three equal
         channels; an RGB image feeds a 1-channel network as a batch of three images.
@@ -20,10 +20,20 @@ def to_batch(unit: np.ndarray, channels: int) -> torch.Tensor:
     Returns
     -------
     Tensor, shape (1, channels, H, W) or, RGB into 1 channel, (3, 1, H, W)
+        Its own memory: writing to it never changes ``unit``.
+
+    Raises
+    ------
+    ValueError
+        An image with 2 or more than 4 channels.
     """
-    t = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))
+    t = torch.from_numpy(np.array(unit, dtype=np.float32, copy=True))
+    if t.ndim == 3 and t.shape[-1] == 1:
+        t = t[..., 0]
     if t.ndim == 3:
-        t = t.permute(2, 0, 1)
+        if t.shape[-1] not in (3, 4):
+            raise ValueError(f"image must have 1, 3 or 4 channels, got {t.shape[-1]}")
+        t = t[..., :3].permute(2, 0, 1)
         return t[None] if channels == 3 else t[:, None]
     t = t[None, None]
     return t.expand(1, channels, *t.shape[-2:]).contiguous()
