@@ -119,6 +119,18 @@ def test_axial_refuses_the_image_only_flags(tmp_path, tiny_gray_model, capsys, e
     assert not (tmp_path / "out" / "plain_isoz_mzsr.tif").exists()
 
 
+def test_refused_flags_are_reported_when_every_output_exists(tmp_path, tiny_gray_model, capsys):
+    """A re-run that would skip every file still refuses a flag it cannot honour."""
+    tifffile.imwrite(tmp_path / "plain.tif", _stack((4, 24, 24)))
+    assert _axial(tmp_path, tiny_gray_model, tmp_path / "plain.tif", "--z-factor", "2") == 0
+    written = (tmp_path / "out" / "plain_isoz_mzsr.tif").read_bytes()
+    capsys.readouterr()
+    extra = ("--z-factor", "2", "--ensemble", "mean")
+    assert _axial(tmp_path, tiny_gray_model, tmp_path / "plain.tif", *extra) == 2
+    assert "--ensemble" in capsys.readouterr().err
+    assert (tmp_path / "out" / "plain_isoz_mzsr.tif").read_bytes() == written
+
+
 def test_ome_zarr_axis_units_are_converted():
     """OME-Zarr axes may give each its own unit: the sizes are converted to µm (an axis
     with an unknown unit, or units on some axes only, gives no voxel size)."""

@@ -445,6 +445,18 @@ def test_rerun_completes_a_batch_and_succeeds(tmp_path, tiny_gray_model, capsys)
     assert (out / "a_x2_mzsr.tif").read_bytes() == before and (out / "b_x2_mzsr.tif").exists()
 
 
+def test_rerun_with_a_bad_flag_is_refused_though_every_output_exists(
+    tmp_path, tiny_gray_model, capsys
+):
+    tifffile.imwrite(tmp_path / "a.tif", _smooth())
+    out = tmp_path / "out"
+    assert _cli(tiny_gray_model, tmp_path / "a.tif", "-o", out) == 0
+    capsys.readouterr()
+    assert _cli(tiny_gray_model, tmp_path / "a.tif", "-o", out, "--kernel", "iso:-1") == 2
+    err = capsys.readouterr().err.strip()
+    assert "kernel" in err and len(err.splitlines()) == 1
+
+
 def test_sigterm_during_a_write_leaves_nothing_partial(tmp_path, tiny_gray_model, monkeypatch):
     tifffile.imwrite(tmp_path / "a.tif", _smooth())
     source = (tmp_path / "a.tif").read_bytes()

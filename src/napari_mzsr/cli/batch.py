@@ -320,6 +320,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     files, report.skipped, unreadable = check_inputs(files, outdir)
     report.failed += unreadable
+    # Bad options are refused even when every output already exists (a re-run with a
+    # mistyped flag must not pass for a successful one); not when no input is readable,
+    # which fails anyway, without loading torch.
+    options = apply = None
+    if files:
+        try:
+            if getattr(args, "axial", False):
+                options = axial_options_from_args(args)
+            else:
+                options, apply = options_from_args(args)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     total = len(files) + len(report.skipped) + len(report.failed)
     todo = []
     for path in files:
@@ -330,14 +343,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             todo.append((path, target))
     if todo:
-        try:
-            if getattr(args, "axial", False):
-                options, apply = axial_options_from_args(args), None
-            else:
-                options, apply = options_from_args(args)
-        except (ValueError, FileNotFoundError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
         _process_all(todo, args, options, apply, report)
     report.print(total)
     return 1 if report.failed else 0
