@@ -84,3 +84,31 @@ def test_benchmark_writes_results_and_figure(pair_dir, tmp_path):
     from napari_mzsr.io.model_file import load_model
 
     assert load_model(tmp_path / "camera.pt").info.training["method"] == "drtl"
+
+
+def test_support_crop_keeps_the_pair_registered(pair_dir):
+    """The HR crop covers exactly the LR crop: the crop measures as well registered as the
+    whole pair, and the calibration's check accepts it."""
+    pairs = few_shot.find_pairs(pair_dir)
+    support, _, scale, _ = few_shot.load_pairs(pairs[:2], pairs[2:])
+    crop = few_shot.central_crop(support[0], 36, scale)
+    side = int(36 * scale)
+    assert crop.lr.shape == (36, 36, 3) and crop.hr.shape == (side, side, 3)
+    whole = few_shot.measure_pair(support[0].lr, support[0].hr, scale)
+    part = few_shot.measure_pair(crop.lr, crop.hr, scale)
+    assert max(abs(v) for v in part.shift) < max(abs(v) for v in whole.shift) + 0.25
+    with pytest.raises(SystemExit, match="--support-crop 49"):
+        few_shot.central_crop(support[0], 49, scale)
+
+
+def test_benchmark_calibrates_on_support_crops(pair_dir, tmp_path):
+    model = save_tiny_model(tmp_path / "tiny.pt", "tiny", features=8)
+    out = tmp_path / "results"
+    argv = ["--support", str(pair_dir), "--support-pairs", "1", "--test", str(pair_dir)]
+    argv += ["--test-pairs", "3", "--shots", "1", "--model", str(model), "--steps", "1"]
+    argv += ["--zero-shot-steps", "1", "--crop", "0", "--out", str(out), "--name", "crop"]
+    argv += ["--methods", "finetune", "--support-crop", "40", "--max-misplacement", "2"]
+    text = few_shot.main(argv).read_text()
+    assert "central 40 x 40 px crops" in text and "tolerance 2 px" in text
+    data = json.loads((out / "few_shot_crop_cpu.json").read_text())
+    assert data["calibrations"]["fine-tune 1-shot"]["pairs"] == ["001"]
