@@ -10,7 +10,6 @@ what compiling saves per inference. Run it with an empty inductor cache
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -20,19 +19,13 @@ import torch
 from napari_mzsr.core.adaptation import prepare, prepare_net
 from napari_mzsr.io.model_file import load_model
 
-from .machine import add_threads_option, apply_threads, machine_description
+from .machine import add_threads_option, apply_threads, machine_description, median_seconds
 from .report import command_line, fmt, markdown_table, write_results
 
 
-def seconds(net: torch.nn.Module, x: torch.Tensor, repeats: int) -> list[float]:
-    """Wall seconds of ``repeats`` inferences."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        with torch.no_grad():
-            net(x)
-        times.append(time.perf_counter() - start)
-    return times
+@torch.no_grad()
+def forward(net: torch.nn.Module, x: torch.Tensor) -> None:
+    net(x)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -49,12 +42,12 @@ def main(argv: list[str] | None = None) -> Path:
     net = load_model(args.model).network("cpu").eval()
     prepare_net(net)
     x = prepare(torch.rand(1, net.channels, 2 * args.side, 2 * args.side))
-    eager = statistics.median(seconds(net, x, args.repeats))
+    eager = median_seconds(lambda: forward(net, x), args.repeats)
     start = time.perf_counter()
     compiled = torch.compile(net)
-    first = seconds(compiled, x, 1)[0]
+    first = median_seconds(lambda: forward(compiled, x), 1)
     compile_s = time.perf_counter() - start
-    fast = statistics.median(seconds(compiled, x, args.repeats))
+    fast = median_seconds(lambda: forward(compiled, x), args.repeats)
     saved = eager - fast
     payback = compile_s / saved if saved > 0 else None
     machine = machine_description(torch.device("cpu"))

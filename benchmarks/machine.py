@@ -1,11 +1,15 @@
 """The machine a benchmark runs on: its description for the results, waiting for its
-device, and the CPU thread option shared by the benchmark command lines."""
+device, timing on it, and the CPU thread option shared by the benchmark command lines."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -38,6 +42,16 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so that a timer reads the time it really took."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int = 3) -> float:
+    """Median wall seconds of ``repeats`` calls of ``fn``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:

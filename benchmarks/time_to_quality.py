@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ from napari_mzsr.pipeline.options import AdaptOptions, ApplyOptions
 from napari_mzsr.pipeline.run import adapt_image
 
 from .lr_inputs import SETTINGS, hr_and_lr, load_hr_images, read_image
-from .machine import machine_description
+from .machine import machine_description, median_seconds
 from .report import command_line, fmt, markdown_table, write_results
 from .zssr import ZSSRConfig, ZSSRNet, train_zssr, zssr_infer
 
@@ -123,15 +123,6 @@ def _load_weights(net: torch.nn.Module, weights: list[torch.Tensor]) -> None:
     with torch.no_grad():
         for p, w in zip(net.parameters(), weights, strict=True):
             p.copy_(w)
-
-
-def _median_seconds(fn: Callable[[], Any], repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _model_for(lr: np.ndarray) -> str:
@@ -212,7 +203,7 @@ def mzsr_curve(
         # The forward pass an n-step run ends with, checking its last step.
         batch = prepare(torch.rand(1, model.info.channels, *data.shape), training=True)
         prepare_net(net, training=True)
-        check_s = _median_seconds(lambda: son_loss(net, batch, batch, run.options.autocast_dtype))
+        check_s = median_seconds(lambda: son_loss(net, batch, batch, run.options.autocast_dtype))
     points = []
     for n in step_counts:
         _load_weights(net, run.weights(n))
@@ -248,7 +239,7 @@ def _setup_seconds(lr: np.ndarray, options: AdaptOptions) -> float:
         for _ in run:
             pass
 
-    return _median_seconds(zero_steps)
+    return median_seconds(zero_steps)
 
 
 def zssr_curve(
@@ -365,13 +356,13 @@ def peak_gflops(size: int = 4096) -> dict[str, float]:
     convolution of ``size / 8`` pixels a side (channels-last, its fastest layout)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b
-    matmul = 2 * size**3 / _median_seconds(lambda: a @ b) / 1e9
+    matmul = 2 * size**3 / median_seconds(lambda: a @ b) / 1e9
     side = size // 8
     conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
     x = torch.randn(1, 64, side, side).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         conv(x)
-        seconds = _median_seconds(lambda: conv(x))
+        seconds = median_seconds(lambda: conv(x))
     return {"matmul": matmul, "conv": 2 * 9 * 64 * 64 * side * side / seconds / 1e9}
 
 
@@ -393,11 +384,11 @@ def flops_and_speed(model: MZSRModel, side: int, patch: tuple[int, int] | None, 
     with FlopCounterMode(display=False) as counter:
         step()
     step_flops = counter.get_total_flops()
-    step_s = _median_seconds(step)
+    step_s = median_seconds(step)
     with FlopCounterMode(display=False) as counter:
         infer(net, image, SETTING.scale)
     infer_flops = counter.get_total_flops()
-    infer_s = _median_seconds(lambda: infer(net, image, SETTING.scale))
+    infer_s = median_seconds(lambda: infer(net, image, SETTING.scale))
     return {
         "side": side,
         "patch": patch,
@@ -674,7 +665,7 @@ def preview_seconds(lr: np.ndarray, side: int, repeats: int = 3) -> dict[str, An
     load_before = os.getloadavg()[0]
     return {
         "side": side,
-        "seconds": _median_seconds(click, repeats),
+        "seconds": median_seconds(click, repeats),
         "load_before": load_before,
     }
 
