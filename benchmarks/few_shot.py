@@ -436,15 +436,15 @@ def main(argv: list[str] | None = None) -> Path:
     scored = f"the central {args.crop} px" if args.crop else "the whole"
     targets = target_lines(columns, zs, max(shots), min(shots))
     cut = [f"{LABELS[m]} {k}-shot" for m, k in sorted(skipped) if k in shots and m in args.methods]
-    markdown = [
-        f"Support pairs: {', '.join(p.key for p in support)} of `{args.support}`"
-        + (
+    cropped = ""
+    if args.support_crop > 0:
+        cropped = (
             f" (central {args.support_crop} x {args.support_crop} px crops of their LR images "
-            f"and the HR crops they cover; registration tolerance {args.max_misplacement:g} px); "
-            if args.support_crop > 0
-            else "; "
+            f"and the HR crops they cover; registration tolerance {args.max_misplacement:g} px)"
         )
-        + f"test pairs: {', '.join(p.key for p in test)} of `{args.test}`.",
+    markdown = [
+        f"Support pairs: {', '.join(p.key for p in support)} of `{args.support}`{cropped}; "
+        f"test pairs: {', '.join(p.key for p in test)} of `{args.test}`.",
         f"Scale {scale:.4f} ({how['method']}); starting theta_M `{args.model}`; "
         f"{args.steps} updates per calibration (lr {args.lr:g}); scored on "
         f"{scored} of each test HR image, Y, best integer shift within 1 px, "
