@@ -222,3 +222,27 @@ def test_freeze_body_meta_learns_the_modules_only(images, init, tmp_path):
     )
     with pytest.raises(RecipeError, match="freeze_body"):
         scale_tasks.run(load_recipe(plain), init, data_dir=images, out=tmp_path / "run2")
+
+
+def test_one_channel_run_starts_from_a_colour_scale_aware_model(tmp_path):
+    rgb = ScaleAwareNet(3, 8, 4, adaptation_layers=[1], generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():  # experts start at zero: give them an effect to carry over
+        for name, p in rgb.named_parameters():
+            if name.endswith("experts"):
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(3))
+    info = ModelInfo(
+        "arb", [2.0], "bicubic", 3, features=8, layers=4,
+        architecture="scale-aware", adaptation_layers=[1],
+    )  # fmt: skip
+    path = save_model(tmp_path / "arb.pt", rgb, info)
+    gray_recipe = _recipe(tmp_path)
+    gray_recipe["channels"] = 1
+    gray = scale_tasks.initial_network(gray_recipe, path)
+    x = torch.rand(1, 1, 20, 22)
+    with torch.no_grad():
+        expected = rgb(x.repeat(1, 3, 1, 1), (2.0, 3.5)).mean(dim=1, keepdim=True)
+        torch.testing.assert_close(gray(x, (2.0, 3.5)), expected, rtol=1e-5, atol=1e-6)
+    other = _recipe(tmp_path)
+    other["scale_tasks"]["adaptation_layers"] = [2]
+    with pytest.raises(ValueError, match=r"adaptation layers \[2\]"):
+        scale_tasks.initial_network(other, path)

@@ -19,6 +19,9 @@ loop still adapts every weight, so the body keeps the single-scale model's
 adaptability. (On this project's CPU budget, meta-training the whole network over
 all the pairs lost it within 100 iterations: the validation PSNR after 10 steps fell
 0.4-0.5 dB below the starting point, the gain from adaptation steps vanished.)
+The start may also be a scale-aware theta_M with the recipe's adaptation layers, every
+weight kept: a one-channel run from the RGB ``arbitrary`` (colour filters folded,
+:func:`training.transfer.convert_channels`) starts where that model stands on grey data.
 
 Run from the repository root::
 
@@ -128,24 +131,27 @@ def sample_pair_kernel(
 
 
 def initial_network(recipe: dict[str, Any], init: str | Path) -> torch.nn.Module:
-    """The recipe's network with the weights of the plain theta_M ``init`` in its body
-    (converted to the recipe's channels); scale-aware modules fresh, seeded."""
+    """The recipe's network with the weights of the theta_M ``init`` (converted to the
+    recipe's channels). A plain ``init`` fills the body and the scale-aware modules
+    start fresh, seeded; a scale-aware ``init`` with the recipe's adaptation layers
+    (e.g. the RGB ``arbitrary`` for a one-channel run) gives every weight."""
     model = load_model(init)
     info = model.info
     shape = recipe["network"]
-    if (info.features, info.layers, info.architecture) != (
-        shape["features"],
-        shape["layers"],
-        "mzsr",
-    ):
-        raise ValueError(f"{init} is not a plain network of the recipe's shape {shape}")
+    layers = recipe["scale_tasks"]["adaptation_layers"]
+    aware = recipe["architecture"] == "scale-aware"
+    fits = (info.features, info.layers) == (shape["features"], shape["layers"]) and (
+        info.architecture == "mzsr" or (aware and list(info.adaptation_layers) == list(layers))
+    )
+    if not fits:
+        also = f", or a scale-aware one with adaptation layers {layers}" if aware else ""
+        raise ValueError(f"init {init}: the recipe needs a plain network of shape {shape}{also}")
     state = convert_channels(model.state_dict, recipe["channels"])
     generator = torch.Generator().manual_seed(int(recipe["seed"]))
-    if recipe["architecture"] == "mzsr":
+    if not aware:
         net = MZSRNet(recipe["channels"], **shape)
         net.load_state_dict(state)
         return net
-    layers = recipe["scale_tasks"]["adaptation_layers"]
     net = ScaleAwareNet(recipe["channels"], **shape, adaptation_layers=layers, generator=generator)
     missing, unexpected = net.load_state_dict(state, strict=False)
     if unexpected or not all(k.startswith("adaptations.") for k in missing):
@@ -301,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Meta-transfer learning over scale pairs (see the module docstring).",
     )
     parser.add_argument("--recipe", help="TOML recipe (training/recipes/)")
-    parser.add_argument("--init", help="plain theta_M to start from (shipped name or file)")
+    parser.add_argument(
+        "--init", help="theta_M to start from (shipped name or file; plain or scale-aware)"
+    )
     parser.add_argument("--data", help="folder of HR training images (overrides the recipe)")
     parser.add_argument("--val-data", help="folder of validation images (default: held out)")
     parser.add_argument(

@@ -15,7 +15,9 @@ from napari_mzsr.io.model_file import load_model
 
 
 def convert_channels(state: dict[str, torch.Tensor], channels: int) -> dict[str, torch.Tensor]:
-    """Adapt a state dict of :class:`~napari_mzsr.core.network.MZSRNet` to ``channels``.
+    """Adapt a state dict of :class:`~napari_mzsr.core.network.MZSRNet` (or of the
+    scale-aware network, whose adaptation modules work on features only and are
+    copied) to ``channels``.
 
     3 -> 1: the first layer sums its colour filters and the last layer averages its
     colour outputs, so that the result on a gray image equals the mean of the
@@ -25,7 +27,8 @@ def convert_channels(state: dict[str, torch.Tensor], channels: int) -> dict[str,
     Parameters
     ----------
     state : dict of str to Tensor
-        Weights of an MZSRNet (``body.<i>.weight`` / ``body.<i>.bias``).
+        Weights of an MZSRNet (``body.<i>.weight`` / ``body.<i>.bias``), other keys
+        copied unchanged.
     channels : int
         Channels of the target network.
 
@@ -35,7 +38,8 @@ def convert_channels(state: dict[str, torch.Tensor], channels: int) -> dict[str,
         New tensors; ``state`` is not modified.
     """
     weights = sorted(
-        (k for k in state if k.endswith(".weight")), key=lambda k: int(k.split(".")[1])
+        (k for k in state if k.startswith("body.") and k.endswith(".weight")),
+        key=lambda k: int(k.split(".")[1]),
     )
     first, last = weights[0], weights[-1]
     have = state[first].shape[1]
