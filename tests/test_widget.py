@@ -356,8 +356,9 @@ def test_model_is_chosen_from_the_image_and_the_kernel(make_napari_viewer, qtbot
     widget._scale.value = 4.0  # no grey x4 model: the RGB one, and the widget says so
     assert widget._model_info.value.startswith("auto: direct-x4:")
     assert _shown(widget._model_warning) and "RGB model" in widget._model_warning.value
-    widget._scale.value = 3.0  # no single-scale model: the scale-aware one
-    assert widget._model_info.value.startswith("auto: arbitrary:")
+    widget._scale.value = 3.0  # no single-scale model: the scale-aware one, for one channel
+    assert widget._model_info.value.startswith("auto: arbitrary-gray:")
+    assert "RGB model" not in widget._model_warning.value
 
     # A model chosen by hand that does not fit the image, the kernel or the factor.
     widget._scale.value = 2.0

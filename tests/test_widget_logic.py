@@ -80,8 +80,8 @@ def test_model_choice_follows_the_image_and_the_kernel():
     assert choose(None, (3.0, 3.0), rgb=True).name == "arbitrary"
     assert choose(None, (2.5, 1.5), rgb=True).name == "arbitrary"
     assert choose(None, (6.0, 6.0), rgb=True).name == "arbitrary"
-    grey = choose(None, (3.0, 3.0), rgb=False)  # no grey scale-aware model shipped yet
-    assert grey.name == "arbitrary" and "RGB model" in grey.warnings[0]
+    grey = choose(None, (3.0, 3.0), rgb=False)
+    assert grey.name == "arbitrary-gray" and grey.warnings == ()
 
 
 def test_model_choice_says_when_no_shipped_model_serves_the_factors(monkeypatch):
