@@ -438,3 +438,12 @@ def test_ome_zarr_0_5_metadata_is_read(tmp_path):
     half = scaled_meta(meta, 2, "bicubic").ngff
     np.testing.assert_allclose(half["scale"], [0.5, 0.25])
     np.testing.assert_allclose(half["translation"], [-0.25, -0.125])
+
+
+@pytest.mark.parametrize("spec", ["iso:-1", "iso:0", "aniso:1,-1,0", "iso:nan", "aniso:inf,1,0"])
+def test_bad_kernel_variances_are_refused_naming_the_flag(spec, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "missing.png", "--kernel", spec])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "argument --kernel" in err and "variances must be finite and positive" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from pathlib import Path
 
@@ -20,16 +21,24 @@ def parse_kernel(spec: str) -> object:
         return ESTIMATE
     try:
         if spec.startswith("iso:"):
-            return float(spec[4:])
+            return _positive_variances(spec, [float(spec[4:])])[0]
         if spec.startswith("aniso:"):
             values = [float(v) for v in spec[6:].split(",")]
             if len(values) == 3:
+                _positive_variances(spec, values[:2])
                 return tuple(values)
     except ValueError:
         pass
     if spec in PRESETS or Path(spec).is_file():
         return spec
     raise argparse.ArgumentTypeError(f"kernel {spec!r} {accepted}")
+
+
+def _positive_variances(spec: str, variances: list[float]) -> list[float]:
+    # Caught here, the error names --kernel at once, before any input is read.
+    if not all(math.isfinite(v) and v > 0 for v in variances):
+        raise argparse.ArgumentTypeError(f"kernel {spec!r}: variances must be finite and positive")
+    return variances
 
 
 def parse_scale(spec: str) -> tuple[float, float]:
