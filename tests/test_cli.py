@@ -440,10 +440,20 @@ def test_ome_zarr_0_5_metadata_is_read(tmp_path):
     np.testing.assert_allclose(half["translation"], [-0.25, -0.125])
 
 
-@pytest.mark.parametrize("spec", ["iso:-1", "iso:0", "aniso:1,-1,0", "iso:nan", "aniso:inf,1,0"])
-def test_bad_kernel_variances_are_refused_naming_the_flag(spec, capsys):
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("iso:-1", "variances must be positive"),
+        ("iso:0", "variances must be positive"),
+        ("aniso:1,-1,0", "variances must be positive"),
+        ("iso:nan", "l1 must be finite"),
+        ("aniso:inf,1,0", "l1 must be finite"),
+        ("aniso:1,1,nan", "theta must be finite"),
+    ],
+)
+def test_bad_kernel_variances_are_refused_naming_the_flag(spec, message, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["run", "missing.png", "--kernel", spec])
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "argument --kernel" in err and "variances must be finite and positive" in err
+    assert f"argument --kernel: kernel {spec!r}" in err and message in err

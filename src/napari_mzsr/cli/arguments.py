@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from pathlib import Path
 
@@ -21,12 +20,11 @@ def parse_kernel(spec: str) -> object:
         return ESTIMATE
     try:
         if spec.startswith("iso:"):
-            return _positive_variances(spec, [float(spec[4:])])[0]
+            return _buildable(spec, float(spec[4:]))
         if spec.startswith("aniso:"):
             values = [float(v) for v in spec[6:].split(",")]
             if len(values) == 3:
-                _positive_variances(spec, values[:2])
-                return tuple(values)
+                return _buildable(spec, tuple(values))
     except ValueError:
         pass
     if spec in PRESETS or Path(spec).is_file():
@@ -34,11 +32,16 @@ def parse_kernel(spec: str) -> object:
     raise argparse.ArgumentTypeError(f"kernel {spec!r} {accepted}")
 
 
-def _positive_variances(spec: str, variances: list[float]) -> list[float]:
-    # Caught here, the error names --kernel at once, before any input is read.
-    if not all(math.isfinite(v) and v > 0 for v in variances):
-        raise argparse.ArgumentTypeError(f"kernel {spec!r}: variances must be finite and positive")
-    return variances
+def _buildable(spec: str, value: object) -> object:
+    """``value`` if the core makes a kernel of it; else its error, as --kernel's."""
+    from ..core.kernels import as_kernel
+
+    # Checked here, the error names --kernel at once, before any input is read.
+    try:
+        as_kernel(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"kernel {spec!r}: {exc}") from None
+    return value
 
 
 def parse_scale(spec: str) -> tuple[float, float]:
