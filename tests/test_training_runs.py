@@ -15,6 +15,7 @@ from scipy import ndimage
 import napari_mzsr
 from training import checkpoint, export, meta, pretrain
 from training.recipe import ROOT, load_recipe
+from training.transfer import convert_channels
 
 RECIPE = """
 name = "tiny"
@@ -208,6 +209,22 @@ def test_pretraining_from_init_converts_channels_and_records_it(images, pretrain
     first = train_losses(tmp_path / "gray")[0]
     scratch = pretrain.run(recipe, data_dir=images, out=tmp_path / "scratch")
     assert first < train_losses(scratch.parent)[0]
+
+
+def test_meta_learning_starts_a_gray_recipe_from_a_colour_file_folded(images, pretrained, tmp_path):
+    recipe = write_recipe(tmp_path, steps=1, channels=1)
+    recipe["meta"]["meta_lr"] = 1e-12  # one step that leaves the start as it is
+    path = meta.run(recipe, pretrained, data_dir=images, out=tmp_path / "gray")
+    model = napari_mzsr.load_model(path)
+    assert model.info.channels == 1
+    assert model.info.training["pretrained"]["file"] == str(pretrained)
+    folded = convert_channels(weights(pretrained), 1)
+    for key, value in folded.items():
+        torch.testing.assert_close(model.state_dict[key], value, rtol=0, atol=1e-6)
+    wider = write_recipe(tmp_path, steps=1, channels=1)
+    wider["network"]["features"] = 16
+    with pytest.raises(ValueError, match="features=8"):
+        meta.run(wider, pretrained, data_dir=images, out=tmp_path / "wider")
 
 
 def test_cpu_budget_stops_the_stage_and_clocks_are_logged(images, pretrained, tmp_path):

@@ -27,11 +27,13 @@ import torch
 from torch.autograd.profiler import record_function
 from torch.func import functional_call
 
+from napari_mzsr.core.network import MZSRNet
 from napari_mzsr.io.model_file import load_model
 
 from . import distributed, export
 from .session import Session, open_session, restore, run_loop
 from .tasks import make_pairs, multi_step_weights, task_kernel
+from .transfer import initial_state
 
 
 @dataclass
@@ -128,7 +130,10 @@ def run(
         From :func:`training.recipe.load_recipe`.
     pretrained : path
         A theta_M file from the pretraining stage (``pretrained.pt``), or any file
-        :func:`napari_mzsr.load_model` accepts with the recipe's network shape.
+        :func:`napari_mzsr.load_model` accepts with the recipe's hidden shape; a colour
+        file starts a one-channel recipe folded (see
+        :func:`training.transfer.convert_channels`), e.g. a grey model from the longer
+        meta-learned colour one.
     data_dir, val_dir, out, device : optional
         See :func:`training.session.open_session`.
     resume : path, optional
@@ -141,12 +146,13 @@ def run(
     """
     session = open_session(recipe, "meta", data_dir, val_dir, out, device)
     cfg, ctx = session.settings, session.ctx
-    model = load_model(pretrained)
-    shape = (recipe["channels"], recipe["network"]["features"], recipe["network"]["layers"])
-    if (model.info.channels, model.info.features, model.info.layers) != shape:
-        raise ValueError(f"{pretrained} does not match the recipe's network {shape}")
-    session.provenance["pretrained"] = {"file": str(pretrained), "training": model.info.training}
-    net = session.prepare_net(model.network())
+    net = MZSRNet(recipe["channels"], **recipe["network"])
+    net.load_state_dict(initial_state(pretrained, recipe["channels"], **recipe["network"]))
+    session.provenance["pretrained"] = {
+        "file": str(pretrained),
+        "training": load_model(pretrained).info.training,
+    }
+    net = session.prepare_net(net)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["meta_lr"])
     resumed = restore(session, resume, net, optimizer) if resume else None
     distributed.broadcast_parameters(net, ctx)
