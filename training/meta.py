@@ -27,13 +27,10 @@ import torch
 from torch.autograd.profiler import record_function
 from torch.func import functional_call
 
-from napari_mzsr.core.network import MZSRNet
-from napari_mzsr.io.model_file import load_model
-
 from . import distributed, export
 from .session import Session, open_session, restore, run_loop
 from .tasks import make_pairs, multi_step_weights, task_kernel
-from .transfer import initial_state
+from .transfer import start_from
 
 
 @dataclass
@@ -146,12 +143,9 @@ def run(
     """
     session = open_session(recipe, "meta", data_dir, val_dir, out, device)
     cfg, ctx = session.settings, session.ctx
-    net = MZSRNet(recipe["channels"], **recipe["network"])
-    net.load_state_dict(initial_state(pretrained, recipe["channels"], **recipe["network"]))
-    session.provenance["pretrained"] = {
-        "file": str(pretrained),
-        "training": load_model(pretrained).info.training,
-    }
+    net, session.provenance["pretrained"] = start_from(
+        pretrained, recipe["channels"], **recipe["network"]
+    )
     net = session.prepare_net(net)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["meta_lr"])
     resumed = restore(session, resume, net, optimizer) if resume else None

@@ -18,12 +18,11 @@ import torch
 from torch.autograd.profiler import record_function
 
 from napari_mzsr.core.network import MZSRNet
-from napari_mzsr.io.model_file import load_model
 
 from . import distributed, export
 from .session import Session, open_session, restore, run_loop
 from .tasks import make_pairs, sample_kernel
-from .transfer import initial_state
+from .transfer import start_from
 
 
 def learning_rate(step: int, cfg: dict[str, Any]) -> float:
@@ -83,7 +82,7 @@ def run(
 
     Parameters are those of :func:`training.session.open_session`; ``resume`` is a
     pretraining checkpoint to continue exactly; ``init`` a theta_M file to start from
-    instead of random weights (see :func:`training.transfer.initial_state`).
+    instead of random weights (see :func:`training.transfer.start_from`).
 
     Returns
     -------
@@ -94,10 +93,10 @@ def run(
     cfg, ctx = session.settings, session.ctx
     if cfg["batch"] % ctx.world:
         raise ValueError(f"batch {cfg['batch']} does not split over {ctx.world} processes")
-    net = MZSRNet(recipe["channels"], **recipe["network"])
     if init and not resume:
-        net.load_state_dict(initial_state(init, recipe["channels"], **recipe["network"]))
-        session.provenance["init"] = {"file": str(init), "training": load_model(init).info.training}
+        net, session.provenance["init"] = start_from(init, recipe["channels"], **recipe["network"])
+    else:
+        net = MZSRNet(recipe["channels"], **recipe["network"])
     net = session.prepare_net(net)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     resumed = restore(session, resume, net, optimizer) if resume else None

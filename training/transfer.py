@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from napari_mzsr.core.network import MZSRNet
 from napari_mzsr.io.model_file import load_model
 
 
@@ -62,8 +63,10 @@ def convert_channels(state: dict[str, torch.Tensor], channels: int) -> dict[str,
     return out
 
 
-def initial_state(path: str | Path, channels: int, features: int, layers: int) -> dict:
-    """Weights of the theta_M file ``path`` for a network of the given shape.
+def start_from(path: str | Path, channels: int, features: int, layers: int) -> tuple[MZSRNet, dict]:
+    """A network of the given shape with the weights of the theta_M file ``path``
+    (converted to ``channels``), and the record of where they came from for the run's
+    provenance, ``{"file": ..., "training": ...}``.
 
     Raises
     ------
@@ -77,4 +80,6 @@ def initial_state(path: str | Path, channels: int, features: int, layers: int) -
             f"{path} has features={info.features}, layers={info.layers}; "
             f"the recipe needs features={features}, layers={layers}"
         )
-    return convert_channels(model.state_dict, channels)
+    net = MZSRNet(channels, features=features, layers=layers)
+    net.load_state_dict(convert_channels(model.state_dict, channels))
+    return net, {"file": str(path), "training": info.training}
