@@ -22,8 +22,10 @@ PY="$VENV/bin/python"
 # exactly this version, which pip takes; an unpinned torch would pull a newer multi-GB
 # CUDA build there. On an ordinary Linux machine this pin is PyPI's CUDA build too; add
 # --index-url https://download.pytorch.org/whl/cpu for the CPU one (see the README).
-"$PY" -m pip install -q torch==2.13.0
-"$PY" -m pip install -q -e ".[testing]"
+# Every other package at the exact version of .ci/constraints.txt (see that file).
+CONSTRAINTS="${MZSR_CONSTRAINTS:-.ci/constraints.txt}"
+"$PY" -m pip install -q -c "$CONSTRAINTS" torch==2.13.0
+"$PY" -m pip install -q -c "$CONSTRAINTS" -e ".[testing]"
 
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .

@@ -111,6 +111,21 @@ def test_validation_normalises_and_copies():
     assert raw.sum() == 9  # input untouched
 
 
+def test_validation_is_idempotent_bit_for_bit():
+    """A kernel checked twice (an estimate handed back as ``kernel=``) must not change:
+    a second division by a sum that is 1 up to rounding moved its last bits by an amount
+    that depends on the CPU's summation order, so two runs differed between machines."""
+    rng = np.random.default_rng(7)
+    for size in (3, 9, 21, 41):
+        for _ in range(10):
+            once = validate_kernel(rng.random((size, size)) ** 3)
+            twice = validate_kernel(once)
+            np.testing.assert_array_equal(twice, once)
+            assert twice is not once
+    # Further than rounding from 1: still normalised.
+    assert validate_kernel(np.full((3, 3), 1.001 / 9)).sum() == pytest.approx(1.0, abs=1e-15)
+
+
 def test_gaussian_parameter_errors():
     with pytest.raises(ValueError, match="positive"):
         gaussian_kernel(-1.0)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from compare import assert_same_rounded
 
 from napari_mzsr import degrade, gaussian_kernel, imresize, super_resolve
 from napari_mzsr.cli.arguments import parse_kernel
@@ -126,9 +127,8 @@ def test_api_options_change_the_result_and_keep_its_shape(tiny_model, shape):
 def test_back_projection_runs_on_the_whole_image_across_tiles(tiny_model):
     image = _texture((48, 48, 3))
     run = {"scale": 2, "steps": 1, "model": tiny_model, "device": "cpu", "back_projection": 3}
-    np.testing.assert_array_equal(
-        super_resolve(image, **run, tile=16), super_resolve(image, **run, tile=64)
-    )
+    # Tiles of another size sum their convolutions in another order: equal up to rounding.
+    assert_same_rounded(super_resolve(image, **run, tile=16), super_resolve(image, **run, tile=64))
 
 
 def test_api_refuses_bad_options(tiny_model):

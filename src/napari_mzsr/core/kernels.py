@@ -152,7 +152,13 @@ def validate_kernel(kernel: np.ndarray) -> np.ndarray:
             "a blur kernel must be non-negative"
         )
     k = np.clip(k, 0.0, None)
-    return k / k.sum()
+    total = k.sum()
+    # A kernel already normalised is returned as it is: dividing by a sum that is 1 up to
+    # rounding would change its last bits by an amount that depends on the CPU's SIMD width
+    # (numpy's summation order), so a kernel checked twice would differ between machines.
+    if abs(total - 1.0) <= k.size * np.finfo(np.float64).eps:
+        return k
+    return k / total
 
 
 def load_kernel(path: str | Path) -> np.ndarray:
