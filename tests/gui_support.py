@@ -24,12 +24,18 @@ def click_run(qtbot, widget) -> None:
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
 
 
-@pytest.fixture(autouse=True)
-def fresh_choices(tmp_path_factory):
-    """Every test starts with no remembered widget choices, in a folder of its own (the
-    user's own settings file is never touched). Autouse in the modules that import it."""
+def forget_choices(folder) -> None:
+    """Keep the widget's remembered choices in ``folder`` from now on: none to start
+    with, and the user's own settings file never touched."""
     from qtpy.QtCore import QSettings
 
-    folder = tmp_path_factory.mktemp("qsettings")
     QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(folder))
+
+
+@pytest.fixture(autouse=True)
+def fresh_choices(tmp_path_factory):
+    """Every test starts with no remembered widget choices, in a folder of its own
+    (:func:`forget_choices`). Autouse in the modules that import it."""
+    folder = tmp_path_factory.mktemp("qsettings")
+    forget_choices(folder)
     yield folder

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .adaptation import StepReport, adapt, autocast, infer, prepare, prepare_net
+from .adaptation import Clamp, StepReport, adapt, autocast, infer, prepare, prepare_net
 from .kernels import MAX_KERNEL_SIZE
 from .resize import imresize_tensor
 from .scale_aware import receptive_radius
@@ -244,13 +244,15 @@ def degrade_axial(array: np.ndarray, sigma: float, z_factor: float, *, axis: int
 OPTIMIZERS = ("adam", "sgd")
 
 
-def axial_son(targets: torch.Tensor, sigma: float, z_factor: float) -> torch.Tensor:
-    """The network's training input for ``targets`` (N, C, h, w) in [0, 1]: degraded
-    along h (:func:`degrade_axial_tensor`), clipped to [0, 1] and resized back to
-    (h, w) with MATLAB's bicubic, exactly as the meta-test's
-    :func:`napari_mzsr.core.adaptation.make_son` does with a column kernel and the scale pair
-    ``(z_factor, 1)``."""
-    son = degrade_axial_tensor(targets, sigma, z_factor).clamp(0, 1)
+def axial_son(
+    targets: torch.Tensor, sigma: float, z_factor: float, clamp: Clamp = (0.0, 1.0)
+) -> torch.Tensor:
+    """The network's training input for ``targets`` (N, C, h, w) in network units:
+    degraded along h (:func:`degrade_axial_tensor`), clipped to ``clamp`` (the input
+    type's range in network units) and resized back to (h, w) with MATLAB's bicubic,
+    exactly as the meta-test's :func:`napari_mzsr.core.adaptation.make_son` does with a
+    column kernel and the scale pair ``(z_factor, 1)``."""
+    son = degrade_axial_tensor(targets, sigma, z_factor).clamp(*clamp)
     return imresize_tensor(son, (z_factor, 1.0), output_shape=targets.shape[-2:])
 
 
@@ -303,6 +305,7 @@ def adapt_axial(
     optimizer: str = "adam",
     lr: float | Callable[[int], float] = 1e-3,
     autocast_dtype: torch.dtype | None = None,
+    clamp: Clamp = (0.0, 1.0),
 ) -> Iterator[StepReport]:
     """Adapt ``net`` in place to axial degradation, yielding after every step.
 
@@ -311,7 +314,7 @@ def adapt_axial(
     net : MZSRNet or ScaleAwareNet
         Holds theta_M (float32); updated in place. A scale-aware one bound to
         ``(z_factor, 1)`` (:func:`~napari_mzsr.core.scale_aware.bind_scale`).
-    batches : iterable of Tensor, shape (B, C, h, w), float32 in [0, 1]
+    batches : iterable of Tensor, shape (B, C, h, w), float32 in network units
         One batch of targets per step (XY patches, the degraded axis on h), on the
         network's device; read lazily. Each is fitted from its son
         (:func:`axial_son`).
@@ -331,6 +334,8 @@ def adapt_axial(
         Learning rate (Adam's, or SGD's step schedule).
     autocast_dtype : torch.dtype or None
         Autocast dtype of the forward pass.
+    clamp : (float, float)
+        Range of valid values in network units: the sons are clipped to it.
 
     Yields
     ------
@@ -354,6 +359,7 @@ def adapt_axial(
             degradation=axial_method(z_factor),
             autocast_dtype=autocast_dtype,
             whole_image=False,
+            clamp=clamp,
         )
         return
     device = next(net.parameters()).device
@@ -364,7 +370,7 @@ def adapt_axial(
     for step, targets in zip(range(steps), batches, strict=False):
         for group in adam.param_groups:
             group["lr"] = lr_at(step)
-        son_up = prepare(axial_son(targets, sigma, z_factor), training=True)
+        son_up = prepare(axial_son(targets, sigma, z_factor, clamp), training=True)
         with autocast(device, autocast_dtype):
             out = net(son_up)
         loss = (out.float() - prepare(targets, training=True)).abs().mean()
@@ -385,12 +391,13 @@ def infer_planes(
     *,
     autocast_dtype: torch.dtype | None = None,
     tile: int | None = None,
+    clamp: Clamp = (0.0, 1.0),
 ) -> torch.Tensor:
     """Super-resolve side planes along Z with an adapted network.
 
     Parameters
     ----------
-    planes : Tensor, shape (N, C, Z, L), float32 in [0, 1]
+    planes : Tensor, shape (N, C, Z, L), float32 in network units
         XZ or YZ planes with Z on axis -2, on the network's device.
     z_factor : float
         Factor along Z.
@@ -400,15 +407,18 @@ def infer_planes(
     tile : int, optional
         Tile side in input pixels (:mod:`napari_mzsr.core.tiling`): the same result
         up to float rounding; None runs the planes whole.
+    clamp : (float, float)
+        Range of valid values in network units (the input type's): the result is
+        clipped to it.
 
     Returns
     -------
-    Tensor, shape (N, C, length_out, L), float32 in [0, 1]
+    Tensor, shape (N, C, length_out, L), float32 within ``clamp``
     """
     if tile is None:
-        out = infer(net, planes, (z_factor, 1.0), autocast_dtype)
+        out = infer(net, planes, (z_factor, 1.0), autocast_dtype, clamp=clamp)
     else:
-        out = _infer_tiled(net, planes, (z_factor, 1.0), autocast_dtype, tile)
+        out = _infer_tiled(net, planes, (z_factor, 1.0), autocast_dtype, tile, clamp)
     if length_out > out.shape[-2]:
         raise ValueError(f"length_out {length_out} exceeds the {out.shape[-2]} slices inferred")
     return out[..., :length_out, :]
@@ -420,6 +430,7 @@ def _infer_tiled(
     scale: tuple[float, float],
     autocast_dtype: torch.dtype | None,
     tile: int,
+    clamp: Clamp,
 ) -> torch.Tensor:
     """:func:`~napari_mzsr.core.adaptation.infer` in tiles of ``tile`` input pixels,
     each read with the margin its output depends on: the same result up to rounding."""
@@ -428,7 +439,7 @@ def _infer_tiled(
     out = image.new_empty((*image.shape[:-2], *region_output_shape(shape, scale)))
 
     def process(t: Tile) -> None:
-        sr = infer(net, image[..., t.window[0], t.window[1]], scale, autocast_dtype)
+        sr = infer(net, image[..., t.window[0], t.window[1]], scale, autocast_dtype, clamp=clamp)
         out[..., t.target[0], t.target[1]] = sr[..., t.crop[0], t.crop[1]]
 
     for_each_tile(process, shape, scale, margin, tile)
@@ -446,6 +457,7 @@ def axial_step(
     autocast_dtype: torch.dtype | None = None,
     tile: int | None = None,
     plane_batch: int = 16,
+    clamp: Clamp = (0.0, 1.0),
 ) -> torch.Tensor:
     """One axial super-resolution step of (part of) a volume: every XZ and every YZ
     plane through ``rows`` x ``cols`` super-resolved along Z, the two results averaged.
@@ -455,7 +467,7 @@ def axial_step(
     net : MZSRNet or ScaleAwareNet
         Adapted network (:func:`adapt_axial`) with C channels; a scale-aware one bound
         to ``(z_factor, 1)``.
-    volume : Tensor, shape (Z, H, W), float32 in [0, 1]
+    volume : Tensor, shape (Z, H, W), float32 in network units
         The input, on the network's device. An output voxel at lateral position
         ``(y, x)`` reads the XZ plane ``y`` up to :func:`network_radius` pixels either
         side of ``x`` and the YZ plane ``x`` likewise along y, so ``volume`` must hold
@@ -470,10 +482,12 @@ def axial_step(
         Tile side within a plane (see :func:`infer_planes`).
     plane_batch : int
         Planes per network call.
+    clamp : (float, float)
+        Range of valid values in network units (see :func:`infer_planes`).
 
     Returns
     -------
-    Tensor, shape (length_out, len(rows), len(cols)), float32 in [0, 1]
+    Tensor, shape (length_out, len(rows), len(cols)), float32 within ``clamp``
     """
     channels = _net_channels(net)
 
@@ -483,7 +497,13 @@ def axial_step(
         for start in range(0, stack.shape[0], plane_batch):
             x = stack[start : start + plane_batch, None].expand(-1, channels, -1, -1)
             sr = infer_planes(
-                net, x.contiguous(), z_factor, length_out, autocast_dtype=autocast_dtype, tile=tile
+                net,
+                x.contiguous(),
+                z_factor,
+                length_out,
+                autocast_dtype=autocast_dtype,
+                tile=tile,
+                clamp=clamp,
             )
             outs.append(sr.mean(dim=1))
         return torch.cat(outs)

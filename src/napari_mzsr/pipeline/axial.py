@@ -1,18 +1,22 @@
 """Isotropic Z: super-resolve the Z axis of an anisotropic stack from its own XY slices.
 
-Data flow per channel: map intensities to [0, 1]; take the axial kernel given, or
-estimate it from the stack (:mod:`napari_mzsr.core.axial_estimation`); plan the
-gradual stages (:func:`napari_mzsr.core.gradual.plan_gradual_steps`); adapt a fresh
-copy of theta_M per stage on patches of the XY slices degraded along one lateral axis
-(:func:`napari_mzsr.core.axial.adapt_axial`); then super-resolve the stack block by
-block: every block is read with the whole Z extent and a lateral margin, every XZ and
-YZ plane through it is super-resolved along Z and the two results are averaged
+Data flow per channel: map intensities to the network's range; take the axial kernel
+given, or estimate it from the stack (:mod:`napari_mzsr.core.axial_estimation`); plan
+the gradual stages (:func:`napari_mzsr.core.gradual.plan_gradual_steps`); adapt a
+fresh copy of theta_M per stage on patches of the XY slices degraded along one lateral
+axis (:func:`napari_mzsr.core.axial.adapt_axial`); then super-resolve the stack block
+by block: every block is read with the whole Z extent and a lateral margin, every XZ
+and YZ plane through it is super-resolved along Z and the two results are averaged
 (:func:`napari_mzsr.core.axial.axial_step`). Blocks join exactly, so the result does
 not depend on the block size beyond float rounding, and a stack is only ever read one
 block (and a few adaptation patches) at a time: numpy, dask, zarr or any array that
 supports numpy indexing. The output goes to a numpy array or to ``out`` (a zarr array
 or ``numpy.memmap`` for results that do not fit in memory), or lazily to a dask array
 (:func:`super_resolve_axial_dask`).
+
+Intensities: as in the 2-D path, network units are clipped only to the input type's
+range (:attr:`~napari_mzsr.core.intensity.IntensityMap.unit_range`), never to the
+percentiles the map stretches, so bright spots beyond them keep their intensity.
 
 Geometry: see :mod:`napari_mzsr.core.axial` (integer factors: input slice ``i`` is output
 slice ``i * z_factor``).
@@ -148,9 +152,10 @@ class AdaptedAxial:
     def apply_block(
         self, block: np.ndarray, core: tuple[slice, slice], *, tile: int | None = None
     ) -> np.ndarray:
-        """Super-resolve the lateral region ``core`` of ``block`` (Z, h, w) in unit range
-        (float32): ``block`` holds :attr:`margin` pixels of context around it (less
-        where the stack ends). Returns float32 (Z', core rows, core columns)."""
+        """Super-resolve the lateral region ``core`` of ``block`` (Z, h, w) in network
+        units (float32): ``block`` holds :attr:`margin` pixels of context around it (less
+        where the stack ends). Returns float32 (Z', core rows, core columns), clipped
+        to the input type's range only (:attr:`IntensityMap.unit_range`)."""
         x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)
         rows, cols = core
         radius = self.info.radius
@@ -178,6 +183,7 @@ class AdaptedAxial:
                 autocast_dtype=self.autocast_dtype,
                 tile=tile if tile is not None else budget[1],
                 plane_batch=budget[0],
+                clamp=self.intensity.unit_range,
             )
             rows = slice(rows.start - r.start, rows.stop - r.start)
             cols = slice(cols.start - c.start, cols.stop - c.start)
@@ -310,6 +316,7 @@ def iter_adapt_axial(
             optimizer=options.optimizer,
             lr=lr_at,
             autocast_dtype=autocast_dtype,
+            clamp=imap.unit_range,
         )
         try:
             for report in run:
@@ -333,7 +340,8 @@ def _read_batch(
 ) -> torch.Tensor:
     """The targets of one adaptation step: the planned XY patches (transposed where
     planned, so that the degraded axis is always rows), degraded to the stage's target
-    grid, as (B, channels, h, size) float32 on ``device``."""
+    grid, as (B, channels, h, size) float32 on ``device`` in network units, clipped
+    to the input type's range only (:attr:`IntensityMap.unit_range`)."""
     regions = [(int(z), slice(r, r + size), slice(c, c + size)) for z, r, c, _ in plan]
     if is_dask(volume):
         import dask
@@ -345,9 +353,9 @@ def _read_batch(
     unit = np.stack([imap.forward(c) for c in crops])
     if not np.all(np.isfinite(unit)):
         raise ValueError("volume contains NaN or infinite values")
-    x = torch.from_numpy(np.clip(unit, 0, 1))[:, None]
+    x = torch.from_numpy(unit)[:, None]
     if spacing > 1:
-        x = degrade_axial_tensor(x, blur, spacing).clamp_(0, 1)
+        x = degrade_axial_tensor(x, blur, spacing).clamp_(*imap.unit_range)
     return x.expand(-1, channels, -1, -1).contiguous().to(device)
 
 
@@ -386,8 +394,7 @@ def iter_apply_axial(
         raw = np.asarray(volume[:, ry, rx])
         if np.issubdtype(raw.dtype, np.floating) and not np.all(np.isfinite(raw)):
             raise ValueError("volume contains NaN or infinite values")
-        unit = np.clip(adapted.intensity.forward(raw), 0, 1)
-        sr = adapted.apply_block(unit, (cy, cx), tile=tile)
+        sr = adapted.apply_block(adapted.intensity.forward(raw), (cy, cx), tile=tile)
         target = (
             slice(None),
             slice(ry.start + cy.start, ry.start + cy.stop),
@@ -666,7 +673,7 @@ def super_resolve_axial_dask(
             index = block_id[axis]
             start = 0 if index == 0 else depth[axis]
             core.append(slice(start, start + lateral[axis - 1][index]))
-        unit = np.clip(adapted.intensity.forward(np.asarray(piece)), 0, 1)
+        unit = adapted.intensity.forward(np.asarray(piece))
         sr = adapted.apply_block(unit, (core[0], core[1]), tile=tile)
         return adapted.intensity.inverse(sr, dtype)
 
