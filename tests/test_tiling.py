@@ -53,6 +53,19 @@ def test_tiled_equals_untiled(net, lr_tensor, scale, tile):
     torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("scale", [(1.5, 4.0), (4.0, 2.0), (2.5, 4 / 3)])
+def test_tiled_equals_untiled_for_factor_pairs(net, lr_tensor, scale):
+    """Issue 31, bug 8: a tile margin taken from the larger factor of a pair. The axis
+    with the smaller factor needs the wider margin (its output pixels reach further in
+    LR pixels): tiles of a pair must join as exactly as those of one factor."""
+    whole = infer(net, lr_tensor, scale)
+    margin = tile_margin(scale)
+    assert len(plan_tiles((53, 67), scale, 16, margin)) > 4
+    tiled = _tiles_with_margin(net, lr_tensor, scale, margin, 16)
+    assert tiled.shape == whole.shape
+    torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("scale", [2, 2.5])
 def test_margin_is_needed_and_enough(net, lr_tensor, scale):
     """The smallest margin that reproduces the untiled output is positive and at most
