@@ -176,7 +176,7 @@ def test_adapted_model_applies_to_other_slices(tiny_model, rgb_image):
         (np.full((40, 40), np.nan, np.float32), {}, ValueError, "NaN"),
         (np.full((40, 40), np.inf), {}, ValueError, "infinite"),
         (np.zeros((0, 40)), {}, ValueError, "empty"),
-        (np.zeros((10, 12)), {}, ValueError, "too small"),
+        (np.zeros((10, 12)), {"kernel": 2.0}, ValueError, "too small"),
         (np.zeros((40, 40), bool), {}, ValueError, "boolean"),
         (np.zeros((40, 40), complex), {}, ValueError, "complex"),
         (np.zeros((2, 40, 40, 3)), {}, ValueError, "expected a 2D"),

@@ -53,6 +53,9 @@ def test_kernel_estimation_benchmark(tmp_path, hr_dir, models):
     assert "| all | spectral | 6 |" in md.read_text()
 
 
+# Its worker processes run the package's defaults (the suite's tiny-model patch of
+# tests/conftest.py does not reach them): so does the in-process run it is compared with.
+@pytest.mark.self_check
 def test_kernel_estimation_benchmark_jobs_give_the_same_records(tmp_path, hr_dir, models):
     argv = ["--data", str(hr_dir), "--device", "cpu", "--steps", "1", "--out", str(tmp_path)]
     argv += ["--kernels", "paper", "g^d_ani", "--models", *models, "--threads", "1"]

@@ -192,7 +192,7 @@ def test_option_parsing_and_names(tmp_path):
     assert parse_kernel("iso:1.5") == 1.5
     assert parse_kernel("aniso:4,1,-0.5") == (4.0, 1.0, -0.5)
     assert parse_kernel("g^d_ani") == "g^d_ani"
-    with pytest.raises(Exception, match="not iso"):
+    with pytest.raises(Exception, match="is not auto, iso"):
         parse_kernel("gauss")
     assert output_path(tmp_path / "x.ome.tif", tmp_path, 2).name == "x_x2_mzsr.ome.tif"
     assert output_path(tmp_path / "x.png", tmp_path, 2.5).name == "x_x2.5_mzsr.png"

@@ -7,6 +7,7 @@ from scipy.io import loadmat
 
 from napari_mzsr import degrade, gaussian_kernel, imresize
 from napari_mzsr.core.degradation import blur_tensor, decimated_axes, degrade_tensor
+from napari_mzsr.core.resize import imresize_tensor
 
 
 def test_conformance_with_official_lr_inputs(data_dir, set5):
@@ -85,3 +86,25 @@ def test_input_untouched_and_errors():
         degrade(img, gaussian_kernel(2.0), 0.5)
     with pytest.raises(ValueError, match="odd"):
         degrade(img, np.ones((4, 4)), 2)
+
+
+def test_area_degradation_averages_blocks_with_bicubic_centres():
+    """Area averaging (the photo preset's subsampling): the mean of s x s blocks for an
+    integer factor, and MATLAB's box resize (same pixel centres as bicubic) otherwise."""
+    img = np.random.default_rng(3).random((24, 30, 3))
+    blocks = img.reshape(8, 3, 10, 3, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(degrade(img, np.ones((1, 1)), 3, "area"), blocks, atol=1e-12)
+    k = gaussian_kernel(1.0, size=5)
+    blurred = np.stack([ndimage.correlate(img[..., c], k, mode="reflect") for c in range(3)], -1)
+    np.testing.assert_allclose(
+        degrade(img, k, 2, "area"), blurred.reshape(12, 2, 15, 2, 3).mean(axis=(1, 3)), atol=1e-12
+    )
+    ramp = np.tile(np.arange(50.0), (10, 1))
+    # Non-integer: each LR pixel is the mean over its footprint, centred on (i + 0.5) s
+    # - 0.5; the pixels cut by its edges weigh by their overlap (no shift on average).
+    centres = (np.arange(2, 18) + 0.5) * 2.5 - 0.5
+    sampled = degrade(ramp, np.ones((1, 1)), 2.5, "area")[2, 2:-2]
+    assert np.abs(sampled - centres).max() <= 0.05 + 1e-9
+    assert abs(np.mean(sampled - centres)) < 0.01
+    with pytest.raises(ValueError, match="resize kernel"):
+        imresize_tensor(torch.zeros(1, 4, 4), 0.5, kernel="lanczos")

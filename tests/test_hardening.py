@@ -99,7 +99,7 @@ BAD_ARGUMENTS = [
     ({"back_projection": -1}, ValueError, "back_projection"),
     ({"back_projection": 1.5}, ValueError, "back_projection"),
     ({"adapt_patch": "big"}, ValueError, "adapt_patch"),
-    ({"adapt_patch": 4}, ValueError, "adapt_patch"),
+    ({"adapt_patch": 4, "kernel": 2.0}, ValueError, "adapt_patch"),  # under the 21 px kernel
     ({"adapt_patches": 0}, ValueError, "adapt_patches"),
 ]
 
@@ -131,7 +131,8 @@ BAD_IMAGES = [
 @pytest.mark.parametrize(("image", "word"), BAD_IMAGES)
 def test_bad_image_is_refused_in_one_line(tiny_gray_model, image, word):
     with pytest.raises(ValueError) as caught:
-        super_resolve(image, scale=2, steps=1, model=tiny_gray_model, device="cpu")
+        # "too small" for the 21 px kernel of variance 2.0
+        super_resolve(image, scale=2, kernel=2.0, steps=1, model=tiny_gray_model, device="cpu")
     _one_line(str(caught.value), word)
 
 

@@ -47,8 +47,13 @@ def test_rotation_by_half_pi_transposes():
 
 
 def test_presets_match_reference_table():
-    assert set(PRESETS) == {"g^d_0.2", "g^d_2.0", "g^d_ani", "g^b_1.3"}
+    assert set(PRESETS) == {"photo", "microscope", "g^d_0.2", "g^d_2.0", "g^d_ani", "g^b_1.3"}
     assert PRESETS["g^b_1.3"].degradation == "bicubic"
+    # The assumptions for users who know their data: no blur and area averaging (photo);
+    # the paper's g^d_2.0 (microscope, the default before the self-checked "auto").
+    np.testing.assert_array_equal(PRESETS["photo"].kernel(), np.ones((1, 1)))
+    assert PRESETS["photo"].degradation == "area"
+    np.testing.assert_allclose(PRESETS["microscope"].kernel(), PRESETS["g^d_2.0"].kernel())
     np.testing.assert_allclose(preset_kernel("g^d_ani"), gaussian_kernel(4.0, 1.0, -0.5))
     np.testing.assert_allclose(preset_kernel("g^d_0.2"), gaussian_kernel(0.2))
     with pytest.raises(ValueError, match="unknown kernel preset"):
@@ -136,7 +141,9 @@ def test_gaussian_parameter_errors():
 
 
 def test_as_kernel_specs(data_dir):
-    np.testing.assert_allclose(as_kernel(None), gaussian_kernel(2.0))
+    np.testing.assert_array_equal(as_kernel(None), np.ones((1, 1)))  # "auto": the photo preset
+    np.testing.assert_array_equal(as_kernel("auto"), np.ones((1, 1)))
+    np.testing.assert_allclose(as_kernel("microscope"), gaussian_kernel(2.0))
     np.testing.assert_allclose(as_kernel(1.3), gaussian_kernel(1.3))
     np.testing.assert_allclose(as_kernel((4.0, 1.0, -0.5)), preset_kernel("g^d_ani"))
     np.testing.assert_allclose(as_kernel("g^b_1.3"), gaussian_kernel(1.3))

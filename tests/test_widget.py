@@ -292,6 +292,7 @@ def test_errors_in_the_worker_stay_visible_and_plain(make_napari_viewer, qtbot, 
     viewer = make_napari_viewer()
     viewer.add_image(_image((12, 12)), name="tiny")  # smaller than the 21x21 kernel
     widget = _dock(viewer, model_path)
+    widget._kernel_kind.value = "isotropic"
     click_run(qtbot, widget)
     assert len(viewer.layers) == 1
     assert len(errors) == 1 and "too small" in errors[0]
@@ -343,12 +344,16 @@ def test_model_is_chosen_from_the_image_and_the_kernel(make_napari_viewer, qtbot
     grey = viewer.add_image(_image((24, 24)), name="grey")
     rgb = viewer.add_image(_image((24, 24, 3)), name="photo", rgb=True)
     widget = _dock(viewer)
+    widget._image.value = rgb
+    # The default kernel ("auto": the photo assumption) takes the bicubic model.
+    assert widget._model_info.value.startswith("auto: bicubic-x2:")
+    widget._kernel_kind.value = "preset"
+    widget._preset.value = "microscope"
     widget._image.value = grey
     assert widget._model_info.value.startswith("auto: direct-x2-gray:")
     assert not _shown(widget._model_warning)
     widget._image.value = rgb
     assert widget._model_info.value.startswith("auto: direct-x2:")
-    widget._kernel_kind.value = "preset"
     widget._preset.value = "g^b_1.3"  # a bicubic preset: the bicubic model
     assert widget._model_info.value.startswith("auto: bicubic-x2:")
     widget._preset.value = "g^d_2.0"
@@ -539,7 +544,7 @@ def test_choices_are_remembered_and_reset(make_napari_viewer, tmp_path, model_pa
 
     again.reset()
     fresh = MZSRWidget(viewer)
-    assert fresh._steps.value == 10 and fresh._kernel_kind.value == "isotropic"
+    assert fresh._steps.value == 10 and fresh._kernel_kind.value == "auto"
     assert fresh._model.value == AUTO and fresh._tile.value == 0
     assert again._steps.value == 10 and again._scope.value == "layer"
 

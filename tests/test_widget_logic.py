@@ -119,9 +119,13 @@ def test_result_placement_overlays_like_the_widget():
     bicubic = result_placement(layer, (2, 4), degradation="bicubic")
     np.testing.assert_allclose(bicubic["scale"], [2.0, 0.25, 0.125])
     np.testing.assert_allclose(bicubic["translate"], [1.0, 10.0 - 0.125, -0.1875])
-    # Without a model the one the pipeline chooses: a grey x2 image gets direct-x2-gray.
+    # Without a model the one the pipeline chooses: by default (the photo assumption,
+    # area averaging) a bicubic model, with its pixel centres; direct-x2-gray for the
+    # microscope preset.
     auto = result_placement(layer, 2)
-    np.testing.assert_allclose(auto["translate"], direct["translate"])
+    np.testing.assert_allclose(auto["translate"], [1.0, 9.875, -0.125])
+    microscope = result_placement(layer, 2, kernel="microscope")
+    np.testing.assert_allclose(microscope["translate"], direct["translate"])
     bicubic_preset = result_placement(layer, 2, kernel="g^b_1.3")
     np.testing.assert_allclose(bicubic_preset["translate"], [1.0, 9.875, -0.125])
     assert result_placement(layer, 2, model="bicubic-x2")["translate"][1] == 9.875

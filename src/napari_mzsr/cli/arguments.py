@@ -8,16 +8,16 @@ from pathlib import Path
 
 
 def parse_kernel(spec: str) -> object:
-    """Kernel option: ``iso:VAR``, ``aniso:L1,L2,THETA``, a preset name, a file, or
-    ``estimate`` (fitted to the image)."""
-    from ..core.kernels import ESTIMATE, PRESETS
+    """Kernel option: ``auto``, ``iso:VAR``, ``aniso:L1,L2,THETA``, a preset name, a
+    file, or ``estimate`` (fitted to the image)."""
+    from ..core.kernels import AUTO, ESTIMATE, PRESETS
 
     accepted = (
-        f"is not iso:VAR, aniso:L1,L2,THETA, a preset ({', '.join(PRESETS)}), an existing "
-        f"file or {ESTIMATE}"
+        f"is not {AUTO}, iso:VAR, aniso:L1,L2,THETA, a preset ({', '.join(PRESETS)}), an "
+        f"existing file or {ESTIMATE}"
     )
-    if spec == ESTIMATE:
-        return ESTIMATE
+    if spec in (ESTIMATE, AUTO):
+        return spec
     try:
         if spec.startswith("iso:"):
             return _buildable(spec, float(spec[4:]))
@@ -67,9 +67,25 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kernel",
         type=parse_kernel,
-        default="iso:2.0",
-        help="iso:VAR | aniso:L1,L2,THETA | preset | FILE | estimate (a Gaussian fitted "
-        "to the image; default iso:2.0)",
+        default="auto",
+        help="auto | photo | microscope | iso:VAR | aniso:L1,L2,THETA | another preset | "
+        "FILE | estimate (a Gaussian fitted to the image). Default auto: the photo "
+        "assumption (no blur beyond a downscale's own), the image's noise matched, the "
+        "result self-checked against bicubic. microscope: optical blur of variance 2 px^2, "
+        "direct subsampling (the default before 0.2)",
+    )
+    parser.add_argument(
+        "--noise",
+        choices=("auto", "off"),
+        default="auto",
+        help="auto: add the image's own noise to its son so that it is not sharpened "
+        "(default); off: adapt on a clean son",
+    )
+    parser.add_argument(
+        "--no-self-check",
+        action="store_true",
+        help="always give the network's result; by default a run whose network does not "
+        "beat bicubic on the image's own son falls back to theta_M or to bicubic",
     )
     parser.add_argument("--steps", type=int, help="adaptation steps (default 10)")
     parser.add_argument("--model", help="shipped name or theta_M file (default: by scale/channels)")
@@ -115,6 +131,8 @@ def options_from_args(args: argparse.Namespace):
         device=args.device,
         seed=args.seed,
         normalization=args.normalization,
+        noise=args.noise,
+        self_check=not args.no_self_check,
     )
     apply = ApplyOptions(ensemble=args.ensemble, back_projection=args.back_projection)
     return adapt, apply

@@ -243,6 +243,7 @@ def process(path: Path, target: Path, args: argparse.Namespace, options, apply) 
         bars.close()
     out_meta = scaled_meta(meta, file_options.scale, file_options.model.info.degradation)
     write_image(target, result.data, out_meta, overwrite=args.overwrite)
+    print(f"{path.name}: {result.describe_checks()}", file=sys.stderr)
 
 
 def _process_lazy(path: Path, target: Path, data, meta, args, options, apply) -> None:

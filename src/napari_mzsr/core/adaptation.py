@@ -26,7 +26,9 @@ import torch
 
 from .degradation import degrade_tensor
 from .devices import memory_format
+from .jpeg import jpeg_tensor
 from .network import MZSRNet
+from .noise import NoiseModel
 from .resize import imresize_tensor
 
 # Refused steps in a row after which adaptation stops: the loss is at a minimum that
@@ -103,9 +105,13 @@ def make_son(
     degradation: str,
     *,
     clamp: Clamp = (0.0, 1.0),
+    noise: NoiseModel | None = None,
+    generator: torch.Generator | None = None,
+    jpeg_quality: int | None = None,
 ) -> torch.Tensor:
-    """The son ``degrade(image)``, clipped to ``clamp`` and upsampled back to the size
-    of ``image`` (the network's input during adaptation).
+    """The son ``degrade(image)``, with the noise of ``noise`` added on its own grid,
+    saved as JPEG at ``jpeg_quality`` if given, clipped to ``clamp`` and upsampled back
+    to the size of ``image`` (the network's input during adaptation).
 
     Parameters
     ----------
@@ -115,12 +121,31 @@ def make_son(
         Blur kernel in the project's convention.
     scale : float or (float, float)
         Super-resolution factor, per axis if a pair.
-    degradation : {"direct", "bicubic"}
+    degradation : {"direct", "bicubic", "area"}
         How the son is subsampled.
     clamp : (float, float)
         Range of valid values in network units.
+    noise : NoiseModel, optional
+        Noise added to the son (network units; its variance grows with the son's
+        intensity): the noise the image has and its son lost by the downscale, so that
+        the network learns to leave the image's noise alone instead of sharpening it
+        (ZSSR adds noise to its sons for the same reason).
+    generator : torch.Generator, optional
+        Source of that noise (on the image's device).
+    jpeg_quality : int, optional
+        JPEG quality the son is saved at, on 8-bit levels of ``clamp`` (the image's own
+        compression, :mod:`napari_mzsr.core.jpeg`); None: not compressed.
     """
-    son = degrade_tensor(image, kernel, scale, degradation).clamp(*clamp)
+    son = degrade_tensor(image, kernel, scale, degradation)
+    if noise is not None:
+        std = (noise.gain * son + noise.floor).clamp_min(0).sqrt()
+        son = son + std * torch.randn(
+            son.shape, generator=generator, device=son.device, dtype=son.dtype
+        )
+    son = son.clamp(*clamp)
+    if jpeg_quality is not None:
+        low, high = clamp
+        son = jpeg_tensor((son - low) / (high - low), jpeg_quality) * (high - low) + low
     return imresize_tensor(son, scale, output_shape=image.shape[-2:])
 
 
@@ -145,6 +170,9 @@ def adapt(
     autocast_dtype: torch.dtype | None = None,
     whole_image: bool = True,
     clamp: Clamp = (0.0, 1.0),
+    noise: NoiseModel | None = None,
+    generator: torch.Generator | None = None,
+    jpeg_quality: int | None = None,
 ) -> Generator[StepReport, None, int]:
     """Adapt ``net`` in place, yielding a :class:`StepReport` after every step and
     returning the number of steps kept (``StopIteration.value``).
@@ -165,7 +193,7 @@ def adapt(
         Gradient steps planned (0 leaves ``net`` unchanged).
     learning_rate : callable(step) -> float
         The model's rate of each step; halved after each refused step.
-    degradation : {"direct", "bicubic"}
+    degradation : {"direct", "bicubic", "area"}
         How the son is subsampled.
     autocast_dtype : torch.dtype or None
         Autocast dtype of the forward passes; weights stay float32.
@@ -176,6 +204,13 @@ def adapt(
         after each step (one forward pass more per step).
     clamp : (float, float)
         Range of valid values in network units (see :func:`make_son`).
+    noise : NoiseModel, optional
+        Noise added to every son (see :func:`make_son`); drawn again for every new
+        batch from ``generator``.
+    generator : torch.Generator, optional
+        Source of that noise (on the network's device).
+    jpeg_quality : int, optional
+        JPEG quality of every son (see :func:`make_son`).
 
     Yields
     ------
@@ -191,7 +226,10 @@ def adapt(
     for step in range(steps):
         if pair is None or not whole_image:
             image = batch_at(step)
-            son_up = make_son(image, kernel, scale, degradation, clamp=clamp)
+            son_up = make_son(
+                image, kernel, scale, degradation, clamp=clamp, noise=noise,
+                generator=generator, jpeg_quality=jpeg_quality,
+            )  # fmt: skip
             pair = (prepare(son_up, training=True), prepare(image, training=True))
         rate = learning_rate(step) * rate_factor
         with autocast(pair[0].device, autocast_dtype):

@@ -19,11 +19,20 @@ MAX_KERNEL_SIZE = 101
 # The kernel spec that asks for an estimate from the image itself; only the functions
 # that see the image (napari_mzsr.api) can resolve it.
 ESTIMATE = "estimate"
+# The kernel spec (and the meaning of None) for an image of unknown origin: the "photo"
+# preset's assumption, with the noise matched and the result self-checked
+# (napari_mzsr.pipeline.auto).
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
 class KernelPreset:
-    """A named test kernel of the paper's Table 2 (REFERENCE section 4)."""
+    """A named degradation: a Gaussian blur and the subsampling after it.
+
+    The paper's Table 2 kernels (REFERENCE section 4) and two assumptions about an
+    image's origin for users who know it (``"photo"``, ``"microscope"``); ``size`` 1
+    is no blur at all.
+    """
 
     name: str
     l1: float
@@ -31,6 +40,7 @@ class KernelPreset:
     theta: float
     degradation: str
     size: int = 21
+    description: str = ""
 
     def kernel(self) -> np.ndarray:
         return gaussian_kernel(self.l1, self.l2, self.theta, size=self.size)
@@ -39,12 +49,22 @@ class KernelPreset:
 PRESETS: dict[str, KernelPreset] = {
     p.name: p
     for p in (
-        KernelPreset("g^d_0.2", 0.2, 0.2, 0.0, "direct"),
-        KernelPreset("g^d_2.0", 2.0, 2.0, 0.0, "direct"),
-        KernelPreset("g^d_ani", 4.0, 1.0, -0.5, "direct"),
-        KernelPreset("g^b_1.3", 1.3, 1.3, 0.0, "bicubic"),
+        KernelPreset(
+            "photo", 1.0, 1.0, 0.0, "area", size=1,
+            description="downscaled by software or a camera (area, bicubic, Lanczos): no blur "
+            "beyond area averaging, the sharpest of them (a bicubic model adapted to it)",
+        ),
+        KernelPreset(
+            "microscope", 2.0, 2.0, 0.0, "direct",
+            description="optical blur of variance 2 px^2 at the result's pixel size, then "
+            "direct subsampling (a camera pixel every s pixels; the paper's g^d_2.0)",
+        ),
+        KernelPreset("g^d_0.2", 0.2, 0.2, 0.0, "direct", description="paper Table 2"),
+        KernelPreset("g^d_2.0", 2.0, 2.0, 0.0, "direct", description="paper Table 2"),
+        KernelPreset("g^d_ani", 4.0, 1.0, -0.5, "direct", description="paper Table 2"),
+        KernelPreset("g^b_1.3", 1.3, 1.3, 0.0, "bicubic", description="paper Table 2"),
     )
-}
+}  # fmt: skip
 
 
 def gaussian_kernel(
@@ -252,8 +272,8 @@ def as_kernel(spec: object = None, size: int = 21) -> np.ndarray:
     spec : ndarray, float, (l1, l2, theta), str, Path or None
         An explicit kernel array; an isotropic variance; an anisotropic Gaussian
         ``(l1, l2, theta)``; a preset name (``"g^d_2.0"``) or a file path (``.mat``,
-        ``.npy``, ``.tif``); ``None`` for the default, isotropic variance 2.0
-        (the paper's g^d_2.0). :data:`ESTIMATE` (``"estimate"``) is refused here: it
+        ``.npy``, ``.tif``); ``None`` or :data:`AUTO` for the default, the ``"photo"``
+        preset's kernel (no blur: 1 x 1). :data:`ESTIMATE` (``"estimate"``) is refused here: it
         needs the image (see :func:`napari_mzsr.super_resolve`).
     size : int
         Grid size for kernels built from parameters.
@@ -265,8 +285,8 @@ def as_kernel(spec: object = None, size: int = 21) -> np.ndarray:
     >>> np.allclose(as_kernel("g^d_ani"), gaussian_kernel(4.0, 1.0, -0.5))
     True
     """
-    if spec is None:
-        return gaussian_kernel(2.0, size=size)
+    if spec is None or (isinstance(spec, str) and spec == AUTO):
+        return PRESETS["photo"].kernel()
     if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
         return gaussian_kernel(float(spec), size=size)
     if isinstance(spec, str) and spec == ESTIMATE:

@@ -89,12 +89,21 @@ def bicubic_response(freq: np.ndarray, scale: float) -> np.ndarray:
     return np.abs(response) ** 2
 
 
+def box(x: np.ndarray) -> np.ndarray:
+    """The box kernel: 1 on [-0.5, 0.5), 0 elsewhere (nearest neighbour; a downscale
+    uses the exact pixel overlaps instead, see :func:`_contributions`)."""
+    return ((x >= -0.5) & (x < 0.5)).astype(np.float64)
+
+
+KERNELS = {"cubic": (cubic, 4.0), "box": (box, 1.0)}
+
+
 @lru_cache(maxsize=64)
 def _contributions(
-    in_len: int, out_len: int, scale: float, antialias: bool
+    in_len: int, out_len: int, scale: float, antialias: bool, kernel: str = "cubic"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Input indices (0-based, mirrored into range) and weights, both (out_len, taps)."""
-    width = 4.0
+    function, width = KERNELS[kernel]
     shrink = scale < 1 and antialias
     if shrink:
         width /= scale
@@ -103,7 +112,16 @@ def _contributions(
     taps = math.ceil(width) + 2
     idx = left[:, None] + np.arange(taps)[None, :]
     dist = u[:, None] - idx
-    weights = scale * cubic(dist * scale) if shrink else cubic(dist)
+    if shrink and kernel == "box":
+        # Exact area averaging: each input pixel weighs by its overlap with the output
+        # pixel's footprint (MATLAB samples the box instead, which shifts the centre of
+        # a non-integer factor by up to half a pixel).
+        half = 0.5 / scale
+        weights = np.clip(np.minimum(dist + 0.5, half) - np.maximum(dist - 0.5, -half), 0, None)
+    elif shrink:
+        weights = scale * function(dist * scale)
+    else:
+        weights = function(dist)
     weights = weights / weights.sum(axis=1, keepdims=True)
     mirror = np.concatenate([np.arange(in_len), np.arange(in_len)[::-1]])
     idx = mirror[np.mod(idx.astype(np.int64) - 1, 2 * in_len)]
@@ -112,9 +130,9 @@ def _contributions(
 
 
 def _resize_axis(
-    x: torch.Tensor, dim: int, out_len: int, scale: float, antialias: bool
+    x: torch.Tensor, dim: int, out_len: int, scale: float, antialias: bool, kernel: str
 ) -> torch.Tensor:
-    idx, weights = _contributions(x.shape[dim], out_len, scale, antialias)
+    idx, weights = _contributions(x.shape[dim], out_len, scale, antialias, kernel)
     idx_t = torch.from_numpy(idx).to(x.device)
     w_t = torch.from_numpy(weights).to(device=x.device, dtype=x.dtype)
     view = [1] * x.ndim
@@ -131,6 +149,7 @@ def imresize_tensor(
     scale: float | Sequence[float] | None = None,
     output_shape: Sequence[int] | None = None,
     antialias: bool = True,
+    kernel: str = "cubic",
 ) -> torch.Tensor:
     """Resize the last two axes of a float tensor ``(..., H, W)`` like MATLAB.
 
@@ -145,11 +164,17 @@ def imresize_tensor(
         the sample positions follow ``scale`` (as MATLAB and ZSSR do).
     antialias : bool
         Widen the kernel when downscaling.
+    kernel : {"cubic", "box"}
+        Interpolation kernel: Keys cubic (MATLAB's "bicubic"), or the box: exact area
+        averaging when downscaling with ``antialias`` (each input pixel weighted by its
+        overlap with the output pixel), nearest neighbour otherwise.
 
     Returns
     -------
     Tensor of the same dtype and device, shape (..., H', W').
     """
+    if kernel not in KERNELS:
+        raise ValueError(f"resize kernel must be one of {tuple(KERNELS)}, got {kernel!r}")
     if not torch.is_floating_point(x):
         raise TypeError(f"imresize needs a floating point tensor, got {x.dtype}")
     if x.ndim < 2:
@@ -175,7 +200,7 @@ def imresize_tensor(
         dim = x.ndim - 2 + axis
         if out_shape[axis] == in_shape[axis] and scales[axis] == 1.0:
             continue
-        x = _resize_axis(x, dim, out_shape[axis], scales[axis], antialias)
+        x = _resize_axis(x, dim, out_shape[axis], scales[axis], antialias, kernel)
     return x
 
 

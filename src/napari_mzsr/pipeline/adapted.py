@@ -11,6 +11,7 @@ from ..core.intensity import IntensityMap, intensity_map
 from ..core.kernel_estimation import KernelEstimate
 from ..core.refinement import TRANSFORMS, back_project, kernel_symmetries, self_ensemble
 from ..core.resize import imresize_tensor
+from ..core.self_check import SelfCheck
 from ..core.tensors import from_batch, to_batch
 from ..core.tiling import Region, Tile, auto_tile, for_each_tile, region_output_shape, tile_margin
 from ..io.model_file import ModelInfo
@@ -40,7 +41,10 @@ class AdaptedModel:
         Where the kernel was estimated from the image (``kernel="estimate"``).
     steps_taken : int
         Adaptation steps kept (fewer than asked when steps that raised the son loss
-        were undone, or adaptation stopped early).
+        were undone, or adaptation stopped early; 0 when the self-check kept theta_M).
+    self_check : SelfCheck or None
+        What the self-check predicted and chose (None when it was off). Where it chose
+        ``"bicubic"``, :meth:`apply` gives bicubic interpolation (no refinements).
     """
 
     def __init__(
@@ -53,12 +57,19 @@ class AdaptedModel:
         kernel: np.ndarray | None = None,
         kernel_estimate: KernelEstimate | None = None,
         steps_taken: int = 0,
+        self_check: SelfCheck | None = None,
     ) -> None:
         self.net, self.info, self.scale = net, info, scale
         self.intensity = intensity
         self.autocast_dtype = autocast_dtype
         self.kernel, self.kernel_estimate = kernel, kernel_estimate
         self.steps_taken = steps_taken
+        self.self_check = self_check
+
+    @property
+    def uses_network(self) -> bool:
+        """False where the self-check fell back to bicubic interpolation."""
+        return self.self_check is None or self.self_check.choice != "bicubic"
 
     @property
     def device(self) -> torch.device:
@@ -120,6 +131,9 @@ class AdaptedModel:
     ) -> np.ndarray:
         """:meth:`apply` for a checked 2-D image and checked options (the pipeline's
         entry; nothing is checked again). Its intensity map must be this model's."""
+        if not self.uses_network:
+            # Refinements sharpen towards the kernel: nothing to refine in bicubic.
+            options = ApplyOptions(options.output_dtype, options.tile)
         if options.back_projection and (self.kernel is None or region is not None):
             raise ValueError(
                 "back_projection needs the adaptation kernel and the whole image (no region)"
@@ -173,6 +187,9 @@ class AdaptedModel:
     def _upscale(
         self, x: torch.Tensor, ensemble: str | None, clamp: tuple[float, float]
     ) -> torch.Tensor:
+        if not self.uses_network:
+            return imresize_tensor(x, self.scale).clamp_(*clamp)
+
         def upscale(batch: torch.Tensor) -> torch.Tensor:
             return infer(self.net, batch, self.scale, self.autocast_dtype, clamp=clamp)
 

@@ -247,6 +247,8 @@ def super_resolve_dask(
     precision: str = "auto",
     adapt_patch: int | str | None = "auto",
     adapt_patches: int = AUTO_PATCHES,
+    noise: str = "auto",
+    self_check: bool = True,
     tile: int | None = None,
     client: Client | None = None,
     block_device: str | None = None,
@@ -264,7 +266,8 @@ def super_resolve_dask(
         As in :func:`~napari_mzsr.super_resolve`. The intensity map reads a strided
         sample of the image (``"minmax"`` streams through it once).
     scale, kernel, steps, model, device, progress, seed, cancel, lr, normalization, \
-percentiles, rgb, output_dtype, precision, adapt_patch, adapt_patches, tile
+percentiles, rgb, output_dtype, precision, adapt_patch, adapt_patches, noise, self_check, \
+tile
         As in :func:`~napari_mzsr.super_resolve`; ``device`` is the adaptation's.
     client : distributed.Client, optional
         Run the blocks on this cluster's workers (see :func:`apply_dask`).
@@ -301,6 +304,8 @@ percentiles, rgb, output_dtype, precision, adapt_patch, adapt_patches, tile
         normalization=data.intensity,
         adapt_patch=adapt_patch,
         adapt_patches=adapt_patches,
+        noise=noise,
+        self_check=self_check,
     )
     run = adapt_image(data, options.for_image(data.rgb))
     adapted = drive(run, step_progress(progress), cancel)

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from ..core import checks
+from ..core.degradation import METHODS as DEGRADATION_METHODS
 from ..core.devices import resolve_device, resolve_precision
 from ..core.gradual import step_factors, step_kernel
 from ..core.intensity import DEFAULT_PERCENTILES, MODES, IntensityMap
-from ..core.kernels import ESTIMATE, PRESETS, as_kernel
+from ..core.kernels import AUTO, ESTIMATE, PRESETS, as_kernel
 from ..core.refinement import COMBINE
 from ..core.resize import output_size, parse_scale
 from ..core.schedules import Schedule, learning_rate_schedule
@@ -46,6 +47,8 @@ MAX_SCALE = 16.0
 AUTO_PATCH = 96
 AUTO_PATCHES = 2
 AUTO_WHOLE_IMAGE_PIXELS = AUTO_PATCHES * AUTO_PATCH**2 * 5 // 4
+# noise="auto" matches the image's noise in the son (napari_mzsr.pipeline.auto); "off" not.
+NOISE_MODES = ("auto", "off")
 
 
 def scale_pair(value: object) -> tuple[float, float]:
@@ -117,6 +120,8 @@ def choose_model(scale: tuple[float, float], rgb: bool, degradation: str = "dire
     """
     shipped = shipped_infos()
     sy, sx = scale
+    # Area averaging has bicubic's pixel centres: its models are the bicubic ones.
+    degradation = "bicubic" if degradation == "area" else degradation
     if sy == sx:
         for kind in dict.fromkeys((degradation, "direct")):
             base = f"{kind}-x{sy:g}"
@@ -153,7 +158,12 @@ def model_for(scale: tuple[float, float], rgb: bool, degradation: str = "direct"
 
 
 def preferred_degradation(kernel: object) -> str:
-    """``"bicubic"`` for a preset of the paper's bicubic kernels, else ``"direct"``."""
+    """The subsampling a kernel spec implies: the preset's (``"bicubic"`` for
+    ``"photo"`` and the paper's bicubic kernels), ``"bicubic"`` for the default
+    (None, :data:`~napari_mzsr.core.kernels.AUTO`: the ``"photo"`` assumption), else
+    ``"direct"``."""
+    if kernel is None or (isinstance(kernel, str) and kernel == AUTO):
+        return PRESETS["photo"].degradation
     if isinstance(kernel, str) and kernel in PRESETS:
         return PRESETS[kernel].degradation
     return "direct"
@@ -167,7 +177,12 @@ class AdaptOptions:
     ``scale`` becomes ``(sy, sx)``, ``kernel`` an array (or :data:`ESTIMATE`),
     ``model`` a loaded model (or None: chosen per image by :meth:`for_image`),
     ``device`` a ``torch.device``, ``lr`` a schedule (None: the model's);
-    ``precision`` gives :attr:`autocast_dtype` (None for float32).
+    ``precision`` gives :attr:`autocast_dtype` (None for float32); ``subsampling``
+    the one the kernel spec assumes (None: from it, :func:`preferred_degradation`;
+    it picks the model and, for ``"area"``, the son, :attr:`son_degradation`); ``noise`` is
+    ``"auto"`` (match the image's noise in the son) or ``"off"``; ``self_check`` a bool
+    (score the result against bicubic on the son pair and fall back where it loses,
+    :mod:`~napari_mzsr.core.self_check`).
 
     Raises
     ------
@@ -187,6 +202,9 @@ class AdaptOptions:
     percentiles: Any = DEFAULT_PERCENTILES
     adapt_patch: Any = "auto"
     adapt_patches: Any = AUTO_PATCHES
+    noise: Any = "auto"
+    self_check: Any = True
+    subsampling: Any = None
     kernel_spec: str = field(default="", compare=False)
     autocast_dtype: torch.dtype | None = field(init=False, compare=False)
 
@@ -195,6 +213,9 @@ class AdaptOptions:
             object.__setattr__(self, name, value)
 
         put("scale", scale_pair(self.scale))
+        if self.subsampling is None:
+            put("subsampling", preferred_degradation(self.kernel))
+        checks.one_of(self.subsampling, "subsampling", DEGRADATION_METHODS)
         put("kernel_spec", self.kernel_spec or _kernel_text(self.kernel))
         if not (isinstance(self.kernel, str) and self.kernel == ESTIMATE):
             put("kernel", as_kernel(self.kernel))
@@ -223,11 +244,23 @@ class AdaptOptions:
                     f"(the kernel size), got {patch}"
                 )
         put("adapt_patches", checks.integer(self.adapt_patches, "adapt_patches", minimum=1))
+        checks.one_of(self.noise, "noise", NOISE_MODES)
+        if not isinstance(self.self_check, bool | np.bool_):
+            raise ValueError(f"self_check must be True or False, got {self.self_check!r}")
+        put("self_check", bool(self.self_check))
 
     @property
     def estimate(self) -> bool:
         """Whether the kernel is to be estimated from the image."""
         return isinstance(self.kernel, str)
+
+    @property
+    def son_degradation(self) -> str:
+        """How the son is subsampled: the model's own subsampling, or area averaging
+        where the kernel assumes it and the model is a bicubic one (same pixel centres,
+        :data:`~napari_mzsr.core.kernels.PRESETS` ``"photo"``)."""
+        own = self.model.info.degradation
+        return "area" if self.subsampling == "area" and own == "bicubic" else own
 
     @property
     def schedule(self) -> Schedule:
@@ -241,8 +274,7 @@ class AdaptOptions:
         subsampling then describes the result's geometry."""
         if self.model is not None:
             return self
-        degradation = preferred_degradation(self.kernel_spec)
-        return replace(self, model=model_for(self.scale, rgb, degradation))
+        return replace(self, model=model_for(self.scale, rgb, self.subsampling))
 
     def stages(self, rgb: bool, shape: tuple[int, int]) -> tuple[AdaptOptions, ...]:
         """The options of each step of a run on a grey or colour image of ``shape``:
@@ -338,8 +370,8 @@ def _serves_in_one_step(scale: tuple[float, float]) -> bool:
 
 def _kernel_text(kernel: object) -> str:
     """A short description of a kernel spec for metadata and messages."""
-    if kernel is None:
-        return "isotropic Gaussian, variance 2 (default)"
+    if kernel is None or (isinstance(kernel, str) and kernel == AUTO):
+        return AUTO
     if isinstance(kernel, str | os.PathLike):
         return str(kernel)
     if isinstance(kernel, Sequence) and len(kernel) == 3 and not isinstance(kernel[0], Sequence):

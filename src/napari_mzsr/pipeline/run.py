@@ -21,10 +21,18 @@ from ..core.devices import limit_cpu_threads
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
 from ..core.kernel_estimation import KernelEstimate
 from ..core.schedules import rate_at
+from ..core.self_check import SelfCheck, check_window, choose_output, son_gain
 from ..core.tensors import to_batch
 from ..io.model_file import MZSRModel
 from . import gradual
 from .adapted import AdaptedModel
+from .auto import (
+    CHECK_THRESHOLD,
+    JPEG_CHECK_THRESHOLD,
+    check_pixels,
+    matched_jpeg,
+    matched_noise,
+)
 from .images import ImageData, image_data
 from .kernel_choice import resolve_kernel
 from .options import AUTO_PATCHES, AdaptOptions, ApplyOptions, scale_for_shape
@@ -65,6 +73,24 @@ def adapt_image(
     torch.manual_seed(options.seed)
     net = options.model.network(device, options.scale)
     kt = torch.from_numpy(kernel).float().to(device)
+    noise, quality = None, None
+    if options.noise == "auto":
+        noise = matched_noise(image, kernel, options.scale, options.son_degradation)
+        quality = matched_jpeg(image)
+    generator = torch.Generator(device).manual_seed(options.seed)
+    son = {"kernel": kt, "scale": options.scale, "degradation": options.son_degradation}
+    checked = {"autocast_dtype": options.autocast_dtype, "clamp": image.intensity.unit_range}
+    if options.self_check:
+        window = check_pixels(image, info.channels, device)
+        seed = options.seed
+
+        def gain() -> float:
+            return son_gain(
+                net, window, **son, **checked, noise=noise, seed=seed, jpeg_quality=quality
+            )
+
+        gain_unadapted = gain()
+        theta = [p.detach().clone() for p in net.parameters()]
     if patch is None:
         whole = to_batch(image.unit(), info.channels).to(device)
 
@@ -87,14 +113,30 @@ def adapt_image(
         options.scale,
         steps=options.steps,
         learning_rate=lambda step: rate_at(schedule, step),
-        degradation=info.degradation,
+        degradation=options.son_degradation,
         autocast_dtype=options.autocast_dtype,
         whole_image=patch is None,
         clamp=image.intensity.unit_range,
+        noise=noise,
+        generator=generator,
+        jpeg_quality=quality,
     )
+    check: SelfCheck | None = None
+    if options.self_check:
+        gain_adapted = gain() if kept else gain_unadapted
+        added = noise.typical_std(image.unit(check_window(image.shape))) if noise else 0.0
+        threshold = CHECK_THRESHOLD if quality is None else JPEG_CHECK_THRESHOLD
+        check = choose_output(
+            gain_unadapted, gain_adapted, threshold=threshold, noise=added, jpeg_quality=quality
+        )
+        if check.choice == "unadapted":
+            with torch.no_grad():
+                torch._foreach_copy_(list(net.parameters()), theta)
+            kept = 0
     return AdaptedModel(
-        net, info, options.scale, image.intensity, options.autocast_dtype, kernel, estimate, kept
-    )
+        net, info, options.scale, image.intensity, options.autocast_dtype, kernel, estimate, kept,
+        check,
+    )  # fmt: skip
 
 
 def super_resolve_image(
@@ -274,6 +316,8 @@ def super_resolve(
     precision: str = "auto",
     adapt_patch: int | str | None = "auto",
     adapt_patches: int = AUTO_PATCHES,
+    noise: str = "auto",
+    self_check: bool = True,
     tile: int | None = None,
     ensemble: str | None = None,
     back_projection: int = 0,
@@ -295,9 +339,13 @@ def super_resolve(
     kernel : ndarray, float, (l1, l2, theta), str, Path or None
         Blur kernel of the image's acquisition (see
         :func:`napari_mzsr.core.kernels.as_kernel`): array, isotropic variance,
-        anisotropic Gaussian, preset name or file. Default: isotropic variance 2.0.
-        ``"estimate"`` fits a Gaussian to the image itself
-        (:func:`napari_mzsr.estimate_kernel`, a fraction of a second) before adapting;
+        anisotropic Gaussian, preset name or file. Default (None or ``"auto"``): the
+        ``"photo"`` preset's assumption, no blur beyond the downscale's own, with a
+        bicubic-subsampling model; for an image of unknown origin, with ``noise`` and
+        ``self_check`` keeping the result from falling below bicubic. ``"microscope"``
+        is the former default (variance 2.0, direct subsampling). ``"estimate"`` fits
+        a Gaussian to the image itself (:func:`napari_mzsr.estimate_kernel`, a
+        fraction of a second) before adapting;
         :func:`iter_adapt`'s result keeps it as ``kernel_estimate``.
     steps : int
         Adaptation steps (the paper uses 1 or 10). 0 applies theta_M unadapted, which
@@ -341,6 +389,17 @@ def super_resolve(
         :meth:`~napari_mzsr.pipeline.options.AdaptOptions.patch_size`).
     adapt_patches : int
         Patches per step of crop adaptation (default 2).
+    noise : {"auto", "off"}
+        ``"auto"``: estimate the image's noise as a function of intensity
+        (:func:`napari_mzsr.core.noise.estimate_noise`) and add to the son what its
+        downscale removed, so that the network learns to leave the noise alone rather
+        than sharpen it; nothing is added to a clean image. ``"off"``: a clean son.
+    self_check : bool
+        Score theta_M and the adapted network against bicubic interpolation on the
+        image's own son (:mod:`napari_mzsr.core.self_check`): keep theta_M unadapted
+        where the steps lowered that score, and give bicubic interpolation where no
+        network beats it by 0.1 dB. :func:`iter_adapt`'s result keeps the prediction
+        as ``self_check``. False always gives the adapted network's result.
     tile : int, optional
         Inference tile side in input pixels (see :meth:`AdaptedModel.apply`); default:
         from the device's free memory. Tiles join exactly; the result does not depend
@@ -390,6 +449,8 @@ def super_resolve(
         normalization=data.intensity,
         adapt_patch=adapt_patch,
         adapt_patches=adapt_patches,
+        noise=noise,
+        self_check=self_check,
     )
     apply_options = ApplyOptions(output_dtype, tile, ensemble, back_projection)
     run = super_resolve_image(data, adapt_options, apply_options)

@@ -32,6 +32,7 @@ from ..core import checks
 from ..core.adaptation import StepReport
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
 from ..core.kernel_estimation import KernelEstimate
+from ..core.self_check import SelfCheck
 from ..io.model_file import MZSRModel
 from .adapted import AdaptedModel
 from .images import ImageData, image_data, split_axes
@@ -91,12 +92,28 @@ class StackResult:
         How intensities were mapped.
     steps_taken : tuple of int
         Adaptation steps kept by each adaptation.
+    self_checks : tuple of SelfCheck or None
+        What each adaptation's self-check predicted and chose (None where it was off).
     """
 
     data: np.ndarray
     kernel_estimate: KernelEstimate | None
     intensity: IntensityMap
     steps_taken: tuple[int, ...]
+    self_checks: tuple[SelfCheck | None, ...] = ()
+
+    def describe_checks(self) -> str:
+        """The self-check's line for a status bar or a summary: the last adaptation's
+        (the one that made the result), with how many fell back when there were
+        several."""
+        checks = [c for c in self.self_checks if c is not None]
+        if not checks:
+            return "self-check off"
+        line = checks[-1].describe()
+        fallbacks = sum(c.choice == "bicubic" for c in checks)
+        if len(checks) > 1 and fallbacks:
+            line += f" ({fallbacks} of {len(checks)} adaptations fell back to bicubic)"
+        return line
 
 
 def default_index(slice_shape: Sequence[int]) -> tuple[int, ...]:
@@ -139,6 +156,7 @@ def run_stack(
     index = default_index(slice_shape) if index is None else _check_index(index, slice_shape)
     stages, estimate = plan_stages(data.slice(index), options)
     kept: list[int] = []
+    checked: list[SelfCheck | None] = []
     for number, stage in enumerate(stages[:-1]):
         float_apply = replace(apply, output_dtype=np.dtype(np.float32))
         reported = estimate if number == 0 else None
@@ -148,9 +166,15 @@ def run_stack(
         data = image_data(result.data, rgb=data.rgb, stack=True, normalization=data.intensity)
         index = (0,) * len(slice_shape) if current_only else index
         current_only, kept = False, kept + list(result.steps_taken)
+        checked += list(result.self_checks)
     result = yield from _run_stage(data, stages[-1], apply, mode, index, current_only)
     estimate = estimate or result.kernel_estimate
-    return replace(result, steps_taken=(*kept, *result.steps_taken), kernel_estimate=estimate)
+    return replace(
+        result,
+        steps_taken=(*kept, *result.steps_taken),
+        kernel_estimate=estimate,
+        self_checks=(*checked, *result.self_checks),
+    )
 
 
 def _run_stage(
@@ -180,15 +204,17 @@ def _run_stage(
         return _reporting(run, slices_done, n_slices, done, total)
 
     result: np.ndarray | None = None
-    done, loss, kept = 0, None, []
+    done, loss, kept, checked = 0, None, [], []
     if mode == "once":
         adapted, loss = yield from adaptation(index, 0, done)
         kept.append(adapted.steps_taken)
+        checked.append(adapted.self_check)
         done += steps
     for slices_done, position in enumerate(positions):
         if mode == "per_slice":
             adapted, loss = yield from adaptation(position, slices_done, done)
             kept.append(adapted.steps_taken)
+            checked.append(adapted.self_check)
             done += steps
         sr = adapted.render(data.slice(position), apply)
         if result is None:
@@ -197,7 +223,7 @@ def _run_stage(
         result[(0,) * len(slice_shape) if current_only else position] = sr
         done += 1
         yield StackProgress("apply", steps, steps, slices_done + 1, n_slices, done, total, loss)
-    return StackResult(result, estimate, data.intensity, tuple(kept))
+    return StackResult(result, estimate, data.intensity, tuple(kept), tuple(checked))
 
 
 def _reporting(
@@ -315,6 +341,8 @@ def super_resolve_stack(
     precision: str = "auto",
     adapt_patch: int | str | None = "auto",
     adapt_patches: int = AUTO_PATCHES,
+    noise: str = "auto",
+    self_check: bool = True,
     tile: int | None = None,
     ensemble: str | None = None,
     back_projection: int = 0,
@@ -328,7 +356,8 @@ def super_resolve_stack(
         (the intensity map reads a strided sample of the whole stack, or, with
         ``current_only``, the one slice). Never modified.
     scale, kernel, steps, model, device, seed, lr, normalization, percentiles, \
-output_dtype, precision, adapt_patch, adapt_patches, tile, ensemble, back_projection
+output_dtype, precision, adapt_patch, adapt_patches, noise, self_check, tile, ensemble, \
+back_projection
         As in :func:`napari_mzsr.super_resolve`; the intensity map is fitted once on the
         whole stack and ``kernel="estimate"`` estimated once on the adaptation slice.
     mode : {"once", "per_slice"}
@@ -378,6 +407,8 @@ output_dtype, precision, adapt_patch, adapt_patches, tile, ensemble, back_projec
         percentiles=percentiles,
         adapt_patch=adapt_patch,
         adapt_patches=adapt_patches,
+        noise=noise,
+        self_check=self_check,
     )
     apply = ApplyOptions(output_dtype, tile, ensemble, back_projection)
     run = iter_super_resolve_stack(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.qt.threading import thread_worker
 
+from ..core.kernels import ESTIMATE
 from ..pipeline.images import split_axes
 
 if TYPE_CHECKING:
@@ -359,6 +360,7 @@ def make_job(values: Values) -> Job:
                 lr=lr,
                 normalization=values.normalization,
                 kernel_spec=values.kernel_text,
+                subsampling=degradation,
                 adapt_patch=None if preview else "auto",
             )
             base = base or options
@@ -420,7 +422,7 @@ def run_details(values: Values, first: Task, shared: bool) -> list[str]:
             details.append("adapted once" if values.mode == "once" else "per slice")
     if shared:
         details.append("shared by the channels")
-    if isinstance(values.kernel, str):
+    if isinstance(values.kernel, str) and values.kernel == ESTIMATE:
         details.append("estimated kernel")
     if values.ensemble:
         details.append(f"self-ensemble {values.ensemble}")
@@ -624,7 +626,7 @@ def _run_shared(job: Job) -> Generator[JobProgress | str, None, list]:
     for number, (task, data) in enumerate(zip(job.tasks, stacks, strict=True)):
         net = AdaptedModel(
             adapted.net, adapted.info, adapted.scale, data.intensity, adapted.autocast_dtype,
-            adapted.kernel, adapted.kernel_estimate, adapted.steps_taken,
+            adapted.kernel, adapted.kernel_estimate, adapted.steps_taken, adapted.self_check,
         )  # fmt: skip
         positions = [task.index] if task.current_only else list(np.ndindex(*data.slice_shape))
         result = None
@@ -643,6 +645,11 @@ def _run_shared(job: Job) -> Generator[JobProgress | str, None, list]:
             )
         slices_before += len(positions)
         results.append(
-            (task, StackResult(result, estimate, data.intensity, (adapted.steps_taken,)))
+            (
+                task,
+                StackResult(
+                    result, estimate, data.intensity, (adapted.steps_taken,), (adapted.self_check,)
+                ),
+            )
         )
     return results

@@ -34,6 +34,7 @@ from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QSizePolicy
 
+from ..core.kernels import AUTO as AUTO_KERNEL
 from ..core.kernels import ESTIMATE, PRESETS, gaussian_kernel, load_kernel, validate_kernel
 from ..pipeline.images import split_axes
 from ..pipeline.stacks import default_index
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
 PLUGIN = "napari-mzsr"
 FROM_FILE = "\0file"  # ComboBox value of "from file..."; cannot clash with a model name
 KERNEL_KINDS = (
+    ("auto (unknown origin, self-checked)", AUTO_KERNEL),
     ("isotropic Gaussian", "isotropic"),
     ("anisotropic Gaussian", "anisotropic"),
     ("preset", "preset"),
@@ -113,15 +115,23 @@ TOOLTIPS = {
     "factor along Y. The model must serve it (see the model line)",
     "scale_x_on": "use another factor along X than along Y (e.g. 2 x 3)",
     "scale_x": "super-resolution factor along X",
-    "kernel_kind": "the blur of your acquisition, as the network must undo it: a Gaussian "
-    "(variance in pixels^2), a preset of the MZSR paper, a file (.mat, .npy, .tif), "
-    "another image layer, or estimated from the image",
+    "kernel_kind": "the blur of your acquisition, as the network must undo it. 'auto' (the "
+    "default) assumes no blur beyond a downscale's own (the 'photo' preset), matches the "
+    "image's noise and falls back to bicubic where the network does not beat it on the "
+    "image's own son; or a Gaussian (variance in pixels^2), a preset ('photo', "
+    "'microscope' or the MZSR paper's), a file (.mat, .npy, .tif), another image layer, "
+    "or estimated from the image",
     "variance": "variance (sigma^2) of the Gaussian blur, in pixels^2",
     "l1": "variance along the first principal axis, in pixels^2",
     "l2": "variance along the second principal axis, in pixels^2",
     "theta": "angle of the first principal axis, in radians",
-    "preset": "the MZSR paper's kernels: g^d_* are for direct subsampling, g^b_1.3 for "
-    "bicubic (it selects a bicubic model under 'auto')",
+    "preset": "photo: "
+    + PRESETS["photo"].description
+    + "; microscope: "
+    + PRESETS["microscope"].description
+    + "; the MZSR paper's kernels: g^d_* are for "
+    "direct subsampling, g^b_1.3 for bicubic (photo and g^b_1.3 select a bicubic model "
+    "under 'auto')",
     "kernel_file": "a kernel file: .mat (variable 'kernel'), .npy or .tif, square and odd",
     "kernel_layer": "an image layer holding the kernel (2-D, square, odd size)",
     "steps": "adaptation steps on the image (the paper uses 1 or 10); more steps fit the "
@@ -299,7 +309,7 @@ class MZSRWidget(Container):
 
     def _add_kernel_controls(self) -> None:
         """The blur to undo: a Gaussian, a preset, a file, a layer or an estimate."""
-        self._kernel_kind = ComboBox(label="kernel", choices=KERNEL_KINDS, value="isotropic")
+        self._kernel_kind = ComboBox(label="kernel", choices=KERNEL_KINDS, value=AUTO_KERNEL)
         self._variance = FloatSpinBox(label="variance", value=2.0, min=0.01, max=100.0, step=0.1)
         self._l1 = FloatSpinBox(label="lambda 1", value=4.0, min=0.01, max=100.0, step=0.1)
         self._l2 = FloatSpinBox(label="lambda 2", value=1.0, min=0.01, max=100.0, step=0.1)
@@ -489,7 +499,7 @@ class MZSRWidget(Container):
     def _defaults(self) -> dict[str, Any]:
         return {
             "scope": "layer", "channel_mode": "per_layer", "model": AUTO, "model_file": "",
-            "scale": 2.0, "scale_x_on": False, "scale_x": 2.0, "kernel_kind": "isotropic",
+            "scale": 2.0, "scale_x_on": False, "scale_x": 2.0, "kernel_kind": AUTO_KERNEL,
             "variance": 2.0, "l1": 4.0, "l2": 1.0, "theta": -0.5, "preset": "g^d_2.0",
             "kernel_file": "", "steps": 10, "device": "auto", "stack_mode": "once",
             "current_only": False, "replace": False, "float_output": False,
@@ -553,7 +563,11 @@ class MZSRWidget(Container):
         self._update_kernel()
 
     def _kernel_preset(self) -> str | None:
-        return self._preset.value if self._kernel_kind.value == "preset" else None
+        """The preset whose assumption the run makes ('auto' makes the photo one)."""
+        kind = self._kernel_kind.value
+        if kind == AUTO_KERNEL:
+            return "photo"
+        return self._preset.value if kind == "preset" else None
 
     def _update_model_advice(self) -> None:
         """The model line (what runs) and the warning line (what does not fit)."""
@@ -653,6 +667,8 @@ class MZSRWidget(Container):
         """The chosen blur kernel (or :data:`ESTIMATE`) and a description of it;
         ValueError if it is bad."""
         kind = self._kernel_kind.value
+        if kind == AUTO_KERNEL:
+            return AUTO_KERNEL, "auto (photo assumption, noise matched, self-checked)"
         if kind == ESTIMATE:
             return ESTIMATE, "estimated from the image"
         if kind == "isotropic":
@@ -699,6 +715,11 @@ class MZSRWidget(Container):
         except (ValueError, FileNotFoundError) as exc:
             label.clear()
             label.setText(str(exc))
+            return
+        if isinstance(kernel, str) and kernel == AUTO_KERNEL:
+            label.clear()
+            label.setText("no blur (1 x 1); falls back to bicubic where it does not pay")
+            label.setToolTip(PRESETS["photo"].description)
             return
         if isinstance(kernel, str):
             label.clear()
@@ -966,6 +987,8 @@ class MZSRWidget(Container):
         estimate = result.kernel_estimate
         if estimate is not None:
             parts.append(f"kernel {estimate.describe()}")
+        if any(c is not None for c in result.self_checks):
+            parts.append(result.describe_checks())
         return ", ".join(parts)
 
     def _on_aborted(self) -> None:
@@ -1088,6 +1111,9 @@ class MZSRWidget(Container):
             if task.has_slices:
                 settings["kernel_estimate"]["slice"] = list(task.index)
         settings["intensity_map"] = result.intensity.describe()
+        checks = [c.as_dict() for c in result.self_checks if c is not None]
+        if checks:
+            settings["self_check"] = checks[-1] if len(checks) == 1 else checks
         look = layer_look(src, scale=new_scale, translate=translate, settings=settings)
         new = Image(data, name=output_name(src.name, scale, details=job.details), **look)
         layers = self._viewer.layers

@@ -1,0 +1,181 @@
+"""Predicting, from the image alone, whether the network beats bicubic interpolation on it.
+
+MZSR can only test itself one scale down: the image's son ``degrade(I)`` is what the
+network sees during adaptation, and ``I`` is its target. The self-check scores the
+network on that son pair against plain bicubic interpolation of the same son (which is
+the network's own input, :func:`~napari_mzsr.core.adaptation.make_son`):
+
+    predicted gain = PSNR(net(up(son)), I) - PSNR(up(son), I)
+
+It is measured on a window of the image (the centre, at most :data:`CHECK_SIDE` pixels
+square) before adaptation and after, so a run can keep theta_M unadapted when the steps
+hurt and fall back to bicubic when neither beats it. What it cannot see: a kernel
+assumed wider than the image's own blur fits the son perfectly (the son was made with
+it) and still over-sharpens the image; this is why the default assumes the narrowest
+degradation (:mod:`napari_mzsr.pipeline.auto`), and why the check is a prediction,
+reported with the result, not a guarantee.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .adaptation import Clamp, autocast, make_son, prepare, prepare_net
+from .network import MZSRNet
+from .noise import NoiseModel
+
+# Side of the check window in LR pixels. The check is one forward pass over it before
+# adaptation and one after; benchmarks/real_images.py reports what it adds to a run.
+CHECK_SIDE = 192
+CHOICES = ("adapted", "unadapted", "bicubic")
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """What the self-check predicted and which output it chose.
+
+    Attributes
+    ----------
+    gain_unadapted, gain_adapted : float
+        Predicted gain over bicubic in dB (son pair, Y of nothing: all channels) of
+        theta_M before adaptation and of the adapted network.
+    choice : {"adapted", "unadapted", "bicubic"}
+        The output the run gives: the adapted network, theta_M as it was, or bicubic
+        interpolation.
+    threshold : float
+        Smallest predicted gain (dB) for which a network is used.
+    noise : float
+        Root mean standard deviation of the noise added to the son during adaptation
+        (network units; 0 when none was added).
+    jpeg_quality : int or None
+        JPEG quality the son was saved at (None: not compressed).
+    """
+
+    gain_unadapted: float
+    gain_adapted: float
+    choice: str
+    threshold: float
+    noise: float = 0.0
+    jpeg_quality: int | None = None
+
+    @property
+    def predicted_gain(self) -> float:
+        """Predicted gain over bicubic of the output chosen (0 for bicubic itself)."""
+        if self.choice == "bicubic":
+            return 0.0
+        return self.gain_adapted if self.choice == "adapted" else self.gain_unadapted
+
+    def describe(self) -> str:
+        """One line for a status bar or a summary."""
+        gains = f"{self.gain_unadapted:+.2f} dB unadapted, {self.gain_adapted:+.2f} dB adapted"
+        if self.choice == "adapted":
+            return f"self-check: predicted gain over bicubic {self.gain_adapted:+.2f} dB"
+        if self.choice == "unadapted":
+            return f"self-check: the steps did not pay ({gains}); theta_M used unadapted"
+        return (
+            f"self-check: no predicted gain over bicubic ({gains}, needs "
+            f"{self.threshold:+.2f}); fell back to bicubic interpolation"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain values for metadata (JSON)."""
+        return {
+            "choice": self.choice,
+            "predicted_gain_db": round(self.predicted_gain, 3),
+            "gain_unadapted_db": round(self.gain_unadapted, 3),
+            "gain_adapted_db": round(self.gain_adapted, 3),
+            "threshold_db": self.threshold,
+            "noise": round(self.noise, 6),
+            "jpeg_quality": self.jpeg_quality,
+        }
+
+
+def check_window(shape: tuple[int, int], side: int = CHECK_SIDE) -> tuple[slice, slice]:
+    """The centre window of at most ``side`` pixels square of an image of ``shape``."""
+    height, width = shape
+    top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
+    return slice(top, top + min(side, height)), slice(left, left + min(side, width))
+
+
+def son_gain(
+    net: MZSRNet,
+    image: torch.Tensor,
+    kernel: torch.Tensor,
+    scale: float | tuple[float, float],
+    degradation: str,
+    *,
+    autocast_dtype: torch.dtype | None = None,
+    clamp: Clamp = (0.0, 1.0),
+    noise: NoiseModel | None = None,
+    seed: int = 0,
+    jpeg_quality: int | None = None,
+) -> float:
+    """Predicted gain (dB) of ``net`` over bicubic on the son pair of ``image``.
+
+    Parameters
+    ----------
+    net : MZSRNet
+        The network to score (left in training layout, unchanged).
+    image : Tensor, shape (1, C, h, w), float32
+        The check window in network units, on the network's device.
+    kernel, scale, degradation
+        The son's degradation, as in :func:`~napari_mzsr.core.adaptation.make_son`.
+    autocast_dtype : torch.dtype or None
+        Precision of the forward pass.
+    clamp : (float, float)
+        Range of valid values in network units.
+    noise : NoiseModel, optional
+        Noise added to the son, as during adaptation.
+    seed : int
+        Seed of that noise: the same for every network scored on one image, so that
+        the scores compare networks, not noise draws.
+    jpeg_quality : int, optional
+        JPEG quality of the son, as during adaptation.
+
+    Returns
+    -------
+    float
+        ``PSNR(net(up(son)), image) - PSNR(up(son), image)`` over the window less a
+        border of ``ceil(max(scale))`` pixels; +inf or -inf where one side is exact.
+    """
+    generator = torch.Generator(image.device).manual_seed(seed)
+    son_up = make_son(
+        image, kernel, scale, degradation, clamp=clamp, noise=noise, generator=generator,
+        jpeg_quality=jpeg_quality,
+    )  # fmt: skip
+    prepare_net(net)
+    net.eval()
+    with torch.no_grad(), autocast(image.device, autocast_dtype):
+        out = net(prepare(son_up))
+    net.train()
+    border = math.ceil(max(scale) if isinstance(scale, tuple) else scale)
+    inner = (..., slice(border, -border or None), slice(border, -border or None))
+    target = image[inner]
+    mse_net = float(((out.float().clamp(*clamp)[inner] - target) ** 2).mean())
+    mse_bicubic = float(((son_up.clamp(*clamp)[inner] - target) ** 2).mean())
+    if mse_net == 0 or mse_bicubic == 0:
+        return math.copysign(math.inf, mse_bicubic - mse_net) if mse_net != mse_bicubic else 0.0
+    return 10 * math.log10(mse_bicubic / mse_net)
+
+
+def choose_output(
+    gain_unadapted: float,
+    gain_adapted: float,
+    *,
+    threshold: float,
+    noise: float = 0.0,
+    jpeg_quality: int | None = None,
+) -> SelfCheck:
+    """The output to give from the two predicted gains: the adapted network where it
+    predicts at least as much as theta_M did, theta_M where only it clears
+    ``threshold``, else bicubic interpolation."""
+    if gain_adapted >= threshold and gain_adapted >= gain_unadapted:
+        choice = "adapted"
+    elif gain_unadapted >= threshold:
+        choice = "unadapted"
+    else:
+        choice = "bicubic"
+    return SelfCheck(gain_unadapted, gain_adapted, choice, threshold, noise, jpeg_quality)

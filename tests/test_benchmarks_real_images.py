@@ -1,0 +1,77 @@
+"""The real-images benchmark (benchmarks/real_images.py): its data, its scoring and one
+small end-to-end run with a tiny model standing in for the shipped ones."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks import real_images
+from napari_mzsr import degrade
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _photo(shape=(60, 60, 3), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    base = 128 + 60 * np.sin(x / 4 + seed) * np.cos(y / 6)
+    image = base[..., None] + rng.normal(0, 12, shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def test_downscales_keep_the_pixel_centres_of_their_tools():
+    """Every tool's LR pixel i covers HR pixels around s*i + (s-1)/2: a constant ramp
+    stays a ramp with the same values at those centres (no half-pixel shifts)."""
+    ramp = np.tile(np.arange(120, dtype=np.uint8)[None, :, None], (60, 1, 3))
+    for tool in real_images.TOOLS:
+        lr = real_images.downscale(ramp, 2.0, tool)
+        assert lr.shape == (30, 60, 3)
+        np.testing.assert_allclose(lr[10, 5:-5, 0], 2 * np.arange(5, 55) + 0.5, atol=1)
+    area = real_images.downscale(ramp, 2.0, "area").astype(float) / 255
+    np.testing.assert_allclose(area, degrade(ramp / 255.0, np.ones((1, 1)), 2, "area"), atol=1e-2)
+
+
+def test_variants_compress_and_add_noise():
+    lr = _photo()
+    rng = np.random.default_rng(0)
+    assert real_images.corrupt(lr, "clean", rng) is lr
+    jpeg = real_images.corrupt(lr, "jpeg75", rng)
+    assert jpeg.shape == lr.shape and 0 < np.abs(jpeg.astype(int) - lr).mean() < 10
+    noisy = real_images.corrupt(lr, "noise2", rng)
+    assert 1.5 < np.std(noisy.astype(float) - lr) < 2.5
+
+
+def test_fluorescence_set_is_noisy_uint16_over_a_clean_reference():
+    item = next(real_images.fluorescence_items(1, side=64))
+    assert item.lr.dtype == item.hr.dtype == np.uint16
+    assert item.lr.shape == (32, 32) and item.hr.shape == (64, 64)
+    # The reference is noise-free: its binned image is the LR image less its noise.
+    binned = item.hr.astype(float).reshape(32, 2, 32, 2).mean(axis=(1, 3))
+    assert 1 < np.std(item.lr - binned) < 40
+    psnr, similarity = real_images.score(item.hr.copy(), item)
+    assert psnr == np.inf and similarity == pytest.approx(1.0)
+
+
+def test_end_to_end_with_a_tiny_model(tmp_path, tiny_model, monkeypatch):
+    data = tmp_path / "data"
+    (data / "bench" / "Set14").mkdir(parents=True)
+    Image.fromarray(_photo((60, 70, 3))).save(data / "bench" / "Set14" / "a.png")
+    run = real_images.mzsr(model=str(tiny_model), steps=1, device="cpu")
+    monkeypatch.setitem(real_images.METHODS, "defaults", run)
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["--data", str(data), "--sets", "photos", "--factors", "2", "--tools", "area,matlab",
+            "--variants", "clean,jpeg75", "--out", str(out), "--name", "t"]  # fmt: skip
+    md = real_images.main(argv)
+    payload = json.loads((out / "t.json").read_text())
+    groups = [row["group"] for row in payload["rows"]]
+    assert groups == [f"photos {t} x2 {v}" for t in ("area", "matlab") for v in ("clean", "jpeg75")]
+    row = payload["rows"][0]
+    assert row["bicubic"]["gain"] == 0 and "choice" in row["defaults"]
+    text = md.read_text()
+    assert "min gain" in text and "photos matlab x2 jpeg75" in text
+    assert (out / "t_worst_photos.png").is_file() and (out / "t_prediction.png").is_file()
