@@ -62,10 +62,15 @@ def test_noise_model_recovers_poisson_gaussian_noise():
         estimate_noise(np.zeros((3, 10)))
 
 
-def test_noise_model_difference_never_negative():
+def test_noise_model_difference_keeps_a_signed_floor():
+    """The Poisson part added is never negative; the floor keeps its sign (a camera's
+    dark offset) and the variance it gives is never below 0."""
     image, son = NoiseModel(0.01, 1e-4), NoiseModel(0.004, 2e-4)
-    assert image.less(son) == NoiseModel(pytest.approx(0.006), 0.0)
-    assert image.variance(-1.0) == 0.0  # never below 0, even under an offset
+    added = image.less(son)
+    assert added.gain == pytest.approx(0.006) and added.floor == pytest.approx(-1e-4)
+    assert NoiseModel(0.001, 0.0).less(son).gain == 0.0
+    assert added.variance(0.0) == 0.0 and added.variance(0.5) == pytest.approx(0.0029)
+    assert image.variance(-1.0) == 0.0
 
 
 def test_son_noise_follows_the_model():
@@ -227,3 +232,68 @@ def test_jpeg_is_recognised_and_reproduced_in_the_son(tiny_model):
     stretched = drive(iter_adapt(_jpeg_texture(75), normalization="percentile", **run))
     assert stretched.self_check.jpeg_quality is None
     assert drive(iter_adapt(_jpeg_texture(75), noise="off", **run)).self_check.jpeg_quality is None
+
+
+def test_the_fallback_reaches_dask_blocks(harmful_model):
+    """A lazy result is made block by block on workers: they give bicubic too where
+    the adaptation's self-check chose it."""
+    import dask.array as da
+
+    from napari_mzsr import super_resolve_dask
+
+    image = _texture((64, 64, 3))
+    lazy = super_resolve_dask(da.from_array(image, chunks=32), scale=2, steps=1,
+                              model=harmful_model, device="cpu")  # fmt: skip
+    bicubic = np.rint(np.clip(imresize(image / 255.0, 2), 0, 1) * 255).astype(np.uint8)
+    assert_same_rounded(lazy.compute(), bicubic)
+
+
+def test_tiny_images_are_not_checked_and_metadata_stays_finite(tiny_model):
+    """An image too small for a son pair is given the network's result, unchecked; a
+    check's infinite gain (an exact son pair) is written as None, never as NaN/inf."""
+    tiny = _texture((12, 12, 3))
+    adapted = drive(iter_adapt(tiny, scale=2, steps=1, model=tiny_model, device="cpu"))
+    assert adapted.self_check is None and adapted.uses_network
+    exact = choose_output(np.inf, np.inf, threshold=-0.2)
+    assert exact.choice == "adapted" and exact.as_dict()["predicted_gain_db"] is None
+
+
+def test_photo_assumption_never_takes_a_direct_model():
+    """Area averaging has bicubic's pixel centres: at x4, with no bicubic x4 model
+    shipped, the default takes the scale-aware bicubic one, not direct-x4."""
+    for scale in (2, 3, 4, 2.5):
+        options = AdaptOptions(scale=scale).for_image(rgb=True)
+        assert options.model.info.degradation == "bicubic"
+        assert options.son_degradation == "area"
+    assert (
+        AdaptOptions(scale=4, kernel="microscope").for_image(rgb=True).son_degradation == "direct"
+    )
+
+
+def test_matched_noise_is_the_noise_the_son_lost_in_network_units():
+    """White noise of 8 grey levels: the son (area x2) keeps a quarter of its variance,
+    so about sqrt(3/4) of 8/255 is added back (the texture reads as a little more
+    noise); a clean smooth image gets none."""
+    from napari_mzsr.pipeline.auto import matched_noise
+    from napari_mzsr.pipeline.images import image_data
+
+    rng = np.random.default_rng(0)
+    clean = _texture((128, 128))
+    noisy = np.clip(clean + rng.normal(0, 8, clean.shape), 0, 255).astype(np.uint8)
+    kernel = np.ones((1, 1))
+    added = matched_noise(image_data(noisy), kernel, (2.0, 2.0), "area")
+    std = added.typical_std(noisy / 255.0)
+    assert 0.6 * 8 / 255 < std < 1.3 * 8 / 255
+    smooth = np.rint(np.add.outer(np.arange(128.0), np.arange(128.0)) * 0.9).astype(np.uint8)
+    assert matched_noise(image_data(smooth), kernel, (2.0, 2.0), "area") is None
+
+
+def test_jpeg_quality_changes_the_son():
+    """The son is saved at the given quality: a low one moves it by JPEG's error."""
+    image = torch.from_numpy(_jpeg_texture(None).transpose(2, 0, 1)[None].astype(np.float32))
+    image = image / 255
+    kernel = torch.ones(1, 1)
+    plain = make_son(image, kernel, 2, "area")
+    saved = make_son(image, kernel, 2, "area", jpeg_quality=20)
+    assert 1 / 255 < (saved - plain).abs().mean() < 20 / 255
+    np.testing.assert_array_equal(make_son(image, kernel, 2, "area", jpeg_quality=None), plain)

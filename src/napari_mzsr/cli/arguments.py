@@ -72,7 +72,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "FILE | estimate (a Gaussian fitted to the image). Default auto: the photo "
         "assumption (no blur beyond a downscale's own), the image's noise matched, the "
         "result self-checked against bicubic. microscope: optical blur of variance 2 px^2, "
-        "direct subsampling (the default before 0.2)",
+        "direct subsampling (the default of earlier versions)",
     )
     parser.add_argument(
         "--noise",

@@ -307,6 +307,8 @@ def _process_lazy(path: Path, target: Path, data, meta, args, options, apply) ->
                 bars.update(StackProgress("apply", 0, 0, done + 1, len(positions), 0, 0, None))
     finally:
         bars.close()
+    if adapted is not None and adapted.self_check is not None:
+        print(f"{path.name}: {adapted.self_check.describe()}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -110,7 +110,7 @@ def make_son(
     jpeg_quality: int | None = None,
 ) -> torch.Tensor:
     """The son ``degrade(image)``, with the noise of ``noise`` added on its own grid,
-    saved as JPEG at ``jpeg_quality`` if given, clipped to ``clamp`` and upsampled back
+    clipped to ``clamp``, saved as JPEG at ``jpeg_quality`` if given, and upsampled back
     to the size of ``image`` (the network's input during adaptation).
 
     Parameters

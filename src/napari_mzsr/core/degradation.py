@@ -109,8 +109,8 @@ def degrade_tensor(
                 out.shape[-2 + axis] if resize[axis] == 1.0 else int(output_shape[axis])
                 for axis in (0, 1)
             ]
-        kernel = "box" if method == "area" else "cubic"
-        out = imresize_tensor(out, resize, output_shape=shape, kernel=kernel)
+        interpolation = "box" if method == "area" else "cubic"
+        out = imresize_tensor(out, resize, output_shape=shape, kernel=interpolation)
     return out
 
 

@@ -7,12 +7,13 @@ to -1.2 dB on area-downscaled photos saved at quality 75). Like noise
 (:mod:`napari_mzsr.core.noise`), the compression is therefore reproduced in the son:
 the son is saved as JPEG at the image's own quality.
 
-Detection reads the quantisation back: in the block grid of a decoded JPEG image the
-low-frequency DCT coefficients of the luma sit on multiples of the quantiser step
-``Q`` (up to the rounding of the decoded pixels), so ``mean(cos(2 pi c / Q))`` over
-the coefficients is close to 1 at that step; an image never compressed has no such
-step (the mean stays under 0.1 on the validation photos, 0.4-0.9 at quality 75). The
-quality follows from ``Q`` through the standard (IJG) luminance table.
+Detection reads the quantisation back: in the block grid of a decoded JPEG image each
+low-frequency DCT coefficient of the luma sits on multiples of its quantiser step ``Q``
+(up to the rounding of the decoded pixels), so ``mean(cos(2 pi c / Q))`` over the
+blocks is close to 1 at that step, and at its divisors: the largest step nearly as
+periodic as the best is taken. An image never compressed has no such step (the mean
+stays under 0.1 on the validation photos, 0.4-0.9 at quality 75). The quality follows
+from the steps of two coefficients through the standard (IJG) luminance table.
 """
 
 from __future__ import annotations
@@ -24,15 +25,17 @@ import torch
 from scipy.fft import dctn
 
 BLOCK = 8
-# Quantiser steps searched: the IJG table's (0, 1), (1, 0) and (1, 1) entries (11, 12, 12)
-# from quality 100 (step 1, no visible loss) down to about 30 (step 20).
-STEPS = np.arange(2.0, 20.01, 0.25)
+# Quantiser steps searched, from quality 100 (step 1, no visible loss) to about 10.
+STEPS = np.arange(2.0, 60.01, 0.25)
 # Above this mean cosine the image is taken as JPEG-compressed.
 PERIODICITY = 0.3
+# Every divisor of the step is periodic too: the largest step this close to the best is it.
+DIVISOR_MARGIN = 0.9
 # Coefficients this small say nothing about the step (flat blocks).
 MIN_COEFFICIENT = 2.0
 MIN_COEFFICIENTS = 50
-_TABLE_ENTRY = 11.67  # mean of the IJG luminance entries (0, 1), (1, 0), (1, 1)
+# The IJG luminance table's entries at the coefficients read: (0, 1), (1, 0).
+TABLE = {(0, 1): 11.0, (1, 0): 12.0}
 
 
 def _luma(image: np.ndarray) -> np.ndarray:
@@ -73,20 +76,25 @@ def jpeg_quality_of(image: np.ndarray) -> int | None:
         return None
     blocks = luma[:height, :width].reshape(height // BLOCK, BLOCK, width // BLOCK, BLOCK)
     coefficients = dctn(blocks.transpose(0, 2, 1, 3), axes=(2, 3), norm="ortho")
-    values = np.concatenate(
-        [coefficients[:, :, 0, 1], coefficients[:, :, 1, 0], coefficients[:, :, 1, 1]]
-    ).ravel()
-    values = values[np.abs(values) > MIN_COEFFICIENT]
-    if values.size < MIN_COEFFICIENTS:
-        return None
-    periodicity = np.cos(2 * np.pi * values[None, :] / STEPS[:, None]).mean(axis=1)
-    best = int(np.argmax(periodicity))
-    if periodicity[best] < PERIODICITY:
-        return None
-    # IJG: step = entry * scale / 100, scale = 200 - 2 q (q >= 50) or 5000 / q (q < 50).
-    scale = 100 * STEPS[best] / _TABLE_ENTRY
-    quality = (200 - scale) / 2 if scale <= 100 else 5000 / scale
-    return int(np.clip(round(quality), 1, 100))
+    qualities = []
+    for (u, v), entry in TABLE.items():
+        values = coefficients[:, :, u, v].ravel()
+        values = values[np.abs(values) > MIN_COEFFICIENT]
+        if values.size < MIN_COEFFICIENTS:
+            return None
+        # Only coefficients beyond half a step can show it: smaller ones round to 0
+        # whatever the step, and would make any large step look periodic.
+        counted = np.abs(values)[None, :] > STEPS[:, None] / 2
+        waves = np.cos(2 * np.pi * values[None, :] / STEPS[:, None]) * counted
+        enough = counted.sum(axis=1) >= MIN_COEFFICIENTS
+        periodicity = np.where(enough, waves.sum(axis=1) / np.maximum(counted.sum(axis=1), 1), 0)
+        if periodicity.max() < PERIODICITY:
+            return None
+        step = STEPS[np.flatnonzero(periodicity >= DIVISOR_MARGIN * periodicity.max())[-1]]
+        # IJG: step = entry * scale / 100, scale = 200 - 2 q (q >= 50) or 5000 / q.
+        scale = 100 * step / entry
+        qualities.append((200 - scale) / 2 if scale <= 100 else 5000 / scale)
+    return int(np.clip(round(float(np.mean(qualities))), 1, 100))
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:

@@ -52,9 +52,10 @@ class NoiseModel:
         return float(np.sqrt(self.variance(image).mean()))
 
     def less(self, other: NoiseModel) -> NoiseModel:
-        """The noise to add to data with ``other``'s noise to reach this model's (each
-        part at least 0)."""
-        return NoiseModel(max(self.gain - other.gain, 0.0), max(self.floor - other.floor, 0.0))
+        """The noise to add to data with ``other``'s noise to reach this model's: the
+        signal-dependent part at least 0, the floor signed (a dark offset makes it
+        negative; :meth:`variance` never goes below 0)."""
+        return NoiseModel(max(self.gain - other.gain, 0.0), self.floor - other.floor)
 
 
 def estimate_noise(image: np.ndarray, *, rgb: bool | None = None) -> NoiseModel:

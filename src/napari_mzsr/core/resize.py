@@ -3,7 +3,8 @@
 Keys cubic (a = -0.5), kernel widened by ``1 / scale`` when downscaling (antialiasing),
 symmetric (half-sample) borders, output size ``ceil(in * scale)`` and sample positions
 ``(i + 0.5) / scale - 0.5``. Each axis is a sparse linear map with a handful of taps,
-so the same code runs on CPU and GPU, on batches and in any float dtype.
+so the same code runs on CPU and GPU, on batches and in any float dtype. The same machinery
+downscales by exact area averaging (``kernel="box"``), the "area" degradation.
 """
 
 from __future__ import annotations
@@ -89,13 +90,8 @@ def bicubic_response(freq: np.ndarray, scale: float) -> np.ndarray:
     return np.abs(response) ** 2
 
 
-def box(x: np.ndarray) -> np.ndarray:
-    """The box kernel: 1 on [-0.5, 0.5), 0 elsewhere (nearest neighbour; a downscale
-    uses the exact pixel overlaps instead, see :func:`_contributions`)."""
-    return ((x >= -0.5) & (x < 0.5)).astype(np.float64)
-
-
-KERNELS = {"cubic": (cubic, 4.0), "box": (box, 1.0)}
+# Kernel widths in input pixels before widening: Keys cubic, and the box of area averaging.
+KERNELS = {"cubic": 4.0, "box": 1.0}
 
 
 @lru_cache(maxsize=64)
@@ -103,8 +99,10 @@ def _contributions(
     in_len: int, out_len: int, scale: float, antialias: bool, kernel: str = "cubic"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Input indices (0-based, mirrored into range) and weights, both (out_len, taps)."""
-    function, width = KERNELS[kernel]
+    width = KERNELS[kernel]
     shrink = scale < 1 and antialias
+    if kernel == "box" and not shrink:
+        raise ValueError("the box kernel only downscales (area averaging, with antialias)")
     if shrink:
         width /= scale
     u = np.arange(1, out_len + 1, dtype=np.float64) / scale + 0.5 * (1 - 1 / scale)
@@ -112,16 +110,16 @@ def _contributions(
     taps = math.ceil(width) + 2
     idx = left[:, None] + np.arange(taps)[None, :]
     dist = u[:, None] - idx
-    if shrink and kernel == "box":
+    if kernel == "box":
         # Exact area averaging: each input pixel weighs by its overlap with the output
         # pixel's footprint (MATLAB samples the box instead, which shifts the centre of
         # a non-integer factor by up to half a pixel).
         half = 0.5 / scale
         weights = np.clip(np.minimum(dist + 0.5, half) - np.maximum(dist - 0.5, -half), 0, None)
     elif shrink:
-        weights = scale * function(dist * scale)
+        weights = scale * cubic(dist * scale)
     else:
-        weights = function(dist)
+        weights = cubic(dist)
     weights = weights / weights.sum(axis=1, keepdims=True)
     mirror = np.concatenate([np.arange(in_len), np.arange(in_len)[::-1]])
     idx = mirror[np.mod(idx.astype(np.int64) - 1, 2 * in_len)]
@@ -166,8 +164,8 @@ def imresize_tensor(
         Widen the kernel when downscaling.
     kernel : {"cubic", "box"}
         Interpolation kernel: Keys cubic (MATLAB's "bicubic"), or the box: exact area
-        averaging when downscaling with ``antialias`` (each input pixel weighted by its
-        overlap with the output pixel), nearest neighbour otherwise.
+        averaging, each input pixel weighted by its overlap with the output pixel
+        (downscaling with ``antialias`` only).
 
     Returns
     -------

@@ -30,7 +30,8 @@ from .noise import NoiseModel
 # Side of the check window in LR pixels. The check is one forward pass over it before
 # adaptation and one after; benchmarks/real_images.py reports what it adds to a run.
 CHECK_SIDE = 192
-CHOICES = ("adapted", "unadapted", "bicubic")
+# Fewer son-pair pixels than this (per side, inside the border) say nothing reliable.
+MIN_CHECKED_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,8 @@ class SelfCheck:
     Attributes
     ----------
     gain_unadapted, gain_adapted : float
-        Predicted gain over bicubic in dB (son pair, Y of nothing: all channels) of
-        theta_M before adaptation and of the adapted network.
+        Predicted gain over bicubic in dB (son pair, every channel) of theta_M before
+        adaptation and of the adapted network.
     choice : {"adapted", "unadapted", "bicubic"}
         The output the run gives: the adapted network, theta_M as it was, or bicubic
         interpolation.
@@ -81,16 +82,27 @@ class SelfCheck:
         )
 
     def as_dict(self) -> dict[str, object]:
-        """Plain values for metadata (JSON)."""
+        """Plain values for metadata (JSON: an exact son pair's infinite gain is None)."""
+
+        def db(value: float) -> float | None:
+            return round(value, 3) if math.isfinite(value) else None
+
         return {
             "choice": self.choice,
-            "predicted_gain_db": round(self.predicted_gain, 3),
-            "gain_unadapted_db": round(self.gain_unadapted, 3),
-            "gain_adapted_db": round(self.gain_adapted, 3),
+            "predicted_gain_db": db(self.predicted_gain),
+            "gain_unadapted_db": db(self.gain_unadapted),
+            "gain_adapted_db": db(self.gain_adapted),
             "threshold_db": self.threshold,
             "noise": round(self.noise, 6),
             "jpeg_quality": self.jpeg_quality,
         }
+
+
+def can_check(shape: tuple[int, int], scale: tuple[float, float]) -> bool:
+    """Whether an image of ``shape`` is large enough for the self-check at ``scale``
+    (:data:`MIN_CHECKED_SIDE` pixels inside the border on each side)."""
+    border = math.ceil(max(scale))
+    return min(shape) >= MIN_CHECKED_SIDE + 2 * border
 
 
 def check_window(shape: tuple[int, int], side: int = CHECK_SIDE) -> tuple[slice, slice]:

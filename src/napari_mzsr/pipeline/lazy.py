@@ -28,6 +28,7 @@ import torch
 from ..core.checks import check_finite
 from ..core.devices import resolve_device
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
+from ..core.self_check import SelfCheck
 from ..core.tiling import grid_step, output_index, tile_margin
 from ..io.model_file import ModelInfo, MZSRModel
 from .adapted import AdaptedModel
@@ -53,6 +54,8 @@ class _BlockPlan:
     device: str
     margin: int
     chunks: tuple[tuple[int, ...], tuple[int, ...]]
+    # The blocks give bicubic interpolation where the adaptation's self-check chose it.
+    self_check: SelfCheck | None = None
 
 
 def block_chunks(chunks: Sequence[int], step: int, minimum: int) -> tuple[int, ...]:
@@ -113,7 +116,10 @@ def _super_resolve_block(
     check_finite(block)
     state = {name: torch.tensor(value) for name, value in weights.items()}
     net = MZSRModel(plan.info, state).network(resolve_device(plan.device), plan.scale)
-    adapted = AdaptedModel(net, plan.info, plan.scale, plan.intensity, plan.autocast_dtype)
+    adapted = AdaptedModel(
+        net, plan.info, plan.scale, plan.intensity, plan.autocast_dtype,
+        self_check=plan.self_check,
+    )  # fmt: skip
     region = []
     for axis in (0, 1):
         index = block_id[axis]
@@ -203,6 +209,7 @@ def _lazy_result(
         device,
         margin,
         spatial,
+        adapted.self_check,
     )
     # Copies: the lazy result must not change if the network is trained further.
     weights = {k: v.detach().cpu().numpy().copy() for k, v in adapted.net.state_dict().items()}

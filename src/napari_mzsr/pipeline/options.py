@@ -120,10 +120,11 @@ def choose_model(scale: tuple[float, float], rgb: bool, degradation: str = "dire
     """
     shipped = shipped_infos()
     sy, sx = scale
-    # Area averaging has bicubic's pixel centres: its models are the bicubic ones.
-    degradation = "bicubic" if degradation == "area" else degradation
+    # Area averaging has bicubic's pixel centres: its models are the bicubic ones, and a
+    # direct model (pixel centres half a pixel away) is no substitute for them.
+    kinds = ("bicubic",) if degradation == "area" else dict.fromkeys((degradation, "direct"))
     if sy == sx:
-        for kind in dict.fromkeys((degradation, "direct")):
+        for kind in kinds:
             base = f"{kind}-x{sy:g}"
             for name in (f"{base}-gray", base) if not rgb else (base,):
                 if name in shipped:

@@ -103,9 +103,8 @@ class StackResult:
     self_checks: tuple[SelfCheck | None, ...] = ()
 
     def describe_checks(self) -> str:
-        """The self-check's line for a status bar or a summary: the last adaptation's
-        (the one that made the result), with how many fell back when there were
-        several."""
+        """The self-check's line for a status bar or a summary: the last adaptation's,
+        with how many of the adaptations fell back when there were several."""
         checks = [c for c in self.self_checks if c is not None]
         if not checks:
             return "self-check off"

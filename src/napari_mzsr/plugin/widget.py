@@ -1113,7 +1113,7 @@ class MZSRWidget(Container):
         settings["intensity_map"] = result.intensity.describe()
         checks = [c.as_dict() for c in result.self_checks if c is not None]
         if checks:
-            settings["self_check"] = checks[-1] if len(checks) == 1 else checks
+            settings["self_check"] = checks
         look = layer_look(src, scale=new_scale, translate=translate, settings=settings)
         new = Image(data, name=output_name(src.name, scale, details=job.details), **look)
         layers = self._viewer.layers
