@@ -271,21 +271,21 @@ def test_photo_assumption_never_takes_a_direct_model():
 
 
 def test_matched_noise_is_the_noise_the_son_lost_in_network_units():
-    """White noise of 8 grey levels: the son (area x2) keeps a quarter of its variance,
-    so about sqrt(3/4) of 8/255 is added back (the texture reads as a little more
-    noise); a clean smooth image gets none."""
+    """White noise of 8 grey levels on a smooth image: the son (area x2) keeps half its
+    standard deviation, so about sqrt(3/4) of 8/255 is added back; the clean image gets
+    none."""
     from napari_mzsr.pipeline.auto import matched_noise
     from napari_mzsr.pipeline.images import image_data
 
     rng = np.random.default_rng(0)
-    clean = _texture((128, 128))
-    noisy = np.clip(clean + rng.normal(0, 8, clean.shape), 0, 255).astype(np.uint8)
+    smooth = np.add.outer(np.arange(128.0), np.arange(128.0)) * 0.7 + 30
+    noisy = np.clip(np.rint(smooth + rng.normal(0, 8, smooth.shape)), 0, 255).astype(np.uint8)
     kernel = np.ones((1, 1))
     added = matched_noise(image_data(noisy), kernel, (2.0, 2.0), "area")
     std = added.typical_std(noisy / 255.0)
-    assert 0.6 * 8 / 255 < std < 1.3 * 8 / 255
-    smooth = np.rint(np.add.outer(np.arange(128.0), np.arange(128.0)) * 0.9).astype(np.uint8)
-    assert matched_noise(image_data(smooth), kernel, (2.0, 2.0), "area") is None
+    assert 0.75 * 8 / 255 < std < 1.0 * 8 / 255
+    clean = np.rint(smooth).astype(np.uint8)
+    assert matched_noise(image_data(clean), kernel, (2.0, 2.0), "area") is None
 
 
 def test_jpeg_quality_changes_the_son():
