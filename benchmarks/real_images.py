@@ -264,10 +264,9 @@ def family(group: str) -> str:
 
 def evaluate(
     items: Iterator[Item], methods: list[str], worst: dict[str, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Score every method on every item; ``worst`` keeps, per set, the outputs of the
-    image where the defaults gained least."""
-    rows = []
+) -> Iterator[dict[str, Any]]:
+    """Score every method on every item, a row at a time; ``worst`` keeps, per set, the
+    outputs of the image where the defaults gained least."""
     for item in items:
         row: dict[str, Any] = {"group": item.group, "key": item.key, "lr_shape": item.lr.shape}
         outputs = {}
@@ -281,7 +280,6 @@ def evaluate(
         base = row["bicubic"]["psnr"]
         for name in methods:
             row[name]["gain"] = row[name]["psnr"] - base
-        rows.append(row)
         shown = "defaults" if "defaults" in methods else methods[-1]
         kept = worst.get(family(item.group))
         if kept is None or row[shown]["gain"] < kept["row"][shown]["gain"]:
@@ -290,7 +288,7 @@ def evaluate(
         if "gain_adapted_db" in row.get("defaults", {}):
             gains += f" (predicted {row['defaults']['gain_adapted_db']:+.2f})"
         print(f"{item.group} {item.key}: bicubic {base:.2f} dB, {gains}", file=sys.stderr)
-    return rows
+        yield row
 
 
 def summary(rows: list[dict[str, Any]], methods: list[str]) -> list[str]:
@@ -451,8 +449,8 @@ def main(argv: list[str] | None = None) -> Path:
     if unknown:
         parser.error(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
     sets = args.sets.split(",")
-    rows: list[dict[str, Any]] = []
     worst: dict[str, dict[str, Any]] = {}
+    runs: list[Iterator[dict[str, Any]]] = []
     if "photos" in sets:
         if args.split == "val":
             paths = [args.data / "train" / name for name in VALIDATION]
@@ -461,27 +459,52 @@ def main(argv: list[str] | None = None) -> Path:
             paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         factors = tuple(float(f) for f in args.factors.split(","))
         tools, variants = tuple(args.tools.split(",")), tuple(args.variants.split(","))
-        rows += evaluate(photo_items(paths[: args.limit], factors, tools, variants), methods, worst)
+        runs.append(evaluate(photo_items(paths[: args.limit], factors, tools, variants),
+                             methods, worst))  # fmt: skip
     if "city100" in sets:
         keys = [f"{i:03d}" for i in range(1, 16)][: args.limit]
         for camera in args.cameras.split(","):
             folder = args.data / "real" / f"City100_{camera}"
-            rows += evaluate(city100_items(folder, camera, keys), methods, worst)
+            runs.append(evaluate(city100_items(folder, camera, keys), methods, worst))
     if "fluorescence" in sets:
         # Validation cells are drawn from other seeds than the reported ones.
         first_seed = 200 if args.split == "val" else 100
-        rows += evaluate(fluorescence_items(args.limit or 8, first_seed=first_seed), methods, worst)
+        cells = fluorescence_items(args.limit or 8, first_seed=first_seed)
+        runs.append(evaluate(cells, methods, worst))
 
+    command = command_line("benchmarks.real_images", sys.argv[1:] if argv is None else argv)
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        for row in run:
+            rows.append(row)
+            # Written after every image: a run stopped part way keeps what it measured.
+            report(args, command, rows, methods, {}, {}, final=False)
     cost: dict[str, float] = {}
     if args.timing:
         first = sorted((args.data / "bench" / "Set14").glob("*.png"))[0]
         hr = read_image(first)
         top, left = (hr.shape[0] - 256) // 2, (hr.shape[1] - 256) // 2
         cost = self_check_cost(hr[top : top + 256, left : left + 256])
-    command = command_line("benchmarks.real_images", sys.argv[1:] if argv is None else argv)
+    md_path = report(args, command, rows, methods, worst, cost, final=True)
+    print(md_path)
+    return md_path
+
+
+def report(
+    args: argparse.Namespace,
+    command: str,
+    rows: list[dict[str, Any]],
+    methods: list[str],
+    worst: dict[str, dict[str, Any]],
+    cost: dict[str, float],
+    *,
+    final: bool,
+) -> Path:
+    """Write the results so far (``final``: with the pictures)."""
     machine = machine_description(torch.device("cpu"))
     tracked = tracking(rows) if "defaults" in methods else {}
     markdown = [
+        *([] if final else [f"**Partial: {len(rows)} images so far.**", ""]),
         f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
         f"{machine['torch_threads']} thread(s), load {machine.get('load_average_1min', '?')}.",
         "",
@@ -506,22 +529,22 @@ def main(argv: list[str] | None = None) -> Path:
     ]
     payload = {
         "machine": machine, "methods": methods, "tracking": tracked, "self_check_cost": cost,
-        "rows": rows,
+        "complete": final, "rows": rows,
     }  # fmt: skip
-    shown = "defaults" if "defaults" in methods else methods[-1]
-    pictures = []
-    for name, kept in worst.items():
-        slug = name.replace(" ", "_")
-        path = write_worst(args.out / f"{args.name}_worst_{slug}.png", kept, shown)
-        pictures.append(f"- {name}: worst image `{path.name}`")
-    if "defaults" in methods:
-        scatter = write_scatter(args.out / f"{args.name}_prediction.png", rows,
-                                tracked.get("true_gain_from", "defaults"))  # fmt: skip
-        pictures.append(f"- predicted against true gain: `{scatter.name}`")
-    markdown += ["## Pictures", "", *pictures, ""]
+    if final:
+        shown = "defaults" if "defaults" in methods else methods[-1]
+        pictures = []
+        for name, kept in worst.items():
+            slug = name.replace(" ", "_")
+            path = write_worst(args.out / f"{args.name}_worst_{slug}.png", kept, shown)
+            pictures.append(f"- {name}: worst image `{path.name}`")
+        if "defaults" in methods:
+            scatter = write_scatter(args.out / f"{args.name}_prediction.png", rows,
+                                    tracked.get("true_gain_from", "defaults"))  # fmt: skip
+            pictures.append(f"- predicted against true gain: `{scatter.name}`")
+        markdown += ["## Pictures", "", *pictures, ""]
     md_path, _ = write_results(args.out, args.name, "Real and ordinary images", command,
                                markdown, payload)  # fmt: skip
-    print(md_path)
     return md_path
 
 

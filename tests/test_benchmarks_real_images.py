@@ -75,3 +75,32 @@ def test_end_to_end_with_a_tiny_model(tmp_path, tiny_model, monkeypatch):
     text = md.read_text()
     assert "min gain" in text and "photos matlab x2 jpeg75" in text
     assert (out / "t_worst_photos.png").is_file() and (out / "t_prediction.png").is_file()
+
+
+def test_summary_checks_each_set_against_its_target(tmp_path):
+    from benchmarks import real_images_summary
+
+    def row(group, gain, choice="adapted"):
+        defaults = {"gain": gain, "choice": choice}
+        return {"group": group, "lanczos": {"gain": 0.1}, "defaults": defaults}
+
+    jpeg, nikon = "photos area x2 jpeg75", "City100 NikonD5500 (ratio 2.887)"
+    rows = [
+        row("photos area x2 clean", 0.7),
+        row("photos area x2 clean", 0.4),
+        row(jpeg, -0.2),
+        row(jpeg, 0.0, "bicubic"),
+        row(nikon, 0.9),
+        row("fluorescence x2 (uint16)", 0.0, "bicubic"),
+    ]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"command": "python -m benchmarks.real_images", "rows": rows}))
+    md = real_images_summary.main([str(path), "--out", str(tmp_path), "--name", "s"])
+    table = json.loads((tmp_path / "s.json").read_text())["table"]
+    by_set = {line[0]: line for line in table}
+    assert by_set["photos area x2 clean"][3:6] == ["+0.55", "+0.5", "yes"]
+    assert by_set["photos area x2 jpeg75"][5:8] == ["**no**", "-0.20", "**no**"]
+    assert by_set["photos area x2 jpeg75"][8] == "1/2"
+    assert by_set["City100 NikonD5500 (ratio 2.887)"][4] == "+0.8"
+    assert by_set["fluorescence x2 (uint16)"][5] == "**no**"
+    assert "Mean target met on 2 of 4 sets" in md.read_text()
