@@ -345,8 +345,10 @@ def test_model_is_chosen_from_the_image_and_the_kernel(make_napari_viewer, qtbot
     rgb = viewer.add_image(_image((24, 24, 3)), name="photo", rgb=True)
     widget = _dock(viewer)
     widget._image.value = rgb
-    # The default kernel ("auto": the photo assumption) takes the bicubic model.
+    # The default kernel ("auto": the photo assumption) takes the bicubic model, which is
+    # made for area-averaged data (same pixel centres): no warning.
     assert widget._model_info.value.startswith("auto: bicubic-x2:")
+    assert not _shown(widget._model_warning)
     widget._kernel_kind.value = "preset"
     widget._preset.value = "microscope"
     widget._image.value = grey

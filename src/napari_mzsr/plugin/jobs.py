@@ -190,7 +190,9 @@ def choose(
         warnings.append(
             f"{name} is an RGB model: the single-channel image runs as three equal colours{better}"
         )
-    if info.degradation != degradation and preset is not None:
+    # Area averaging has bicubic's pixel centres: a bicubic model is the one made for it.
+    served = "bicubic" if degradation == "area" else degradation
+    if info.degradation != served and preset is not None:
         warnings.append(
             f"the preset {preset} is for {degradation}-subsampled data but {name} was "
             f"trained with {info.degradation} subsampling: expect a lower PSNR and a "
