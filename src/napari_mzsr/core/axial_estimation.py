@@ -40,6 +40,7 @@ from scipy.optimize import least_squares
 from .axial import FWHM_PER_SIGMA, axial_method, check_z_factor
 from .checks import is_dask
 from .resize import bicubic_response
+from .tiling import centre_window
 
 MIN_SLICES = 8
 MIN_SIDE = 32
@@ -156,12 +157,9 @@ def estimate_axial_sigma(
 def _read_planes(volume: object, shape: tuple[int, ...], count: int) -> list[np.ndarray]:
     """``count`` XZ and ``count`` YZ planes through the central :data:`ESTIMATE_SIDE`
     pixels square (all Z); a dask array is read in one computation, each chunk once."""
-    rows, cols = (
-        slice(max(0, (n - ESTIMATE_SIDE) // 2), max(0, (n - ESTIMATE_SIDE) // 2) + ESTIMATE_SIDE)
-        for n in shape[1:]
-    )
-    ys = rows.start + side_plane_positions(min(shape[1], ESTIMATE_SIDE), count)
-    xs = cols.start + side_plane_positions(min(shape[2], ESTIMATE_SIDE), count)
+    rows, cols = centre_window(shape, ESTIMATE_SIDE)
+    ys = rows.start + side_plane_positions(rows.stop - rows.start, count)
+    xs = cols.start + side_plane_positions(cols.stop - cols.start, count)
     planes = [volume[:, int(y), cols] for y in ys] + [volume[:, rows, int(x)] for x in xs]
     if is_dask(volume):
         import dask

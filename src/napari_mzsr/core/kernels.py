@@ -119,6 +119,12 @@ def gaussian_kernel(
     return kernel / kernel.sum()
 
 
+def model_subsampling(degradation: str) -> str:
+    """The subsampling of the models made for data subsampled by ``degradation``: area
+    averaging has bicubic's pixel centres, so its models are the bicubic ones."""
+    return "bicubic" if degradation == "area" else degradation
+
+
 def preset_kernel(name: str) -> np.ndarray:
     """Kernel of one of the paper's named test presets (``g^d_0.2``, ``g^d_2.0``,
     ``g^d_ani``, ``g^b_1.3``); see :data:`PRESETS` for their degradation method.

@@ -26,6 +26,7 @@ import torch
 from .adaptation import Clamp, autocast, make_son, prepare, prepare_net
 from .network import MZSRNet
 from .noise import NoiseModel
+from .resize import parse_scale
 
 # Side of the check window in LR pixels. The check is one forward pass over it before
 # adaptation and one after; benchmarks/real_images.py reports what it adds to a run.
@@ -98,18 +99,15 @@ class SelfCheck:
         }
 
 
+def _border(scale: float | tuple[float, float]) -> int:
+    """Pixels left out at each side of the son pair: ``ceil`` of the larger factor."""
+    return math.ceil(max(parse_scale(scale)))
+
+
 def can_check(shape: tuple[int, int], scale: tuple[float, float]) -> bool:
     """Whether an image of ``shape`` is large enough for the self-check at ``scale``
     (:data:`MIN_CHECKED_SIDE` pixels inside the border on each side)."""
-    border = math.ceil(max(scale))
-    return min(shape) >= MIN_CHECKED_SIDE + 2 * border
-
-
-def check_window(shape: tuple[int, int], side: int = CHECK_SIDE) -> tuple[slice, slice]:
-    """The centre window of at most ``side`` pixels square of an image of ``shape``."""
-    height, width = shape
-    top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
-    return slice(top, top + min(side, height)), slice(left, left + min(side, width))
+    return min(shape) >= MIN_CHECKED_SIDE + 2 * _border(scale)
 
 
 def son_gain(
@@ -163,7 +161,7 @@ def son_gain(
     with torch.no_grad(), autocast(image.device, autocast_dtype):
         out = net(prepare(son_up))
     net.train()
-    border = math.ceil(max(scale) if isinstance(scale, tuple) else scale)
+    border = _border(scale)
     inner = (..., slice(border, -border or None), slice(border, -border or None))
     target = image[inner]
     mse_net = float(((out.float().clamp(*clamp)[inner] - target) ** 2).mean())

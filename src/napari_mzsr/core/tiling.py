@@ -35,6 +35,15 @@ from .resize import output_size, parse_scale
 
 Region = tuple[slice, slice]
 
+
+def centre_window(shape: tuple[int, ...], side: int) -> Region:
+    """The centre window of at most ``side`` pixels square of an image of ``shape``
+    (its last two axes): what is read to estimate something of a whole image."""
+    height, width = shape[-2:]
+    top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
+    return slice(top, top + min(side, height)), slice(left, left + min(side, width))
+
+
 # Scales whose reduced fraction has a larger denominator are not tiled (see the module
 # docstring); real-world factors (2, 2.5, 3, 4/3, 1.25, ...) are far below this.
 MAX_GRID_STEP = 64

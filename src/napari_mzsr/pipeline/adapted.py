@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -133,7 +135,7 @@ class AdaptedModel:
         entry; nothing is checked again). Its intensity map must be this model's."""
         if not self.uses_network:
             # Refinements sharpen towards the kernel: nothing to refine in bicubic.
-            options = ApplyOptions(options.output_dtype, options.tile)
+            options = replace(options, ensemble=None, back_projection=0)
         if options.back_projection and (self.kernel is None or region is not None):
             raise ValueError(
                 "back_projection needs the adaptation kernel and the whole image (no region)"

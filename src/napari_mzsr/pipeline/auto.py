@@ -16,8 +16,9 @@ import torch
 from ..core.degradation import degrade
 from ..core.jpeg import jpeg_quality_of
 from ..core.noise import NoiseModel, estimate_noise
-from ..core.self_check import CHECK_SIDE, check_window
+from ..core.self_check import CHECK_SIDE
 from ..core.tensors import to_batch
+from ..core.tiling import centre_window
 from .images import ImageData
 
 # Smallest predicted gain over bicubic (dB, on the son pair) for which a network's
@@ -40,9 +41,10 @@ NOISE_SIDE = 512
 
 
 def check_pixels(image: ImageData, channels: int, device: torch.device) -> torch.Tensor:
-    """The self-check window of ``image`` (:func:`~napari_mzsr.core.self_check.
-    check_window`) as a (1, C, h, w) batch in network units on ``device``."""
-    return to_batch(image.unit(check_window(image.shape, CHECK_SIDE)), channels).to(device)
+    """The self-check window of ``image`` (its centre, at most
+    :data:`~napari_mzsr.core.self_check.CHECK_SIDE` pixels square) as a (1, C, h, w)
+    batch in network units on ``device``."""
+    return to_batch(image.unit(centre_window(image.shape, CHECK_SIDE)), channels).to(device)
 
 
 def matched_noise(
@@ -58,7 +60,7 @@ def matched_noise(
     degradation removes instead (exact for white noise) added texture-sized noise to
     clean images and cost 0.2-0.4 dB on Set5 with the true kernel.
     """
-    pixels = image.unit(check_window(image.shape, NOISE_SIDE))
+    pixels = image.unit(centre_window(image.shape, NOISE_SIDE))
     if min(pixels.shape[:2]) < 8 * math.ceil(max(scale)):
         return None
     noise = estimate_noise(pixels, rgb=image.rgb)

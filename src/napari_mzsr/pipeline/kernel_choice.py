@@ -10,6 +10,7 @@ one optical blur.
 from __future__ import annotations
 
 from ..core.kernel_estimation import KernelEstimate, estimate_kernel
+from ..core.tiling import centre_window
 from .images import ImageData
 from .options import AdaptOptions
 
@@ -24,9 +25,7 @@ def resolve_kernel(
     for an estimate, and the estimate; otherwise ``options`` unchanged and None."""
     if not options.estimate:
         return options, None
-    height, width = image.shape
-    top, left = max(0, (height - ESTIMATE_SIDE) // 2), max(0, (width - ESTIMATE_SIDE) // 2)
-    centre = image.read((slice(top, top + ESTIMATE_SIDE), slice(left, left + ESTIMATE_SIDE)))
+    centre = image.read(centre_window(image.shape, ESTIMATE_SIDE))
     model = options.model
     estimate = estimate_kernel(centre, options.scale, model.info.degradation, rgb=image.rgb)
     return options.with_kernel(estimate.kernel), estimate

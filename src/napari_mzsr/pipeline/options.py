@@ -21,7 +21,7 @@ from ..core.degradation import METHODS as DEGRADATION_METHODS
 from ..core.devices import resolve_device, resolve_precision
 from ..core.gradual import step_factors, step_kernel
 from ..core.intensity import DEFAULT_PERCENTILES, MODES, IntensityMap
-from ..core.kernels import AUTO, ESTIMATE, PRESETS, as_kernel
+from ..core.kernels import AUTO, ESTIMATE, PRESETS, as_kernel, model_subsampling
 from ..core.refinement import COMBINE
 from ..core.resize import output_size, parse_scale
 from ..core.schedules import Schedule, learning_rate_schedule
@@ -120,9 +120,12 @@ def choose_model(scale: tuple[float, float], rgb: bool, degradation: str = "dire
     """
     shipped = shipped_infos()
     sy, sx = scale
-    # Area averaging has bicubic's pixel centres: its models are the bicubic ones, and a
-    # direct model (pixel centres half a pixel away) is no substitute for them.
-    kinds = ("bicubic",) if degradation == "area" else dict.fromkeys((degradation, "direct"))
+    # A direct model (pixel centres half a pixel away) is no substitute for area's.
+    kinds = (
+        (model_subsampling(degradation),)
+        if degradation == "area"
+        else dict.fromkeys((degradation, "direct"))
+    )
     if sy == sx:
         for kind in kinds:
             base = f"{kind}-x{sy:g}"
@@ -159,9 +162,9 @@ def model_for(scale: tuple[float, float], rgb: bool, degradation: str = "direct"
 
 
 def preferred_degradation(kernel: object) -> str:
-    """The subsampling a kernel spec implies: the preset's (``"bicubic"`` for
-    ``"photo"`` and the paper's bicubic kernels), ``"bicubic"`` for the default
-    (None, :data:`~napari_mzsr.core.kernels.AUTO`: the ``"photo"`` assumption), else
+    """The subsampling a kernel spec implies: the preset's (``"area"`` for ``"photo"``,
+    ``"bicubic"`` for the paper's bicubic kernel), ``"area"`` for the default (None,
+    :data:`~napari_mzsr.core.kernels.AUTO`: the ``"photo"`` assumption), else
     ``"direct"``."""
     if kernel is None or (isinstance(kernel, str) and kernel == AUTO):
         return PRESETS["photo"].degradation
@@ -261,7 +264,7 @@ class AdaptOptions:
         where the kernel assumes it and the model is a bicubic one (same pixel centres,
         :data:`~napari_mzsr.core.kernels.PRESETS` ``"photo"``)."""
         own = self.model.info.degradation
-        return "area" if self.subsampling == "area" and own == "bicubic" else own
+        return "area" if self.subsampling == "area" and own == model_subsampling("area") else own
 
     @property
     def schedule(self) -> Schedule:

@@ -21,7 +21,7 @@ from ..core.devices import limit_cpu_threads
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
 from ..core.kernel_estimation import KernelEstimate
 from ..core.schedules import rate_at
-from ..core.self_check import SelfCheck, can_check, check_window, choose_output, son_gain
+from ..core.self_check import SelfCheck, can_check, choose_output, son_gain
 from ..core.tensors import to_batch
 from ..io.model_file import MZSRModel
 from . import gradual
@@ -126,7 +126,7 @@ def adapt_image(
     check: SelfCheck | None = None
     if self_check:
         gain_adapted = gain() if kept else gain_unadapted
-        added = noise.typical_std(image.unit(check_window(image.shape))) if noise else 0.0
+        added = noise.typical_std(window.cpu().numpy()) if noise else 0.0
         threshold = CHECK_THRESHOLD if quality is None else JPEG_CHECK_THRESHOLD
         check = choose_output(
             gain_unadapted, gain_adapted, threshold=threshold, noise=added, jpeg_quality=quality

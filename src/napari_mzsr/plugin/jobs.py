@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.qt.threading import thread_worker
 
-from ..core.kernels import ESTIMATE
+from ..core.kernels import ESTIMATE, model_subsampling
 from ..pipeline.images import split_axes
 
 if TYPE_CHECKING:
@@ -190,9 +190,7 @@ def choose(
         warnings.append(
             f"{name} is an RGB model: the single-channel image runs as three equal colours{better}"
         )
-    # Area averaging has bicubic's pixel centres: a bicubic model is the one made for it.
-    served = "bicubic" if degradation == "area" else degradation
-    if info.degradation != served and preset is not None:
+    if info.degradation != model_subsampling(degradation) and preset is not None:
         warnings.append(
             f"the preset {preset} is for {degradation}-subsampled data but {name} was "
             f"trained with {info.degradation} subsampling: expect a lower PSNR and a "
