@@ -144,8 +144,8 @@ def test_the_widget_reads_a_pairs_folder_in_the_worker_not_on_the_gui_thread(
     job = cj.make_calibration(values)
     monkeypatch.undo()
     assert job.folder == tmp_path and job.pairs == []
-    pairs, names = cj.job_pairs(job)
-    assert names == ["001"] and pairs[0][1].shape == hr.shape
+    pairs, names, scale = cj.job_pairs(job)
+    assert names == ["001"] and pairs[0][1].shape == hr.shape and scale == SCALE
 
 
 def test_the_default_model_and_the_methods_are_defined_once(plain, tmp_path):

@@ -457,3 +457,34 @@ def test_bad_kernel_variances_are_refused_naming_the_flag(spec, message, capsys)
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"argument --kernel: kernel {spec!r}" in err and message in err
+
+
+def test_a_profile_runs_at_its_own_factor_when_none_or_a_near_one_is_given(tmp_path):
+    """The README's calibration example typed --scale 2.8871 for a profile measured at
+    2.8878 and was refused; now a factor within 0.1% is the profile's, and no --scale
+    takes the profile's factor."""
+    from tiny_models import save_tiny_model
+
+    profile = save_tiny_model(
+        tmp_path / "camera.pt", "camera", scales=(2.8878,), degradation="bicubic"
+    )
+    from PIL import Image
+
+    image = tmp_path / "new.png"
+    Image.fromarray(_smooth((20, 24, 3))).save(image)
+    assert _run(tmp_path, profile, image) == 0
+    out = tmp_path / "out" / "new_x2.8878_mzsr.png"
+    assert read_image(out)[0].shape == (58, 70, 3)
+    assert _run(tmp_path, profile, image, extra=("--scale", "2.8871", "--overwrite")) == 0
+    assert read_image(out)[0].shape == (58, 70, 3)
+    # Further than the measurement's precision: refused, naming what the model serves.
+    assert _run(tmp_path, profile, image, extra=("--scale", "2.8", "--overwrite")) == 2
+
+
+def test_version(capsys):
+    import napari_mzsr
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"napari-mzsr {napari_mzsr.__version__}"

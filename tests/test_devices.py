@@ -63,21 +63,6 @@ def test_gpu_layout_is_torch_default():
     assert devices.memory_format(CUDA, training=True) is torch.contiguous_format
 
 
-@pytest.mark.parametrize(
-    ("current", "cores", "environ", "expected"),
-    [
-        (8, 2, {}, 2),  # torch counted the machine's cores; the process may use 2
-        (2, 2, {}, 2),
-        (1, 4, {}, 1),  # someone chose fewer: kept (never raised)
-        (8, 2, {"OMP_NUM_THREADS": "8"}, 8),  # the user's explicit setting wins
-        (8, 2, {"MKL_NUM_THREADS": "6"}, 8),
-        (8, 2, {"OMP_NUM_THREADS": ""}, 2),
-    ],
-)
-def test_threads_are_capped_at_the_physical_cores(current, cores, environ, expected):
-    assert devices.cpu_threads(current, cores, environ) == expected
-
-
 def test_physical_cores_count_siblings_once_and_follow_the_quota(monkeypatch):
     # Four logical CPUs on two cores (hyperthreads), as sysfs lists them.
     siblings = {0: "0,2", 1: "1,3", 2: "0,2", 3: "1,3"}
@@ -109,32 +94,3 @@ def test_cgroup_quota_v1_and_v2(tmp_path, files, expected):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert devices.cgroup_cpu_quota(tmp_path) == expected
-
-
-@pytest.fixture
-def fresh_threads(monkeypatch):
-    """torch at a startup count of 4 threads on a 1-core machine, not yet limited."""
-    threads = torch.get_num_threads()
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    monkeypatch.setattr(devices, "physical_cores", lambda: 1)
-    monkeypatch.setattr(devices, "_STARTUP_THREADS", 4)
-    monkeypatch.setattr(devices, "_limited", False)
-    torch.set_num_threads(4)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_limit_cpu_threads_lowers_torch_threads_once(fresh_threads):
-    assert devices.limit_cpu_threads() == 1
-    assert torch.get_num_threads() == 1
-    # A later count is the user's: no later call changes it.
-    torch.set_num_threads(4)
-    assert devices.limit_cpu_threads() == 4
-    assert torch.get_num_threads() == 4
-
-
-def test_limit_cpu_threads_keeps_a_count_the_user_set(fresh_threads):
-    torch.set_num_threads(3)
-    assert devices.limit_cpu_threads() == 3
-    assert torch.get_num_threads() == 3

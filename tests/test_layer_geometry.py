@@ -50,9 +50,9 @@ def test_bad_geometry_is_refused():
 
 
 def test_names():
-    assert output_name("cells", 2) == "cells x2 (MZSR)"
-    assert output_name("scene", 2.5) == "scene x2.5 (MZSR)"
-    assert output_name("cells", 2, preview=True) == "cells x2 (MZSR, current slice)"
+    assert output_name("cells", 2) == "x2 · cells"
+    assert output_name("scene", 2.5) == "x2.5 · scene"
+    assert output_name("cells", 2, preview=True) == "x2 current slice · cells"
 
 
 def test_direct_models_keep_the_input_origin():

@@ -68,3 +68,14 @@ def test_ssim_matches_the_reference_gaussian_ssim():
         use_sample_covariance=False, data_range=255,
     )  # fmt: skip
     assert ssim(a, b) == pytest.approx(reference, abs=1e-9)
+
+
+def test_floats_on_another_scale_are_refused():
+    """0..255 floats used to score 4.4 dB against themselves divided by 255."""
+    from napari_mzsr import psnr
+
+    image = np.random.default_rng(0).integers(0, 256, (16, 16)).astype(np.float64)
+    with pytest.raises(ValueError, match=r"float images in \[0, 1\].*from 0 to 255"):
+        psnr(image, image / 255)
+    # A result's overshoot is still clipped, not refused.
+    assert psnr(np.full((8, 8), 1.2), np.ones((8, 8))) == float("inf")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gui_support import TIMEOUT_MS, click_run, fresh_choices, require_gui
+from scipy import ndimage
 from tiny_models import save_tiny_model
 
 require_gui()
@@ -94,6 +95,12 @@ def test_every_control_has_a_tooltip_and_help_opens(make_napari_viewer):
     widget._help.native.linkActivated.emit("help")
     html = widget._help_dialog.findChildren(_text_browser())[0].toHtml()
     assert "direct-x2" in html and "held-out" in html and "tile size" in html
+    # Every control on screen is explained there, the calibration section's too.
+    text = widget._help_dialog.findChildren(_text_browser())[0].toPlainText()
+    labels = [getattr(w, "text", None) or w.label for w in controls]
+    assert [label for label in labels if label and label not in text] == []
+    # The link is light enough for napari's dark theme.
+    assert "color: #7fb8ff" in widget._help.value
 
 
 def _text_browser():
@@ -173,7 +180,7 @@ def test_run_adds_one_layer_that_overlays_the_input(make_napari_viewer, qtbot, m
 
     assert len(viewer.layers) == 2
     out = viewer.layers[-1]
-    assert out.name == "cells x2 (MZSR, 2 steps)"
+    assert out.name == "x2 2 steps · cells"
     assert out.data.shape == (60, 48)
     assert out.data.dtype == np.uint16
     np.testing.assert_allclose(out.scale, [0.25, 0.125])
@@ -185,6 +192,8 @@ def test_run_adds_one_layer_that_overlays_the_input(make_napari_viewer, qtbot, m
     assert out.axis_labels == ("y", "x")
     assert out.metadata["mzsr"]["model"] == "tiny-gui"
     assert out.metadata["mzsr"]["steps"] == 2
+    threads = out.metadata["mzsr"]["cpu_threads"]
+    assert set(threads) == {"adaptation", "inference"} and min(threads.values()) >= 1
     assert widget._progress.value == widget._progress.max == 3  # 2 steps + 1 slice
     assert widget._status.value.startswith("done in ")
     # uint16 data go through the 'auto' percentile mapping, and the status says so.
@@ -204,8 +213,8 @@ def test_float_output_and_replace(make_napari_viewer, qtbot, model_path):
     widget._steps.value = 1
     click_run(qtbot, widget)  # without "replace" a re-run adds another layer
     assert [layer.name for layer in viewer.layers][1:] == [
-        "scene x2 (MZSR, 2 steps)",
-        "scene x2 (MZSR, 1 step)",
+        "x2 2 steps · scene",
+        "x2 1 step · scene",
     ]
 
     widget._replace.value = True
@@ -333,7 +342,9 @@ def test_corrupt_model_file_is_reported(make_napari_viewer, qtbot, tmp_path, err
     widget = _dock(viewer, bad)
     assert _shown(widget._model_warning)
     assert "not a readable theta_M file" in widget._model_warning.value
-    widget._run_button.native.click()
+    assert not widget._run_button.enabled
+    assert "not a readable theta_M file" in widget._run_button.tooltip
+    widget.run()  # as from the console: refused with the reason
     assert not widget.running
     assert len(viewer.layers) == 1
     assert len(errors) == 1 and "not a readable theta_M file" in errors[0]
@@ -397,13 +408,17 @@ def test_scale_controls_give_two_factors(make_napari_viewer, qtbot, tmp_path, er
     widget._scale_x.value = 3.0
     click_run(qtbot, widget)
     out = viewer.layers[-1]
-    assert out.name == "cells x2x3 (MZSR, 1 step)"
+    assert out.name == "x2x3 1 step · cells"
     assert out.data.shape == (48, 72)
     assert out.metadata["mzsr"]["factor"] == [2.0, 3.0]
-    widget._scale.value = 5.0  # beyond the model: said next to it, and Run refuses
+    widget._scale.value = 5.0  # beyond the model: said next to it, and Run waits
     assert "tiny-ms serves x1.5 to x4, not x5x3" in widget._model_warning.value
-    widget._run_button.native.click()
+    assert not widget._run_button.enabled and not widget._preview_button.enabled
+    assert "serves x1.5 to x4" in widget._run_button.tooltip
+    widget.run()  # from the console, as clicking did: refused with the reason
     assert not widget.running and "serves x1.5 to x4" in widget._status.value
+    widget._scale.value = 2.0
+    assert widget._run_button.enabled and widget._preview_button.enabled
 
 
 def test_stack_keeps_its_axes(make_napari_viewer, qtbot, model_path):
@@ -414,7 +429,7 @@ def test_stack_keeps_its_axes(make_napari_viewer, qtbot, model_path):
     widget._stack_mode.value = "per_slice"
     click_run(qtbot, widget)
     out = viewer.layers[-1]
-    assert out.name == "zstack x2 (MZSR, 2 steps, per slice)"
+    assert out.name == "x2 2 steps, per slice · zstack"
     assert out.data.shape == (3, 48, 48)
     np.testing.assert_allclose(out.scale, [2.0, 0.5, 0.5])
     np.testing.assert_allclose(out.translate, [0.0, -0.25, -0.25])
@@ -430,7 +445,7 @@ def test_current_slice_only(make_napari_viewer, qtbot, model_path):
     widget._current_only.value = True
     click_run(qtbot, widget)
     out = viewer.layers[-1]
-    assert out.name == "zstack x2 (MZSR, 2 steps, slice 2)"
+    assert out.name == "x2 2 steps, slice 2 · zstack"
     assert out.data.shape == (1, 48, 48)
     np.testing.assert_allclose(out.translate, [4.0, -0.25, -0.25])
     assert out.metadata["mzsr"]["slice"] == [2]
@@ -445,7 +460,7 @@ def test_multichannel_and_rgb_keep_their_axes(make_napari_viewer, qtbot, model_p
     widget._image.value = viewer.layers["tcyx"]
     click_run(qtbot, widget)
     assert viewer.layers[-1].data.shape == (2, 2, 48, 48)
-    assert viewer.layers[-1].name == "tcyx x2 (MZSR, 1 step, adapted once)"
+    assert viewer.layers[-1].name == "x2 1 step, adapted once · tcyx"
 
     widget._image.value = rgb
     assert not widget._stack_mode.enabled
@@ -469,26 +484,24 @@ def test_all_channel_layers_in_one_run(make_napari_viewer, qtbot, model_path):
     assert widget._scope_info.value == "3 layers: actin, DNA, body"
     click_run(qtbot, widget)
     per_layer = {layer.name: layer for layer in viewer.layers[4:]}
-    assert sorted(per_layer) == [f"{n} x2 (MZSR, 2 steps)" for n in ("DNA", "actin", "body")]
+    assert sorted(per_layer) == [f"x2 2 steps · {n}" for n in ("DNA", "actin", "body")]
     assert widget._progress.max == 3 * (2 + 1)  # one adaptation each
     assert widget._status.value.startswith("done in ") and "3 layers" in widget._status.value
 
     widget._channel_mode.value = "shared"
     click_run(qtbot, widget)
     shared = {layer.name: layer for layer in viewer.layers[7:]}
-    assert sorted(shared) == [
-        f"{n} x2 (MZSR, 2 steps, shared by the channels)" for n in ("DNA", "actin", "body")
-    ]
+    assert sorted(shared) == [f"x2 2 steps, shared · {n}" for n in ("DNA", "actin", "body")]
     assert widget._progress.max == 2 + 3  # one adaptation, three inferences
     # The shared network is the one adapted on the chosen layer: same result there,
     # another one on the others.
     np.testing.assert_array_equal(
-        shared["actin x2 (MZSR, 2 steps, shared by the channels)"].data,
-        per_layer["actin x2 (MZSR, 2 steps)"].data,
+        shared["x2 2 steps, shared · actin"].data,
+        per_layer["x2 2 steps · actin"].data,
     )
     assert not np.array_equal(
-        shared["body x2 (MZSR, 2 steps, shared by the channels)"].data,
-        per_layer["body x2 (MZSR, 2 steps)"].data,
+        shared["x2 2 steps, shared · body"].data,
+        per_layer["x2 2 steps · body"].data,
     )
     # Each channel keeps its own intensity mapping.
     maps = {layer.metadata["mzsr"]["intensity_map"] for layer in shared.values()}
@@ -508,8 +521,8 @@ def test_every_selected_layer_in_one_run(make_napari_viewer, qtbot, model_path):
     assert widget._scope_info.value == "2 layers: c, a"
     click_run(qtbot, widget)
     assert [layer.name for layer in viewer.layers[3:]] == [
-        "c x2 (MZSR, 1 step)",
-        "a x2 (MZSR, 1 step)",
+        "x2 1 step · c",
+        "x2 1 step · a",
     ]
     assert viewer.layers[3].data.shape == (48, 64)
 
@@ -543,8 +556,15 @@ def test_choices_are_remembered_and_reset(make_napari_viewer, tmp_path, model_pa
     for name, value in chosen.items():
         assert getattr(again, name).value == value, name
     assert _shown(again._advanced) and _shown(again._scale_x)
+    # Said, not silent; and the way back is beside Run, not under 'advanced'.
+    assert again._status.value.startswith("from your last session: ")
+    assert "steps 7" in again._status.value and "scale Y 2.5" in again._status.value
+    assert again._reset.native.parent() is again._run_button.native.parent()
+    again._show_advanced.value = False
+    assert _shown(again._reset)
 
-    again.reset()
+    again._reset.native.click()
+    assert again._status.value == "defaults restored"
     fresh = MZSRWidget(viewer)
     assert fresh._steps.value == 10 and fresh._kernel_kind.value == "auto"
     assert fresh._model.value == AUTO and fresh._tile.value == 0
@@ -611,7 +631,7 @@ def test_preview_runs_one_step_on_the_visible_region(make_napari_viewer, qtbot, 
     widget._preview_button.native.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     out = viewer.layers[-1]
-    assert out.name == "cells x2 (MZSR, preview of the view, 1 step)"
+    assert out.name == "x2 preview · cells"
     assert out.data.shape == (1, 60, 100)  # rows 30-59 and columns 40-89, x2
     assert out.metadata["mzsr"]["preview"] == {"region": [[30, 60], [40, 90]]}
     assert out.metadata["mzsr"]["steps"] == 1
@@ -622,7 +642,7 @@ def test_preview_runs_one_step_on_the_visible_region(make_napari_viewer, qtbot, 
 
     click_run(qtbot, widget)  # the full run replaces the preview
     names = [x.name for x in viewer.layers]
-    assert names == ["cells", "cells x2 (MZSR, 3 steps, adapted once)"]
+    assert names == ["cells", "x2 3 steps, adapted once · cells"]
 
 
 def test_preview_of_the_whole_view_is_cut_to_its_centre(make_napari_viewer, qtbot, model_path):
@@ -645,7 +665,7 @@ def test_split_channels_are_separate_layers(make_napari_viewer, qtbot, model_pat
     widget = _dock(viewer, model_path)
     widget._image.value = viewer.layers["actin"]
     click_run(qtbot, widget)
-    assert viewer.layers[-1].name == "actin x2 (MZSR, 2 steps)"
+    assert viewer.layers[-1].name == "x2 2 steps · actin"
     assert viewer.layers[-1].data.shape == (48, 48)
 
 
@@ -716,3 +736,44 @@ def test_napari_with_plugin_docks_the_widget(tmp_path):
         env=env,
     )
     assert f"{WIDGET} ({PLUGIN})" in done.stdout
+
+
+def test_the_dock_scrolls_on_a_laptop_screen(make_napari_viewer, qtbot):
+    """With 'advanced' and the calibration section open the controls need more than a
+    1366 x 768 screen; the dock scrolls instead of pushing Run off-screen."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1366, 768)
+    widget = _dock(viewer)
+    widget._show_advanced.value = True
+    widget.calibration._show.value = True
+    qtbot.wait(50)
+    needed = widget._body.native.minimumSizeHint().height()
+    assert needed > 768
+    assert widget.native.minimumSizeHint().height() < 400
+    dock = widget.native.parent()
+    assert dock.height() <= 768
+    widget._scroll.ensureWidgetVisible(widget._run_button.native)
+    qtbot.wait(50)
+    run = widget._run_button.native
+    top = run.mapTo(widget._scroll.viewport(), run.rect().topLeft()).y()
+    assert 0 <= top and top + run.height() <= widget._scroll.viewport().height()
+
+
+def test_preview_estimates_the_kernel_on_the_whole_slice_as_run_does(
+    make_napari_viewer, qtbot, model_path
+):
+    """The preview used to estimate its kernel on the visible region only, so its kernel
+    was not the one Run would use."""
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(3)
+    image = ndimage.gaussian_filter(rng.random((120, 140)), 1.2)
+    layer = viewer.add_image((image / image.max() * 255).astype(np.uint8), name="cells")
+    widget = _dock(viewer, model_path)
+    widget._kernel_kind.value = "estimate"
+    layer.corner_pixels = np.array([[10, 20], [59, 79]])
+    widget._preview_button.native.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    preview = viewer.layers[-1].metadata["mzsr"]["kernel_estimate"]
+    click_run(qtbot, widget)
+    run = viewer.layers[-1].metadata["mzsr"]["kernel_estimate"]
+    assert preview["covariance"] == run["covariance"]

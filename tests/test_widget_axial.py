@@ -88,6 +88,8 @@ def test_isotropic_z_mode_adds_an_isotropic_layer_over_the_input(
     assert widget._axial_info.value == "Z x4 from the layer scale (0.8, 0.2, 0.2)"
     widget._isotropic.value = True
     assert not widget._scale.enabled and not widget._kernel_kind.enabled
+    # The model line names the model the volume runs with (the file chosen above).
+    assert widget._model_info.value.startswith("tiny-axial: x2, grey")
     assert not widget._axial_sigma.native.isHidden()
     widget._axial_sigma.value = 1.0
     n_layers = len(viewer.layers)
@@ -99,11 +101,11 @@ def test_isotropic_z_mode_adds_an_isotropic_layer_over_the_input(
     np.testing.assert_allclose(result.translate, (3, 1, 2))  # x4: input slice i = output 4i
     assert result.metadata["mzsr"]["mode"] == "isotropic Z"
     assert result.metadata["mzsr"]["z_factor"] == 4.0
-    assert result.name == "cells isotropic Z x4 (MZSR)"
+    assert result.name == "Z x4 isotropic · cells"
     assert "Z x4, axial sigma 1.00 px (given)" in widget._status.value
-    # Preview is refused in this mode, with the reason.
-    widget._preview_button.native.click()
-    assert "untick 'isotropic Z'" in widget._status.value
+    # No preview in this mode: the button says so instead of failing when clicked.
+    assert not widget._preview_button.enabled
+    assert "no preview in isotropic-Z mode" in widget._preview_button.tooltip
     # Back to 2-D super-resolution: its controls return.
     widget._isotropic.value = False
     assert widget._scale.enabled and widget._axial_sigma.native.isHidden()
@@ -124,3 +126,30 @@ def test_isotropic_z_run_cancels_and_adds_nothing(make_napari_viewer, qtbot, gra
     widget._cancel_button.native.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert len(viewer.layers) == 1 and "cancelled" in widget._status.value
+
+
+def test_a_z_factor_can_be_typed_for_a_layer_without_voxel_size(
+    make_napari_viewer, qtbot, gray_model
+):
+    """An ImageJ TIFF opened in napari has scale (1, 1, 1): the mode was greyed out with
+    no way to give the voxel size."""
+    viewer = make_napari_viewer()
+    stack = viewer.add_image(_stack(), name="tiff")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-mzsr", "MZSR super-resolution")
+    widget._device.value = "cpu"
+    widget._steps.value = 1
+    widget._image.value = stack
+    assert not widget._isotropic.enabled and not widget._z_factor.native.isHidden()
+    widget._z_factor.value = 2.5
+    assert widget._isotropic.enabled
+    assert widget._axial_info.value == "Z x2.5 typed under 'Z factor'"
+    widget._isotropic.value = True
+    # 'auto' shows the model isotropic Z runs with, not the 2-D choice.
+    assert widget._model_info.value.startswith("auto (isotropic Z): direct-x2-gray")
+    widget._model.value = FROM_FILE
+    widget._model_file.value = gray_model
+    widget._axial_sigma.value = 1.0
+    click_run(qtbot, widget)
+    result = viewer.layers[-1]
+    assert result.name == "Z x2.5 isotropic · tiff", widget._status.value
+    assert result.data.shape[0] == 15 and result.metadata["mzsr"]["z_factor"] == 2.5

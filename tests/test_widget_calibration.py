@@ -14,6 +14,7 @@ from napari_mzsr.core.degradation import degrade
 from napari_mzsr.core.kernels import gaussian_kernel
 from napari_mzsr.core.resize import imresize
 from napari_mzsr.io.model_file import load_model
+from napari_mzsr.plugin.jobs import AUTO
 from napari_mzsr.plugin.widget import FROM_FILE, MZSRWidget
 
 pytestmark = pytest.mark.gui
@@ -76,6 +77,9 @@ def test_calibrate_from_layers_saves_and_selects_the_profile(
     assert widget._model.value == str(target)
     assert widget._scale.value == SCALE
     assert widget.current_model().info.name == "camera"
+    # Adding a layer refreshes every list of the widget: the profile stays chosen.
+    viewer.add_image(lr[:, :, 0], name="another")
+    assert widget._model.value == str(target)
     widget._image.value = viewer.layers["short focal"]
     widget._steps.value = 1
     widget._run_button.native.click()
@@ -89,6 +93,26 @@ def test_calibrate_from_layers_saves_and_selects_the_profile(
     section._overwrite.value = True
     _calibrate(qtbot, section)
     assert section._status.value.startswith("saved camera.pt") and target.read_bytes() != before
+
+
+def test_a_saved_profile_is_listed_after_a_restart_until_removed(make_napari_viewer, tmp_path):
+    profile_path = save_tiny_model(tmp_path / "camera.pt", "camera")
+    first = make_napari_viewer()
+    _, widget = first.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    widget.calibration.add_profile(load_model(profile_path), profile_path)
+    first.close()
+    second = make_napari_viewer()
+    second.add_image(np.zeros((8, 8)), name="image")
+    _, widget = second.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    assert str(profile_path) in widget._model.choices
+    # The last session's choice comes back with it.
+    assert widget._model.value == str(profile_path)
+    assert not widget._forget_model.native.isHidden()
+    widget._forget_model.native.click()
+    assert str(profile_path) not in widget._model.choices
+    assert widget._model.value == AUTO and profile_path.is_file()
+    _, third = make_napari_viewer().window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    assert str(profile_path) not in third._model.choices
 
 
 def test_a_profile_joins_the_loaded_models(
@@ -143,6 +167,41 @@ def test_calibrate_from_a_folder_and_a_misregistered_pair(
     _calibrate(qtbot, section)
     assert "002: misregistered: measured shift" in section._status.value
     assert not (tmp_path / "other.pt").exists()
+
+
+def test_the_pair_scale_is_measured_unless_typed_and_a_wrong_one_is_refused(
+    make_napari_viewer, qtbot, model_path, tmp_path
+):
+    """City100 stores the short-focal shot at the long-focal size: from layers, 'auto'
+    measures its interpolation period and calibrates at it; a typed factor that does
+    not fit is refused with the measured one (it used to calibrate a wrong profile)."""
+    lr, hr = real_like_pair(0)
+    stored = imresize(lr.astype(np.float64), output_shape=hr.shape[:2])
+    stored = np.clip(np.rint(stored), 0, 255).astype(np.uint8)
+    viewer = make_napari_viewer()
+    viewer.add_image(stored, name="short", rgb=True)
+    viewer.add_image(hr, name="long", rgb=True)
+    widget = _dock(viewer, model_path)
+    section = widget.calibration
+    section._scale.value = section._scale.min  # 'auto', as after Reset
+    assert section._scale.native.text().startswith("auto")
+    section._lr.value, section._hr.value = viewer.layers["short"], viewer.layers["long"]
+    section._save_to.value = tmp_path / "city.pt"
+    seen = []
+    section._calibrate_button.native.click()
+    # Queued to this thread, so connected before the first update arrives.
+    section.worker.yielded.connect(lambda _: seen.append(section._status.value))
+    qtbot.waitUntil(lambda: not section.running, timeout=TIMEOUT_MS)
+    assert section._status.value.startswith("saved city.pt"), section._status.value
+    assert "x2.5" in section._status.value
+    (measured,) = load_model(tmp_path / "city.pt").info.scales
+    assert measured == pytest.approx(2.5, abs=2e-3) and widget._scale.value == measured
+    assert any(text.endswith(" left") for text in seen), seen
+    section._scale.value = 2.0
+    section._overwrite.value = True
+    _calibrate(qtbot, section)
+    refusal = f"'pair scale' 2 does not fit short / long: measured {measured:g}"
+    assert refusal in section._status.value
 
 
 def test_calibration_can_be_cancelled(make_napari_viewer, qtbot, model_path, tmp_path):

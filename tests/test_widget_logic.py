@@ -154,7 +154,10 @@ def test_models_table_has_units_and_says_what_the_numbers_are():
     table = models_table(summaries)
     header, rule, first, second = table.splitlines()[:4]
     assert header.split() == ["model", "scales", "data", "subsampling", "PSNR", "0", "steps",
-                              "1", "step", "10", "steps"]  # fmt: skip
+                              "1", "step", "10", "steps", "validation"]  # fmt: skip
+    # One note for every model: the crops, which differ between models, are a column.
+    assert first.endswith(f"{summaries[0].crops} crops of {summaries[0].crop} px")
+    assert table.count("PSNR: mean dB") == 1
     assert set(rule) == {"-", " "}
     assert first.startswith("direct-x2 ") and first.count(" dB") == 3
     assert "grey (each channel)" in second

@@ -62,7 +62,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The options of ``run`` that become :class:`~napari_mzsr.AdaptOptions` and
     :class:`~napari_mzsr.ApplyOptions`."""
     parser.add_argument(
-        "--scale", type=parse_scale, default=(2.0, 2.0), help="factor, or SYxSX (default 2)"
+        "--scale",
+        type=parse_scale,
+        help="factor, or SYxSX (default: the factor of a --model that serves one, such as a "
+        "camera profile, else 2; a factor within 0.1%% of such a model's is taken as its own)",
     )
     parser.add_argument(
         "--kernel",
@@ -110,6 +113,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="iterations of back-projection with the kernel after inference (default 0)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads",
+        type=threads_arg,
+        default="auto",
+        metavar="N",
+        help="CPU threads, or 'auto' (default): the cores other processes leave free, "
+        "measured before each adaptation and inference; reported in the summary line",
+    )
 
 
 def options_from_args(args: argparse.Namespace):
@@ -133,6 +144,20 @@ def options_from_args(args: argparse.Namespace):
         normalization=args.normalization,
         noise=args.noise,
         self_check=not args.no_self_check,
+        threads=args.threads,
     )
     apply = ApplyOptions(ensemble=args.ensemble, back_projection=args.back_projection)
     return adapt, apply
+
+
+def threads_arg(text: str) -> int | str:
+    """``--threads``: ``auto`` or an integer >= 1 (argparse reports the error)."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}")
+    return value

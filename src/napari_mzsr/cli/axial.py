@@ -146,10 +146,9 @@ def process_axial(path: Path, target: Path, args: argparse.Namespace, options) -
 
     from ..core.axial import axial_output_length, axial_positions
     from ..io.atomic import atomic_folder
-    from ..io.image_files import create_zarr, read_image, write_image
+    from ..io.image_files import create_zarr, is_zarr, read_image, write_image
     from ..io.voxels import axial_meta
     from ..pipeline.axial import iter_super_resolve_axial
-    from .batch import is_zarr
 
     data, meta = read_image(path)
     axis = channel_axis(meta.axes)

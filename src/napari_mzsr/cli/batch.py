@@ -31,7 +31,7 @@ from pathlib import Path
 from ..io.image_files import (
     PILLOW_SUFFIXES,
     SUFFIXES,
-    ZARR_SUFFIXES,
+    is_zarr,
     probe_image,
     read_image,
     scaled_meta,
@@ -46,11 +46,6 @@ from .axial import axial_options_from_args
 OUTPUT_NAME = re.compile(r"(_x[0-9.]+(x[0-9.]+)?|_isoz)_mzsr(\.ome)?\.[A-Za-z]+$")
 FORMATS = ("auto", "tiff", "png", "ome-zarr")
 FORMAT_SUFFIX = {"tiff": ".tif", "png": ".png", "ome-zarr": ".ome.zarr"}
-
-
-def is_zarr(path: Path) -> bool:
-    """Whether ``path`` names an OME-Zarr store (a folder ending in .zarr)."""
-    return path.name.lower().endswith(ZARR_SUFFIXES)
 
 
 @dataclass
@@ -219,6 +214,7 @@ class Bars:
 
 def process(path: Path, target: Path, args: argparse.Namespace, options, apply) -> None:
     """Super-resolve one file into ``target`` with checked options."""
+    from ..core.threads import describe_threads
     from ..pipeline.stacks import run_stack, stack_data
 
     if getattr(args, "axial", False):
@@ -243,7 +239,8 @@ def process(path: Path, target: Path, args: argparse.Namespace, options, apply) 
         bars.close()
     out_meta = scaled_meta(meta, file_options.scale, file_options.model.info.degradation)
     write_image(target, result.data, out_meta, overwrite=args.overwrite)
-    print(f"{path.name}: {result.describe_checks()}", file=sys.stderr)
+    summary = "; ".join(filter(None, [result.describe_checks(), describe_threads(result.threads)]))
+    print(f"{path.name}: {summary}", file=sys.stderr)
 
 
 def _process_lazy(path: Path, target: Path, data, meta, args, options, apply) -> None:
@@ -252,6 +249,7 @@ def _process_lazy(path: Path, target: Path, data, meta, args, options, apply) ->
     import dask.array as da
     import numpy as np
 
+    from ..core.threads import describe_threads
     from ..io.atomic import atomic_folder
     from ..io.image_files import create_zarr
     from ..pipeline.images import image_data
@@ -307,8 +305,10 @@ def _process_lazy(path: Path, target: Path, data, meta, args, options, apply) ->
                 bars.update(StackProgress("apply", 0, 0, done + 1, len(positions), 0, 0, None))
     finally:
         bars.close()
-    if adapted is not None and adapted.self_check is not None:
-        print(f"{path.name}: {adapted.self_check.describe()}", file=sys.stderr)
+    if adapted is not None:
+        check = adapted.self_check.describe() if adapted.self_check is not None else ""
+        summary = "; ".join(filter(None, [check, describe_threads(adapted.threads_used)]))
+        print(f"{path.name}: {summary}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -338,9 +338,11 @@ def run(args: argparse.Namespace) -> int:
             return 2
     total = len(files) + len(report.skipped) + len(report.failed)
     todo = []
+    # The factor the options resolved (a profile's own when --scale was left out).
+    scale = options.scale if apply is not None else args.scale or (2.0, 2.0)
     for path in files:
         tag = AXIAL_TAG if getattr(args, "axial", False) else None
-        target = output_path(path, outdir, args.scale, getattr(args, "format", "auto"), tag)
+        target = output_path(path, outdir, scale, getattr(args, "format", "auto"), tag)
         if target.exists() and not args.overwrite:
             report.skipped.append(f"{path}: {target} exists (--overwrite replaces it)")
         else:

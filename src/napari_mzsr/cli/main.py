@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import __version__
 from .arguments import add_run_options
 from .axial import add_axial_options
 from .batch import FORMATS, run
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-mzsr", description="Zero-shot super-resolution (MZSR) from the command line."
     )
+    parser.add_argument("--version", action="version", version=f"napari-mzsr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(

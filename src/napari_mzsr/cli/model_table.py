@@ -5,8 +5,8 @@ The accuracy figures are the model's own ``training.validation_psnr``: the mean 
 (dB; Y channel of RGB, luma for 1-channel models) after 0, 1 and 10 adaptation steps on
 central crops of the held-out training images, each degraded with every validation
 kernel of the model's recipe. They are not the Set5/Set14 benchmark figures of the
-README: other images, 96-pixel crops (the borders shaved off weigh more), a mix of
-kernels averaged together, and taken during training.
+README: other images, small crops (96 or 192 pixels, per model; the borders shaved off
+weigh more), a mix of kernels averaged together, and taken during training.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from ..io.model_file import ModelInfo
 
 VALIDATION_NOTE = (
-    "PSNR: mean dB after 0 / 1 / 10 adaptation steps on the central {crop} x {crop} pixels "
-    "of {crops} held-out training images (Y channel of RGB models; luma for 1-channel "
-    "ones), each blurred with each "
-    "of the model's validation kernels and subsampled; recorded by training/. These "
-    "are not the Set5/Set14 figures of the README, which are whole benchmark images "
-    "with one named kernel each: different images, small crops and a mix of kernels "
-    "give other (lower) numbers. Compare models of the same task with them, not with "
-    "the paper."
+    "PSNR: mean dB after 0 / 1 / 10 adaptation steps on central crops of held-out "
+    "training images (how many, of what side: the 'validation' column; Y channel of RGB "
+    "models, luma for 1-channel ones), each blurred with each of the model's validation "
+    "kernels and subsampled; recorded by training/. These are not the Set5/Set14 figures "
+    "of the README, which are whole benchmark images with one named kernel each: "
+    "different images, small crops and a mix of kernels give other (lower) numbers. "
+    "Compare models of the same task with them, not with the paper."
 )
 
 
@@ -65,6 +64,11 @@ class ModelSummary:
         steps = max(self.psnr, key=int)
         return f"{self.psnr[steps]:.2f} dB after {steps} steps"
 
+    @property
+    def validation(self) -> str:
+        """``"4 crops of 192 px"``: what the validation PSNR was measured on."""
+        return f"{self.crops} crops of {self.crop} px" if self.crops else "n/a"
+
     def label(self) -> str:
         """One line for a model list: ``"direct-x2-gray: x2, grey, direct, 27.06 dB"``."""
         value = f"{self.psnr[max(self.psnr, key=int)]:.2f} dB" if self.psnr else "no PSNR"
@@ -73,13 +77,12 @@ class ModelSummary:
     def tooltip(self) -> str:
         """Several lines: what the model serves and what its accuracy means."""
         psnr = " / ".join(f"{self.psnr[k]:.2f}" for k in sorted(self.psnr, key=int)) or "n/a"
-        note = VALIDATION_NOTE.format(crops=self.crops, crop=self.crop)
         lines = [
             f"{self.name}: {self.scales}, {self.data}, {self.degradation} subsampling",
-            f"validation PSNR {psnr} dB after 0 / 1 / 10 steps",
+            f"validation PSNR {psnr} dB after 0 / 1 / 10 steps, on {self.validation}",
             f"validation kernels: {self.kernels}",
             "",
-            note,
+            VALIDATION_NOTE,
         ]
         return "\n".join(textwrap.fill(line, 72) if line else line for line in lines)
 
@@ -126,11 +129,12 @@ def models_table(summaries: list[ModelSummary]) -> str:
         "PSNR 0 steps",
         "1 step",
         "10 steps",
+        "validation",
     )
     rows = [header]
     for s in summaries:
         values = [f"{s.psnr[k]:.2f} dB" if k in s.psnr else "n/a" for k in ("0", "1", "10")]
-        rows.append((s.name, s.scales, s.data, s.degradation, *values))
+        rows.append((s.name, s.scales, s.data, s.degradation, *values, s.validation))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -139,7 +143,5 @@ def models_table(summaries: list[ModelSummary]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines += ["", "Validation kernels:"]
     lines += [f"  {s.name}: {s.kernels}" for s in summaries]
-    settings = {(s.crops, s.crop) for s in summaries}
-    for crops, crop in sorted(settings):
-        lines += ["", *textwrap.wrap(VALIDATION_NOTE.format(crops=crops, crop=crop), 100)]
+    lines += ["", *textwrap.wrap(VALIDATION_NOTE, 100)]
     return "\n".join(lines)

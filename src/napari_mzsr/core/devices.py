@@ -1,21 +1,15 @@
-"""Choosing the torch device, and the fastest numerically safe precision, memory layout
-and CPU thread count on it."""
+"""Choosing the torch device, and the fastest numerically safe precision and memory
+layout on it; the cores this process may use (the thread count is :mod:`.threads`)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 # What the network runs on; torch knows more device types (meta, xla, ...) that it does not.
 DEVICE_TYPES = ("cpu", "cuda", "mps")
-# torch's thread count when this package first looked: any other count was chosen by
-# someone, and limit_cpu_threads leaves it alone.
-_STARTUP_THREADS = torch.get_num_threads()
-# Whether limit_cpu_threads has run in this process (it acts at most once).
-_limited = False
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -175,36 +169,3 @@ def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     except (OSError, ValueError):
         return None
     return quota / period if quota > 0 and period > 0 else None
-
-
-def cpu_threads(current: int, cores: int, environ: Mapping[str, str]) -> int:
-    """Torch CPU threads for a run: ``current`` capped at the physical ``cores``.
-
-    Torch starts with one thread per physical core of the whole machine, which
-    oversubscribes a process restricted to fewer CPUs (``taskset``, a container's
-    quota); more threads than cores only make the convolutions slower. A lower count
-    someone chose (``torch.set_num_threads``) is kept, and so is any count when
-    ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set.
-    """
-    if any(environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
-        return current
-    return max(1, min(current, cores))
-
-
-def limit_cpu_threads() -> int:
-    """Apply :func:`cpu_threads` to torch (only ever lowering its count), once per
-    process and only while torch still runs the count it started with; returns the
-    threads in use.
-
-    The count is process-wide, so a count someone chose (``torch.set_num_threads``,
-    before or after the first run) is never changed: the pipeline calls this before
-    every CPU run, and only the first call may act.
-    """
-    global _limited
-    current = torch.get_num_threads()
-    if not _limited and current == _STARTUP_THREADS:
-        threads = cpu_threads(current, physical_cores(), os.environ)
-        if threads != current:
-            torch.set_num_threads(threads)
-    _limited = True
-    return torch.get_num_threads()

@@ -3,7 +3,8 @@
 Both images are rounded to uint8, converted to the Y channel of ITU-R BT.601
 (``16 + (65.481 R + 128.553 G + 24.966 B) / 255``, rounded), shaved by ``shave`` pixels
 on every border and compared with peak 255. Grayscale (2D) images are compared as they
-are. Float inputs are taken to be in [0, 1].
+are. Float inputs are taken to be in [0, 1] (overshoot up to :data:`FLOAT_SLACK` is
+clipped; anything beyond is refused).
 """
 
 from __future__ import annotations
@@ -13,12 +14,24 @@ import math
 import numpy as np
 from scipy import ndimage
 
+# How far outside [0, 1] a float image may overshoot (a network's result does) and still
+# be taken as [0, 1] data, clipped.
+FLOAT_SLACK = 0.5
+
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
     arr = np.asarray(image)
     if arr.dtype == np.uint8:
         return arr
     if np.issubdtype(arr.dtype, np.floating):
+        # Overshoot of a result is clipped; values far outside are another scale, whose
+        # score would be meaningless (0..255 floats scored 4.4 dB).
+        low, high = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
+            raise ValueError(
+                f"metrics take float images in [0, 1], got values from {low:.4g} to "
+                f"{high:.4g}; for 0..255 data pass uint8 (np.rint, astype) or divide by 255"
+            )
         return np.rint(np.clip(arr * 255.0, 0, 255)).astype(np.uint8)
     raise ValueError(f"metrics expect uint8 or float images in [0, 1], got {arr.dtype}")
 

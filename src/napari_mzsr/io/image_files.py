@@ -29,6 +29,13 @@ PNG_SUFFIXES = (".png",)
 PILLOW_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".webp")
 ZARR_SUFFIXES = (".zarr",)  # also ".ome.zarr"; a folder
 SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES + PILLOW_SUFFIXES + ZARR_SUFFIXES
+
+
+def is_zarr(path: Path) -> bool:
+    """Whether ``path`` names an OME-Zarr store (a folder ending in .zarr)."""
+    return path.name.lower().endswith(ZARR_SUFFIXES)
+
+
 ZARR_INSTALL = (
     "OME-Zarr needs the optional zarr and dask packages: pip install 'zarr>=3' "
     "'dask[array]' (or the package's [zarr] extra)"

@@ -8,13 +8,13 @@ import numpy as np
 import torch
 
 from ..core.adaptation import infer
-from ..core.devices import limit_cpu_threads
 from ..core.intensity import IntensityMap, intensity_map
 from ..core.kernel_estimation import KernelEstimate
 from ..core.refinement import TRANSFORMS, back_project, kernel_symmetries, self_ensemble
 from ..core.resize import imresize_tensor
 from ..core.self_check import SelfCheck
 from ..core.tensors import from_batch, to_batch
+from ..core.threads import use_threads
 from ..core.tiling import Region, Tile, auto_tile, for_each_tile, region_output_shape, tile_margin
 from ..io.model_file import ModelInfo
 from .images import ImageData, image_data
@@ -47,6 +47,11 @@ class AdaptedModel:
     self_check : SelfCheck or None
         What the self-check predicted and chose (None when it was off). Where it chose
         ``"bicubic"``, :meth:`apply` gives bicubic interpolation (no refinements).
+    threads : "auto" or int
+        CPU threads of its runs (:func:`napari_mzsr.core.threads.use_threads`).
+    threads_used : dict
+        The CPU threads its adaptation (``"adaptation"``) and its last inference
+        (``"inference"``) ran with; empty on a GPU.
     """
 
     def __init__(
@@ -60,6 +65,7 @@ class AdaptedModel:
         kernel_estimate: KernelEstimate | None = None,
         steps_taken: int = 0,
         self_check: SelfCheck | None = None,
+        threads: int | str = "auto",
     ) -> None:
         self.net, self.info, self.scale = net, info, scale
         self.intensity = intensity
@@ -67,6 +73,8 @@ class AdaptedModel:
         self.kernel, self.kernel_estimate = kernel, kernel_estimate
         self.steps_taken = steps_taken
         self.self_check = self_check
+        self.threads = threads
+        self.threads_used: dict[str, int] = {}
 
     @property
     def uses_network(self) -> bool:
@@ -142,7 +150,7 @@ class AdaptedModel:
             )
         dtype = image.intensity.dtype if options.output_dtype is None else options.output_dtype
         if self.device.type == "cpu":
-            limit_cpu_threads()
+            self.threads_used["inference"] = use_threads(self.threads, stage="inference")
         shape = image.shape
         margin = tile_margin(self.scale, self.info.radius)
         tile = options.tile

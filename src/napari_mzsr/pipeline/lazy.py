@@ -256,6 +256,7 @@ def super_resolve_dask(
     adapt_patches: int = AUTO_PATCHES,
     noise: str = "auto",
     self_check: bool = True,
+    threads: int | str = "auto",
     tile: int | None = None,
     client: Client | None = None,
     block_device: str | None = None,
@@ -274,7 +275,7 @@ def super_resolve_dask(
         sample of the image (``"minmax"`` streams through it once).
     scale, kernel, steps, model, device, progress, seed, cancel, lr, normalization, \
 percentiles, rgb, output_dtype, precision, adapt_patch, adapt_patches, noise, self_check, \
-tile
+threads, tile
         As in :func:`~napari_mzsr.super_resolve`; ``device`` is the adaptation's.
     client : distributed.Client, optional
         Run the blocks on this cluster's workers (see :func:`apply_dask`).
@@ -313,6 +314,7 @@ tile
         adapt_patches=adapt_patches,
         noise=noise,
         self_check=self_check,
+        threads=threads,
     )
     run = adapt_image(data, options.for_image(data.rgb))
     adapted = drive(run, step_progress(progress), cancel)

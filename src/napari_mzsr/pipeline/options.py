@@ -25,12 +25,15 @@ from ..core.kernels import AUTO, ESTIMATE, PRESETS, as_kernel, model_subsampling
 from ..core.refinement import COMBINE
 from ..core.resize import output_size, parse_scale
 from ..core.schedules import Schedule, learning_rate_schedule
-from ..io.model_file import load_model, shipped_infos
+from ..core.threads import check_threads
+from ..io.model_file import MZSRModel, load_model, shipped_infos
 from . import gradual
 
 # Factors beyond this are refused: at x16 an image of 64 pixels is already 1024 wide,
 # and no degradation of this package is modelled that far.
 MAX_SCALE = 16.0
+# Relative distance within which a factor is taken for a one-factor model's own.
+SCALE_PRECISION = 1e-3
 # adapt_patch="auto" (see AdaptOptions.patch_size): each step adapts on AUTO_PATCHES random
 # patches of AUTO_PATCH pixels, so that a step costs the same on an image of any size,
 # unless the whole image costs no more. A step on patches also measures their loss after
@@ -69,13 +72,34 @@ def scale_pair(value: object) -> tuple[float, float]:
     return sy, sx
 
 
+def model_scale(scale: object | None, model: MZSRModel | None) -> tuple[float, float]:
+    """The checked factors of a run (:func:`scale_pair`) with ``model``: None gives the
+    factor of a model that serves one (a camera profile), else 2; a factor within
+    :data:`SCALE_PRECISION` of such a model's is that factor (a profile's factor is
+    measured to 4 digits, and a user types what another measurement gave).
+
+    Examples
+    --------
+    >>> model_scale(None, None), model_scale(3, None)
+    ((2.0, 2.0), (3.0, 3.0))
+    """
+    own = model.info.scales if model is not None else []
+    if scale is None:
+        return scale_pair(own[0] if len(own) == 1 else 2)
+    pair = scale_pair(scale)
+    if len(own) == 1:
+        pair = tuple(own[0] if abs(s - own[0]) <= SCALE_PRECISION * own[0] else s for s in pair)
+    return pair
+
+
 def scale_for_shape(
     shape: tuple[int, int], scale: object | None, output_shape: object | None
-) -> tuple[float, float]:
+) -> tuple[float, float] | None:
     """The factors for an input of ``shape`` from ``scale`` and/or ``output_shape``.
 
     With only ``output_shape`` the factors are ``output_shape / shape``; with both, the
-    output of ``scale`` must be ``output_shape``; with neither, 2.
+    output of ``scale`` must be ``output_shape``; with neither, None (the model's own
+    factor, or 2: :class:`AdaptOptions`).
 
     Examples
     --------
@@ -85,7 +109,7 @@ def scale_for_shape(
     (2.5, 2.5)
     """
     if output_shape is None:
-        return scale_pair(2 if scale is None else scale)
+        return None if scale is None else scale_pair(scale)
     try:
         out = tuple(checks.integer(n, "output_shape", minimum=1) for n in output_shape)  # type: ignore[union-attr]
     except TypeError:
@@ -186,7 +210,8 @@ class AdaptOptions:
     it picks the model and, for ``"area"``, the son, :attr:`son_degradation`); ``noise`` is
     ``"auto"`` (match the image's noise in the son) or ``"off"``; ``self_check`` a bool
     (score the result against bicubic on the son pair and fall back where it loses,
-    :mod:`~napari_mzsr.core.self_check`).
+    :mod:`~napari_mzsr.core.self_check`); ``threads`` ``"auto"`` or a CPU thread
+    count (:func:`~napari_mzsr.core.threads.use_threads`).
 
     Raises
     ------
@@ -194,7 +219,7 @@ class AdaptOptions:
         Any bad value; the message names the option.
     """
 
-    scale: Any = 2
+    scale: Any = None
     kernel: Any = None
     steps: Any = 10
     model: Any = None
@@ -209,6 +234,7 @@ class AdaptOptions:
     noise: Any = "auto"
     self_check: Any = True
     subsampling: Any = None
+    threads: Any = "auto"
     kernel_spec: str = field(default="", compare=False)
     autocast_dtype: torch.dtype | None = field(init=False, compare=False)
 
@@ -216,7 +242,9 @@ class AdaptOptions:
         def put(name: str, value: object) -> None:
             object.__setattr__(self, name, value)
 
-        put("scale", scale_pair(self.scale))
+        if self.model is not None:
+            put("model", load_model(self.model))
+        put("scale", model_scale(self.scale, self.model))
         if self.subsampling is None:
             put("subsampling", preferred_degradation(self.kernel))
         checks.one_of(self.subsampling, "subsampling", DEGRADATION_METHODS)
@@ -225,7 +253,6 @@ class AdaptOptions:
             put("kernel", as_kernel(self.kernel))
         put("steps", checks.integer(self.steps, "steps"))
         if self.model is not None:
-            put("model", load_model(self.model))
             # Raises unless the model serves the factors, in one step or in several.
             gradual.plan_steps(self.scale, self.model.info)
         put("device", resolve_device(self.device))
@@ -252,6 +279,7 @@ class AdaptOptions:
         if not isinstance(self.self_check, bool | np.bool_):
             raise ValueError(f"self_check must be True or False, got {self.self_check!r}")
         put("self_check", bool(self.self_check))
+        put("threads", check_threads(self.threads))
 
     @property
     def estimate(self) -> bool:

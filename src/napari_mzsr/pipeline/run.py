@@ -9,6 +9,7 @@ Data flow: the entry point checks the image and fits its intensity map once
 from __future__ import annotations
 
 import os
+import statistics
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
 from typing import TypeVar
@@ -17,12 +18,12 @@ import numpy as np
 import torch
 
 from ..core.adaptation import Cancelled, StepReport, adapt, patch_corner
-from ..core.devices import limit_cpu_threads
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
 from ..core.kernel_estimation import KernelEstimate
 from ..core.schedules import rate_at
 from ..core.self_check import SelfCheck, can_check, choose_output, son_gain
 from ..core.tensors import to_batch
+from ..core.threads import use_threads
 from ..io.model_file import MZSRModel
 from . import gradual
 from .adapted import AdaptedModel
@@ -68,8 +69,7 @@ def adapt_image(
         )
     patch = options.patch_size((height, width))
     device = options.device
-    if device.type == "cpu":
-        limit_cpu_threads()
+    threads = use_threads(options.threads) if device.type == "cpu" else None
     torch.manual_seed(options.seed)
     net = options.model.network(device, options.scale)
     kt = torch.from_numpy(kernel).float().to(device)
@@ -108,7 +108,7 @@ def adapt_image(
             return torch.cat([to_batch(image.unit(r), info.channels) for r in regions]).to(device)
 
     schedule = options.schedule
-    kept = yield from adapt(
+    steps = adapt(
         net,
         batch_at,
         kt,
@@ -123,6 +123,10 @@ def adapt_image(
         generator=generator,
         jpeg_quality=quality,
     )
+    counts = [threads]
+    if threads is not None:
+        steps = _rethreading(steps, options.threads, counts)
+    kept = yield from steps
     check: SelfCheck | None = None
     if self_check:
         gain_adapted = gain() if kept else gain_unadapted
@@ -135,10 +139,32 @@ def adapt_image(
             with torch.no_grad():
                 torch._foreach_copy_(list(net.parameters()), theta)
             kept = 0
-    return AdaptedModel(
+    adapted = AdaptedModel(
         net, info, options.scale, image.intensity, options.autocast_dtype, kernel, estimate, kept,
-        check,
+        check, options.threads,
     )  # fmt: skip
+    if threads is not None:
+        # The count most steps ran with (the last entry is set after the last step).
+        adapted.threads_used["adaptation"] = statistics.mode(counts[:-1] or counts)
+    return adapted
+
+
+def _rethreading(
+    run: Generator[StepReport, None, T], threads: int | str, counts: list[int]
+) -> Generator[StepReport, None, T]:
+    """``run``'s steps, torch's thread count set again after each from the load measured
+    over it (:func:`~napari_mzsr.core.threads.use_threads`), each count appended to
+    ``counts``: a machine that gets busy or idle mid-run is followed, and a blip in the
+    first, short reading costs one step."""
+    try:
+        while True:
+            report = next(run)
+            counts.append(use_threads(threads, wait=False))
+            yield report
+    except StopIteration as done:
+        return done.value
+    finally:
+        run.close()
 
 
 def super_resolve_image(
@@ -320,6 +346,7 @@ def super_resolve(
     adapt_patches: int = AUTO_PATCHES,
     noise: str = "auto",
     self_check: bool = True,
+    threads: int | str = "auto",
     tile: int | None = None,
     ensemble: str | None = None,
     back_projection: int = 0,
@@ -405,6 +432,14 @@ def super_resolve(
         the true gain on photos). Images under 16 pixels plus twice the factor are not
         checked. :func:`iter_adapt`'s result keeps the prediction as ``self_check``.
         False always gives the adapted network's result.
+    threads : "auto" or int
+        CPU threads (a CPU device only). ``"auto"``: for the adaptation, the physical
+        cores this process may use less those other processes keep busy, measured just
+        before; for inference, all physical cores
+        (:func:`napari_mzsr.core.threads.use_threads`). A count set with
+        ``torch.set_num_threads`` or ``OMP_NUM_THREADS`` is kept. On a 2-core machine
+        with one core busy elsewhere, adapting with 2 threads ran 1.5 times slower
+        than with 1.
     tile : int, optional
         Inference tile side in input pixels (see :meth:`AdaptedModel.apply`); default:
         from the device's free memory. Tiles join exactly; the result does not depend
@@ -456,6 +491,7 @@ def super_resolve(
         adapt_patches=adapt_patches,
         noise=noise,
         self_check=self_check,
+        threads=threads,
     )
     apply_options = ApplyOptions(output_dtype, tile, ensemble, back_projection)
     run = super_resolve_image(data, adapt_options, apply_options)

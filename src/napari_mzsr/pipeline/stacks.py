@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -94,6 +94,8 @@ class StackResult:
         Adaptation steps kept by each adaptation.
     self_checks : tuple of SelfCheck or None
         What each adaptation's self-check predicted and chose (None where it was off).
+    threads : dict
+        CPU threads of the last adaptation and inference (``AdaptedModel.threads_used``).
     """
 
     data: np.ndarray
@@ -101,6 +103,7 @@ class StackResult:
     intensity: IntensityMap
     steps_taken: tuple[int, ...]
     self_checks: tuple[SelfCheck | None, ...] = ()
+    threads: dict[str, int] = field(default_factory=dict)
 
     def describe_checks(self) -> str:
         """The self-check's line for a status bar or a summary: the last adaptation's,
@@ -222,7 +225,9 @@ def _run_stage(
         result[(0,) * len(slice_shape) if current_only else position] = sr
         done += 1
         yield StackProgress("apply", steps, steps, slices_done + 1, n_slices, done, total, loss)
-    return StackResult(result, estimate, data.intensity, tuple(kept), tuple(checked))
+    return StackResult(
+        result, estimate, data.intensity, tuple(kept), tuple(checked), dict(adapted.threads_used)
+    )
 
 
 def _reporting(
@@ -342,6 +347,7 @@ def super_resolve_stack(
     adapt_patches: int = AUTO_PATCHES,
     noise: str = "auto",
     self_check: bool = True,
+    threads: int | str = "auto",
     tile: int | None = None,
     ensemble: str | None = None,
     back_projection: int = 0,
@@ -355,8 +361,8 @@ def super_resolve_stack(
         (the intensity map reads a strided sample of the whole stack, or, with
         ``current_only``, the one slice). Never modified.
     scale, kernel, steps, model, device, seed, lr, normalization, percentiles, \
-output_dtype, precision, adapt_patch, adapt_patches, noise, self_check, tile, ensemble, \
-back_projection
+output_dtype, precision, adapt_patch, adapt_patches, noise, self_check, threads, tile, \
+ensemble, back_projection
         As in :func:`napari_mzsr.super_resolve`; the intensity map is fitted once on the
         whole stack and ``kernel="estimate"`` estimated once on the adaptation slice.
     mode : {"once", "per_slice"}
@@ -408,6 +414,7 @@ back_projection
         adapt_patches=adapt_patches,
         noise=noise,
         self_check=self_check,
+        threads=threads,
     )
     apply = ApplyOptions(output_dtype, tile, ensemble, back_projection)
     run = iter_super_resolve_stack(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.qt.threading import thread_worker
 
-from .geometry import SUFFIX, layer_look
+from .geometry import SEPARATOR, layer_look
 from .jobs import JobProgress, plain_message
 
 if TYPE_CHECKING:
@@ -61,7 +61,8 @@ def layer_z_factor(layer: Image | None) -> tuple[float | None, str]:
 class AxialValues:
     """What the widget's controls hold for an isotropic Z run (no checks yet).
 
-    ``sigma`` None means "estimate the axial kernel from the stack".
+    ``sigma`` None means "estimate the axial kernel from the stack"; ``z_factor`` None
+    "from each layer's scale" (:func:`layer_z_factor`).
     """
 
     layers: list[Image]
@@ -73,6 +74,7 @@ class AxialValues:
     normalization: str
     float_output: bool
     replace: bool
+    z_factor: float | None = None
 
 
 @dataclass
@@ -115,7 +117,7 @@ def make_axial_job(values: AxialValues) -> AxialJob:
         A layer without an axial factor, or a bad value (the message names it).
     """
     from ..core.kernels import ESTIMATE
-    from ..pipeline.axial_options import DEFAULT_MODEL, AxialOptions
+    from ..pipeline.axial_options import DEFAULT_MODEL, AxialOptions, check_axial_factor
 
     options = AxialOptions(
         kernel=ESTIMATE if values.sigma is None else values.sigma,
@@ -126,11 +128,12 @@ def make_axial_job(values: AxialValues) -> AxialJob:
         normalization=values.normalization,
         output_dtype=np.float32 if values.float_output else None,
     )
+    typed = None if values.z_factor is None else check_axial_factor(values.z_factor)
     tasks = []
     for layer in values.layers:
-        factor, why = layer_z_factor(layer)
+        factor, why = layer_z_factor(layer) if typed is None else (typed, "")
         if factor is None:
-            raise ValueError(f"layer {layer.name!r}: {why}")
+            raise ValueError(f"layer {layer.name!r}: {why}; or type it under 'Z factor'")
         tasks.append(AxialTask(layer, layer.data, factor, options))
     settings = {
         "mode": "isotropic Z",
@@ -222,6 +225,6 @@ def axial_layer(
     if sigma is not None:
         settings["axial_sigma"] = sigma
     return {
-        "name": f"{src.name} isotropic Z x{task.z_factor:g} {SUFFIX}",
+        "name": f"Z x{task.z_factor:g} isotropic{SEPARATOR}{src.name}",
         **layer_look(src, scale=scale, translate=translate, settings=settings),
     }

@@ -5,7 +5,7 @@ entry in the model list."""
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from ..pipeline.calibrate import CalibrateOptions
 
 SOURCES = (("LR and HR layers", "layers"), ("a folder of pairs", "folder"))
+# A typed pair scale further than this (relative) from the pairs' measured one is refused.
+SCALE_TOLERANCE = 0.01
+# The scale the options are checked with before a folder's own is measured.
+DEFAULT_SCALE = 2.0
 METHOD_LABELS = {
     "finetune": "plain fine-tune",
     "drtl": "DRTL (relation-weighted distortions)",
@@ -40,7 +44,7 @@ class CalibrationValues:
     lr_name: str
     hr_name: str
     folder: str
-    scale: float
+    scale: float | None
     method: str
     steps: int
     save_to: str
@@ -60,6 +64,7 @@ class CalibrationJob:
     path: Path
     overwrite: bool
     folder: Path | None = None
+    measure: bool = False
 
 
 @dataclass
@@ -96,6 +101,7 @@ def make_calibration(values: CalibrationValues) -> CalibrationJob:
         A bad value, missing layer or folder, or an existing file without 'replace';
         the message names the control.
     """
+    from ..io.pair_files import native_lr
     from ..pipeline.calibrate import DEFAULT_MODEL, CalibrateOptions
 
     if not values.save_to or Path(values.save_to).is_dir():
@@ -105,7 +111,7 @@ def make_calibration(values: CalibrationValues) -> CalibrationJob:
         path = path.with_name(path.name + ".pt")
     if path.exists() and not values.overwrite:
         raise ValueError(f"{path.name} exists: tick 'replace existing file' or choose another")
-    folder = None
+    folder, scale = None, values.scale
     if values.source == "folder":
         if not values.folder or not Path(values.folder).is_dir():
             raise ValueError("choose the folder of (LR, HR) pairs under 'pairs folder'")
@@ -113,27 +119,64 @@ def make_calibration(values: CalibrationValues) -> CalibrationJob:
     else:
         lr = _layer_image(values.lr, values.lr_name, "LR layer")
         hr = _layer_image(values.hr, values.hr_name, "HR layer")
-        pairs, names = [(lr, hr)], [f"{values.lr_name} / {values.hr_name}"]
+        names = [f"{values.lr_name} / {values.hr_name}"]
+        scale = checked_scale([(lr, hr)], values.scale, names[0])
+        if lr.shape[:2] == hr.shape[:2]:  # stored at the HR size: back to its own grid
+            lr = native_lr(lr, scale)
+        pairs = [(lr, hr)]
     options = CalibrateOptions(
-        scale=values.scale,
+        # A folder's scale is measured when the worker has read it; checked here first.
+        scale=DEFAULT_SCALE if scale is None else scale,
         model=DEFAULT_MODEL if values.model is None else values.model,
         method=values.method,
         steps=values.steps,
         name=path.stem,
         device=values.device,
     )
-    return CalibrationJob(options, pairs, names, path, values.overwrite, folder)
+    return CalibrationJob(options, pairs, names, path, values.overwrite, folder, scale is None)
 
 
-def job_pairs(job: CalibrationJob) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str]]:
-    """The job's pairs and their names: read from its folder (LR images on their native
-    grid, :func:`~napari_mzsr.io.pair_files.read_pairs`) when it has one."""
+def checked_scale(
+    pairs: list[tuple[np.ndarray, np.ndarray]], given: float | None, where: str
+) -> float:
+    """The pairs' measured scale (:func:`~napari_mzsr.io.pair_files.measured_scale`)
+    when ``given`` is None ('auto'), else ``given`` if it is within
+    :data:`SCALE_TOLERANCE` of it.
+
+    Raises
+    ------
+    ValueError
+        ``given`` does not fit the pairs; the message gives the measured value.
+    """
+    from ..io.pair_files import measured_scale
+
+    measured, how = measured_scale(pairs)
+    if given is None:
+        return measured
+    if abs(given - measured) > SCALE_TOLERANCE * measured:
+        raise ValueError(
+            f"'pair scale' {given:g} does not fit {where}: measured {measured:g} ({how}); "
+            f"set 'pair scale' to {measured:g}, or to auto"
+        )
+    return given
+
+
+def job_pairs(
+    job: CalibrationJob,
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str], float]:
+    """The job's pairs, their names and their scale: read from its folder (LR images on
+    their native grid, :func:`~napari_mzsr.io.pair_files.read_pairs`) when it has one,
+    the scale measured there or checked against the pairs."""
     from ..io.pair_files import read_pairs
 
     if job.folder is None:
-        return job.pairs, job.names
-    read, _, _ = read_pairs(job.folder, job.options.scale)
-    return [(p.lr, p.hr) for p in read], [p.key for p in read]
+        return job.pairs, job.names, job.options.scale
+    read, scale, _ = read_pairs(job.folder)
+    if not job.measure:
+        given = job.options.scale
+        scale = checked_scale([(p.lr, p.hr) for p in read], given, job.folder.name)
+        read, _, _ = read_pairs(job.folder, scale)
+    return [(p.lr, p.hr) for p in read], [p.key for p in read], scale
 
 
 @thread_worker
@@ -147,8 +190,9 @@ def calibration_work(job: CalibrationJob) -> Generator[CalibrationStep, None, An
     from ..pipeline.calibrate import iter_calibrate_profile
 
     try:
-        pairs, names = job_pairs(job)
-        profile = yield from iter_calibrate_profile(pairs, job.options, names=names)
+        pairs, names, scale = job_pairs(job)
+        options = replace(job.options, scale=scale)
+        profile = yield from iter_calibrate_profile(pairs, options, names=names)
         save_model(job.path, profile.state_dict, profile.info, overwrite=job.overwrite)
     except Exception as exc:
         return CalibrationOutcome(error=plain_message(exc))
@@ -167,7 +211,11 @@ def summary(outcome: CalibrationOutcome, seconds: float) -> str:
     from ..pipeline.calibrate import held_out_summary, top_relations
 
     profile = outcome.profile
-    parts = [f"saved {outcome.path.name} in {seconds:.0f} s", held_out_summary(profile)]
+    scale = profile.info.scales[0]
+    parts = [
+        f"saved {outcome.path.name} (x{scale:g}) in {seconds:.0f} s",
+        held_out_summary(profile),
+    ]
     top = top_relations(profile, 2)
     if top:
         parts.append("closest distortions " + ", ".join(f"{k} {w:.2f}" for k, w in top))

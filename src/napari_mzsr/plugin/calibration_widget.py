@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from magicgui.widgets import (
     CheckBox,
@@ -33,11 +33,26 @@ from .calibration_job import (
     profile_label,
 )
 from .calibration_job import summary as calibration_summary
-from .jobs import plain_message
+from .jobs import format_seconds, plain_message
 from .style import ERROR_STYLE, SCALE_DECIMALS
 
 if TYPE_CHECKING:
-    from .widget import MZSRWidget
+    from ..io.model_file import MZSRModel
+
+
+BUTTONS = ("calibrate", "cancel")
+
+
+class ModelOwner(Protocol):
+    """What the section needs of the widget it sits in (the imports run one way: the
+    widget imports this module, never the reverse)."""
+
+    device: str
+
+    def current_model(self) -> MZSRModel | None: ...
+
+    def add_model(self, label: str, source: str, model: MZSRModel) -> None: ...
+
 
 CALIBRATION_TOOLTIPS = {
     "show": "calibrate the model to your camera or microscope from a few registered real "
@@ -49,9 +64,10 @@ CALIBRATION_TOOLTIPS = {
     "lr": "the low-resolution shot (2-D grey or RGB)",
     "hr": "the high-resolution shot of the same field, registered to the LR one",
     "folder": "the folder of (LR, HR) pairs",
-    "scale": "magnification from LR to HR (non-integer allowed, e.g. 2.8871); the profile "
-    "serves exactly this factor. A pair that does not fit it is refused with its measured "
-    "shift and ratio",
+    "scale": "magnification from LR to HR: auto (the lowest value) measures it from the pairs "
+    "(their size ratio, or the interpolation period of an LR image stored at the HR size); "
+    "a typed factor more than 1% from the measured one is refused. The profile serves "
+    "exactly this factor",
     "method": "DRTL adds synthetic distortions weighted by how their gradient relates to "
     "your pairs'; the meta-learning variant uses them as inner tasks; plain fine-tune uses "
     "the pairs alone",
@@ -65,10 +81,10 @@ CALIBRATION_TOOLTIPS = {
 
 
 class CalibrationSection(Container):
-    """The "calibrate from pairs" section of :class:`MZSRWidget`: controls, a worker
-    with progress, and the profile added to the owner's model list."""
+    """The "calibrate from pairs" section of the dock widget (its ``owner``): controls,
+    a worker with progress, and the profile added to the owner's model list."""
 
-    def __init__(self, owner: MZSRWidget) -> None:
+    def __init__(self, owner: ModelOwner) -> None:
         super().__init__()
         self._owner = owner
         self.worker = None
@@ -78,8 +94,10 @@ class CalibrationSection(Container):
         self._lr = create_widget(annotation=Image, label="LR layer")
         self._hr = create_widget(annotation=Image, label="HR layer")
         self._folder = FileEdit(label="pairs folder", mode="d")
-        self._scale = FloatSpinBox(label="pair scale", value=2.0, min=1.01, max=16.0, step=0.1)
+        # The minimum stands for 'auto': the scale measured from the pairs.
+        self._scale = FloatSpinBox(label="pair scale", value=1.0, min=1.0, max=16.0, step=0.1)
         self._scale.native.setDecimals(SCALE_DECIMALS)
+        self._scale.native.setSpecialValueText("auto (measured from the pairs)")
         self._method = ComboBox(label="method", choices=METHODS, value="drtl")
         self._steps = SpinBox(label="updates", value=300, min=1, max=100_000)
         self._save_to = FileEdit(label="save profile to", mode="w", filter="*.pt")
@@ -109,7 +127,7 @@ class CalibrationSection(Container):
         )
         self.extend([self._show, self._body])
         for name, text in CALIBRATION_TOOLTIPS.items():
-            attr = f"_{name}_button" if name in ("calibrate", "cancel") else f"_{name}"
+            attr = f"_{name}_button" if name in BUTTONS else f"_{name}"
             getattr(self, attr).tooltip = text
         self._show.changed.connect(self._update_visible)
         self._source.changed.connect(self._update_visible)
@@ -118,6 +136,14 @@ class CalibrationSection(Container):
         # The layer choices follow the viewer's layers through the dock widget's
         # reset_choices, which napari calls on the whole container.
         self._update_visible()
+
+    def help_rows(self) -> list[tuple[str, str]]:
+        """``(label on screen, what it does)`` of every control, for the Help window."""
+        rows = []
+        for name, text in CALIBRATION_TOOLTIPS.items():
+            control = getattr(self, f"_{name}_button" if name in BUTTONS else f"_{name}")
+            rows.append((getattr(control, "text", None) or control.label, text))
+        return rows
 
     @property
     def running(self) -> bool:
@@ -133,6 +159,7 @@ class CalibrationSection(Container):
     def _values(self) -> CalibrationValues:
         lr, hr = self._lr.value, self._hr.value
         owner = self._owner
+        scale = float(self._scale.value)
         return CalibrationValues(
             source=self._source.value,
             lr=None if lr is None else lr.data,
@@ -140,7 +167,7 @@ class CalibrationSection(Container):
             lr_name="" if lr is None else lr.name,
             hr_name="" if hr is None else hr.name,
             folder=str(self._folder.value) if str(self._folder.value) not in ("", ".") else "",
-            scale=round(float(self._scale.value), SCALE_DECIMALS),
+            scale=None if scale <= 1.0 else round(scale, SCALE_DECIMALS),
             method=self._method.value,
             steps=int(self._steps.value),
             save_to=str(self._save_to.value) if str(self._save_to.value) not in ("", ".") else "",
@@ -193,7 +220,10 @@ class CalibrationSection(Container):
     def _on_progress(self, report: Any) -> None:
         done, steps = report.step + 1, report.steps
         self._progress.max, self._progress.value = steps, done
-        self._status.value = f"update {done}/{steps}, loss {report.loss:.4g}"
+        left = (time.monotonic() - self._started) / done * (steps - done)
+        self._status.value = (
+            f"update {done}/{steps}, loss {report.loss:.4g}, {format_seconds(left)} left"
+        )
 
     def _on_returned(self, outcome: CalibrationOutcome) -> None:
         if outcome.error is not None:

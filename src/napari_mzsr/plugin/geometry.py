@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-SUFFIX = "(MZSR)"
+SEPARATOR = " · "  # between what was done and the input's name, in a result's name
 
 
 def output_scale_translate(
@@ -167,20 +167,23 @@ def output_name(
     *,
     details: Sequence[str] = (),
 ) -> str:
-    """Name of the result layer: the input's name, the factor and what was done.
+    """Name of the result layer: the factor and what was done, then the input's name.
+
+    What differs between two results of one layer comes first and the name stays short:
+    napari elides the middle of a long name in the layer list.
 
     Examples
     --------
     >>> output_name("cells", 2)
-    'cells x2 (MZSR)'
+    'x2 · cells'
     >>> output_name("cells", 2, preview=True)
-    'cells x2 (MZSR, current slice)'
+    'x2 current slice · cells'
     >>> output_name("cells", (2, 3), details=["10 steps", "per slice"])
-    'cells x2x3 (MZSR, 10 steps, per slice)'
+    'x2x3 10 steps, per slice · cells'
     """
     parts = [*(["current slice"] if preview else []), *details]
-    suffix = f"(MZSR, {', '.join(parts)})" if parts else SUFFIX
-    return f"{input_name} {format_factor(factor)} {suffix}"
+    done = f" {', '.join(parts)}" if parts else ""
+    return f"{format_factor(factor)}{done}{SEPARATOR}{input_name}"
 
 
 def result_placement(

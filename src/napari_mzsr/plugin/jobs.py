@@ -232,6 +232,7 @@ class Values:
     tile: int | None = None
     shared: bool = False
     region: tuple[slice, slice] | None = None
+    threads: int | str = "auto"
 
 
 @dataclass
@@ -246,6 +247,9 @@ class Task:
     current_only: bool
     has_slices: bool
     origin: tuple[float, ...] | None = None  # preview: data position of the crop
+    # Preview: the whole shown slice, not read until a kernel is estimated on it (as Run
+    # does), so that the preview's kernel is Run's and not the visible region's.
+    estimate_on: Any = None
 
 
 @dataclass
@@ -362,11 +366,13 @@ def make_job(values: Values) -> Job:
                 kernel_spec=values.kernel_text,
                 subsampling=degradation,
                 adapt_patch=None if preview else "auto",
+                threads=values.threads,
             )
             base = base or options
         if preview:
             data, origin = _crop(layer, index, values.region)
-            task = Task(layer, data, layer.rgb, options, (), False, False, origin)
+            whole = layer.data[tuple(index)]
+            task = Task(layer, data, layer.rgb, options, (), False, False, origin, whole)
         else:
             current_only = bool(slice_shape) and values.current_only
             task = Task(
@@ -408,9 +414,9 @@ def _crop(
 
 
 def run_details(values: Values, first: Task, shared: bool) -> list[str]:
-    """What was done, for the result's name: ``["10 steps", "per slice"]``."""
+    """What was done, in short, for the result's name: ``["10 steps", "per slice"]``."""
     if values.region is not None:
-        return ["preview of the view", "1 step"]
+        return ["preview"]
     steps = first.options.steps
     details = [f"{steps} step{'s' if steps != 1 else ''}"]
     if first.has_slices:
@@ -421,13 +427,13 @@ def run_details(values: Values, first: Task, shared: bool) -> list[str]:
         else:
             details.append("adapted once" if values.mode == "once" else "per slice")
     if shared:
-        details.append("shared by the channels")
+        details.append("shared")
     if isinstance(values.kernel, str) and values.kernel == ESTIMATE:
-        details.append("estimated kernel")
+        details.append("est. kernel")
     if values.ensemble:
-        details.append(f"self-ensemble {values.ensemble}")
+        details.append(f"ensemble {values.ensemble}")
     if values.back_projection:
-        details.append(f"back-projection {values.back_projection}")
+        details.append(f"BP {values.back_projection}")
     return details
 
 
@@ -503,6 +509,18 @@ def work(job: Job):
     return Outcome(results=results)
 
 
+def _estimate_on(task: Task, options: AdaptOptions) -> tuple[AdaptOptions, Any]:
+    """The options with the kernel estimated on the task's ``estimate_on`` slice, and
+    the estimate."""
+    from ..pipeline.images import image_data
+    from ..pipeline.kernel_choice import resolve_kernel
+
+    whole = task.estimate_on
+    whole = np.asarray(whole.compute() if hasattr(whole, "compute") else whole)
+    image = image_data(whole, rgb=task.rgb, normalization=options.normalization)
+    return resolve_kernel(options, image)
+
+
 def _plan(job: Job) -> tuple[list[tuple[int, int]], int, int]:
     """(adaptation steps, slices) of each task, and the job's totals."""
     plan = []
@@ -527,8 +545,12 @@ def _run_each(job: Job) -> Generator[JobProgress | str, None, list]:
         data, options = stack_data(
             task.data, task.options, rgb=task.rgb, index=task.index, current_only=task.current_only
         )
+        estimate = None
         if options.estimate:
             yield "estimating the kernel..."
+            if task.estimate_on is not None:
+                options, estimate = _estimate_on(task, options)
+                yield f"estimated kernel: {estimate.describe()}"
         run = run_stack(
             data,
             options,
@@ -542,7 +564,10 @@ def _run_each(job: Job) -> Generator[JobProgress | str, None, list]:
                 try:
                     p = next(run)
                 except StopIteration as done:
-                    results.append((task, done.value))
+                    result = done.value
+                    if estimate is not None:
+                        result = replace(result, kernel_estimate=estimate)
+                    results.append((task, result))
                     break
                 if p.kernel_estimate is not None:
                     yield f"estimated kernel: {p.kernel_estimate.describe()}"
@@ -627,7 +652,9 @@ def _run_shared(job: Job) -> Generator[JobProgress | str, None, list]:
         net = AdaptedModel(
             adapted.net, adapted.info, adapted.scale, data.intensity, adapted.autocast_dtype,
             adapted.kernel, adapted.kernel_estimate, adapted.steps_taken, adapted.self_check,
+            adapted.threads,
         )  # fmt: skip
+        net.threads_used.update(adapted.threads_used)
         positions = [task.index] if task.current_only else list(np.ndindex(*data.slice_shape))
         result = None
         for done, position in enumerate(positions):
@@ -648,7 +675,12 @@ def _run_shared(job: Job) -> Generator[JobProgress | str, None, list]:
             (
                 task,
                 StackResult(
-                    result, estimate, data.intensity, (adapted.steps_taken,), (adapted.self_check,)
+                    result,
+                    estimate,
+                    data.intensity,
+                    (adapted.steps_taken,),
+                    (adapted.self_check,),
+                    dict(net.threads_used),
                 ),
             )
         )

@@ -51,3 +51,23 @@ def forget() -> None:
     settings = store()
     settings.remove(GROUP)
     settings.sync()
+
+
+MODELS = "models"
+
+
+def load_models() -> list[tuple[str, str]]:
+    """The models the user added to the model list, as ``(label, file)``, oldest first."""
+    settings = store()
+    try:
+        entries = json.loads(settings.value(MODELS, "[]"))
+        return [(str(label), str(path)) for label, path in entries]
+    except (TypeError, ValueError):
+        return []  # written by something else: start with none
+
+
+def save_models(entries: list[tuple[str, str]]) -> None:
+    """Remember the added models (kept by :func:`forget`: a Reset keeps them)."""
+    settings = store()
+    settings.setValue(MODELS, json.dumps([list(entry) for entry in entries]))
+    settings.sync()

@@ -32,10 +32,12 @@ from napari.utils.notifications import show_error
 from napari.utils.transforms import Affine
 from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtGui import QImage, QPixmap
-from qtpy.QtWidgets import QSizePolicy
+from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy
 
 from ..core.kernels import AUTO as AUTO_KERNEL
 from ..core.kernels import ESTIMATE, PRESETS, gaussian_kernel, load_kernel, validate_kernel
+from ..pipeline.axial_options import DEFAULT_MODEL as AXIAL_MODEL
+from ..pipeline.axial_options import check_axial_factor
 from ..pipeline.images import split_axes
 from ..pipeline.stacks import default_index
 from . import memory
@@ -68,7 +70,7 @@ from .jobs import (
     plain_message,
     work,
 )
-from .style import ERROR_STYLE, SCALE_DECIMALS, WARNING_STYLE
+from .style import ERROR_STYLE, LINK_COLOR, SCALE_DECIMALS, WARNING_STYLE
 
 if TYPE_CHECKING:
     import napari
@@ -154,8 +156,12 @@ TOOLTIPS = {
     "(0: off); it trusts the kernel, so an estimated one that is too large costs detail",
     "tile": "inference tile side in input pixels (0: from the device's free memory); "
     "smaller tiles need less memory, results are the same",
-    "reset": "forget the remembered choices and go back to the defaults of "
-    "File > Preferences > Plugins > napari-mzsr",
+    "threads": "CPU threads (0: auto: the adaptation uses the cores other programs leave "
+    "free, measured before each run, since on a busy 2-core laptop one thread adapts "
+    "faster than two; inference uses all cores); the layer's metadata records the counts",
+    "reset": "forget the choices remembered from earlier sessions and go back to the "
+    "defaults (those of File > Preferences > Plugins > napari-mzsr where set); added "
+    "models stay in the list",
     "run": "super-resolve with these settings; the result is added as a new layer",
     "preview": f"one adaptation step on the region shown in the viewer (at most "
     f"{PREVIEW_MAX_SIDE} x {PREVIEW_MAX_SIDE} pixels of the current slice), in about a "
@@ -163,11 +169,13 @@ TOOLTIPS = {
     "cancel": "stop after the current step; nothing is added",
 }
 BUTTONS = ("run", "preview", "cancel")
+# Remembered choices not worth a mention when they come back (layout, not results).
+QUIET = ("show_advanced", "model_file", "scale_x_on", "current_only", "replace")
 REMEMBERED = (
     "scope", "channel_mode", "model", "model_file", "scale", "scale_x_on", "scale_x",
     "kernel_kind", "variance", "l1", "l2", "theta", "preset", "kernel_file", "steps",
     "device", "stack_mode", "current_only", "replace", "float_output", "show_advanced",
-    "lr", "normalization", "seed", "ensemble", "back_projection", "tile",
+    "lr", "normalization", "seed", "ensemble", "back_projection", "tile", "threads",
 )  # fmt: skip
 
 
@@ -218,6 +226,9 @@ class MZSRWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
+        self._body = Container()
+        self.append(self._body)
+        self._scroll_body()
         self._viewer = viewer
         self.worker = None
         self._job: Job | None = None
@@ -230,6 +241,7 @@ class MZSRWidget(Container):
         self._started = 0.0
         self._help_dialog = None
         self._restoring = False
+        self._blocked: str | None = None  # why Run cannot run now (None: it can)
 
         self._add_input_controls()
         self._add_kernel_controls()
@@ -240,15 +252,36 @@ class MZSRWidget(Container):
         }
         self._style_controls()
         self._apply_preferences(_plugin_defaults())
-        self._restore()
+        self._restore_models()
+        restored = self._restore()
         self._connect(viewer)
 
         self._advanced.visible = self._show_advanced.value
         self._update_scale()
         self._on_model_changed()
         self._on_image_changed()
+        self._status.value = self._describe_restored(restored)
+        # As wide as the controls need: only the height scrolls.
+        bar = self._scroll.verticalScrollBar().sizeHint().width()
+        self._scroll.setMinimumWidth(self._body.native.minimumSizeHint().width() + bar)
 
     # -- building ---------------------------------------------------------------------
+
+    def _scroll_body(self) -> None:
+        """Put the controls in a vertical scroll area, so that Run and the progress stay
+        reachable on a laptop screen (the dock with 'advanced' shown is taller than 768
+        pixels). magicgui's own ``scrollable`` is lost in napari, which docks the
+        widget inside the scroll area; this one is inside what napari docks."""
+        layout = self.native.layout()
+        layout.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QFrame.NoFrame)
+        layout.removeWidget(self._body.native)
+        scroll.setWidget(self._body.native)
+        layout.addWidget(scroll)
+        self._scroll = scroll
 
     def _add_input_controls(self) -> None:
         """The image, what to run it on, the model and the scale."""
@@ -261,15 +294,16 @@ class MZSRWidget(Container):
         self._scope_info = Label(label="")
         shipped = sorted(shipped_models())
         self._summaries = {name: summarize(self._shipped(name).info) for name in shipped}
-        self._model = ComboBox(
-            label="model",
-            choices=[
-                ("auto (from the image and the kernel)", AUTO),
-                *((self._summaries[n].label(), n) for n in shipped),
-                ("from file...", FROM_FILE),
-            ],
-            value=AUTO,
-        )
+        self._shipped_choices = [
+            ("auto (from the image and the kernel)", AUTO),
+            *((self._summaries[n].label(), n) for n in shipped),
+        ]
+        # Profiles and files the user added: napari resets every ComboBox's choices
+        # when a layer is added, so the list is a callable that keeps them.
+        self._added: dict[str, str] = {}
+        self._model = ComboBox(label="model", choices=self._model_choices, value=AUTO)
+        self._forget_model = PushButton(text="Remove from list", visible=False)
+        self._forget_model.tooltip = "remove this model from the list (its file is kept)"
         for i, name in enumerate(shipped, start=1):  # each entry's details on hover
             self._model.native.setItemData(i, self._summaries[name].tooltip(), Qt.ToolTipRole)
         self._model_file = FileEdit(label="model file", mode="r", filter="*.pt")
@@ -282,23 +316,33 @@ class MZSRWidget(Container):
             label="axial sigma", value=0.0, min=0.0, max=20.0, step=0.1
         )
         self._axial_sigma.native.setSpecialValueText("estimate")
+        # A TIFF opened in napari often has scale (1, 1, 1): the Z factor can be typed.
+        self._z_factor = FloatSpinBox(label="Z factor", value=0.0, min=0.0, max=10.0, step=0.1)
+        self._z_factor.native.setSpecialValueText("from the layer scale")
+        self._z_factor.native.setDecimals(3)
+        self._z_factor.tooltip = (
+            "isotropic Z: Z step over pixel size (e.g. 0.5 um / 0.125 um = 4); leave at "
+            "'from the layer scale' when the layer's scale holds the voxel size"
+        )
         self._scale = FloatSpinBox(label="scale", value=2.0, min=1.1, max=8.0, step=0.1)
         self._scale_x_on = CheckBox(text="different factor for X")
         self._scale_x = FloatSpinBox(label="scale X", value=2.0, min=1.1, max=8.0, step=0.1)
         for spin in (self._scale, self._scale_x):  # a camera profile's factor, e.g. 2.8871
             spin.native.setDecimals(SCALE_DECIMALS)
-        self.extend(
+        self._body.extend(
             [
                 self._image,
                 self._scope,
                 self._channel_mode,
                 self._scope_info,
                 self._model,
+                self._forget_model,
                 self._model_file,
                 self._model_info,
                 self._model_warning,
                 self._help,
                 self._isotropic,
+                self._z_factor,
                 self._axial_info,
                 self._axial_sigma,
                 self._scale,
@@ -323,7 +367,7 @@ class MZSRWidget(Container):
         self._kernel_layer = create_widget(annotation=Image, label="kernel layer")
         self._kernel_preview = Label(label="preview")
         self._kernel_preview.native.setMinimumHeight(PREVIEW_PIXELS)
-        self.extend(
+        self._body.extend(
             [
                 self._kernel_kind,
                 self._variance,
@@ -361,7 +405,9 @@ class MZSRWidget(Container):
         self._back_projection = SpinBox(label="back-projection", value=0, min=0, max=50)
         self._tile = SpinBox(label="tile size", value=0, min=0, max=16384, step=64)
         self._tile.native.setSpecialValueText("auto (free memory)")
-        self._reset = PushButton(text="Reset choices")
+        self._threads = SpinBox(label="CPU threads", value=0, min=0, max=1024)
+        self._threads.native.setSpecialValueText("auto (free cores)")
+        self._reset = PushButton(text="Restore defaults")
         self._advanced = Container(
             widgets=[
                 self._lr,
@@ -370,7 +416,7 @@ class MZSRWidget(Container):
                 self._ensemble,
                 self._back_projection,
                 self._tile,
-                self._reset,
+                self._threads,
             ]
         )
         self._advanced.visible = False
@@ -380,7 +426,7 @@ class MZSRWidget(Container):
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self._status = Label(label="")
-        self.extend(
+        self._body.extend(
             [
                 self._steps,
                 self._device,
@@ -391,7 +437,12 @@ class MZSRWidget(Container):
                 self._show_advanced,
                 self._advanced,
                 Container(
-                    widgets=[self._run_button, self._preview_button, self._cancel_button],
+                    widgets=[
+                        self._run_button,
+                        self._preview_button,
+                        self._cancel_button,
+                        self._reset,
+                    ],
                     layout="horizontal",
                 ),
                 self._progress,
@@ -399,7 +450,7 @@ class MZSRWidget(Container):
             ]
         )
         self.calibration = CalibrationSection(self)
-        self.append(self.calibration)
+        self._body.append(self.calibration)
 
     def _style_controls(self) -> None:
         for name, text in TOOLTIPS.items():
@@ -413,14 +464,20 @@ class MZSRWidget(Container):
         self._model_warning.native.setStyleSheet(WARNING_STYLE)
         self._status.native.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self._help.native.setTextFormat(Qt.RichText)
-        self._help.value = '<a href="help">Help: what each control does, and the models</a>'
+        # Qt's default link blue is unreadable on napari's dark theme.
+        self._help.value = (
+            f'<a href="help" style="color: {LINK_COLOR};">Help: what each control does, '
+            "and the models</a>"
+        )
         self._help.native.linkActivated.connect(self.show_help)
 
     def _connect(self, viewer: napari.viewer.Viewer) -> None:
         self._model.changed.connect(self._on_model_changed)
+        self._forget_model.changed.connect(self.forget_model)
         self._model_file.changed.connect(self._on_model_changed)
         self._image.changed.connect(self._on_image_changed)
         self._isotropic.changed.connect(self._on_image_changed)
+        self._z_factor.changed.connect(self._on_image_changed)
         self._scope.changed.connect(self._update_scope)
         for widget in (self._scale, self._scale_x_on, self._scale_x):
             widget.changed.connect(self._update_scale)
@@ -461,9 +518,11 @@ class MZSRWidget(Container):
         self._device.value = device if device in devices else "auto"
         self._steps.value = int(prefs["steps"])
 
-    def _restore(self) -> None:
-        """The choices remembered from the last session, where they still fit."""
+    def _restore(self) -> list[str]:
+        """The choices remembered from the last session, where they still fit; returns
+        the names of those that differ from the defaults."""
         self._restoring = True
+        before = {name: self._controls[name].value for name in REMEMBERED}
         try:
             for name, value in memory.load().items():
                 if name not in REMEMBERED:
@@ -474,6 +533,23 @@ class MZSRWidget(Container):
                     continue  # e.g. a device or model that is gone: keep the default
         finally:
             self._restoring = False
+        return [n for n in REMEMBERED if n not in QUIET and self._controls[n].value != before[n]]
+
+    def _describe_restored(self, names: list[str]) -> str:
+        """The status line that says which remembered choices came back."""
+        if not names:
+            return ""
+        shown = []
+        for name in names:
+            control = self._controls[name]
+            label = control.label or getattr(control, "text", name)
+            value = control.value
+            if isinstance(control, ComboBox):
+                value = control.native.currentText()
+            elif isinstance(value, bool):
+                value = "on" if value else "off"
+            shown.append(f"{label} {value}")
+        return "from your last session: " + ", ".join(shown) + " (Restore defaults forgets them)"
 
     def _remember(self, *_: object) -> None:
         if self._restoring:
@@ -494,6 +570,7 @@ class MZSRWidget(Container):
         finally:
             self._restoring = False
         self._apply_preferences(_plugin_defaults())
+        self._status.value = "defaults restored"
 
     @property
     def _defaults(self) -> dict[str, Any]:
@@ -504,7 +581,7 @@ class MZSRWidget(Container):
             "kernel_file": "", "steps": 10, "device": "auto", "stack_mode": "once",
             "current_only": False, "replace": False, "float_output": False,
             "show_advanced": False, "lr": "", "normalization": "auto", "seed": 0,
-            "ensemble": "off", "back_projection": 0, "tile": 0,
+            "ensemble": "off", "back_projection": 0, "tile": 0, "threads": 0,
         }  # fmt: skip
 
     # -- option handling -------------------------------------------------------------
@@ -536,12 +613,19 @@ class MZSRWidget(Container):
         """The chosen device (``"auto"``, ``"cpu"``, ``"cuda:N"``, ``"mps"``)."""
         return self._device.value
 
+    def _model_choices(self, *_: object) -> list[tuple[str, str]]:
+        added = [(label, source) for source, label in self._added.items()]
+        return [*self._shipped_choices, *added, ("from file...", FROM_FILE)]
+
     def add_model(self, label: str, source: str, model: MZSRModel) -> None:
         """Offer a loaded ``model`` in the model list as ``label`` (its value ``source``,
         the file it was saved to) and select it; a model that serves one factor sets
-        the scale to it. The model is kept loaded, next to the others."""
+        the scale to it. The model is kept loaded, next to the others, and stays in the
+        list, in this session and the next, until removed."""
         self._loaded[source] = model
-        self._model.set_choice(label, source)
+        self._added[source] = label
+        memory.save_models([(lab, src) for src, lab in self._added.items()])
+        self._model.reset_choices()
         self._model.value = source
         if len(model.info.scales) == 1:
             self._scale_x_on.value = False
@@ -557,8 +641,25 @@ class MZSRWidget(Container):
         self._scale.label = "scale Y" if self._scale_x_on.value else "scale"
         self._update_model_advice()
 
+    def _restore_models(self) -> None:
+        """The models added in earlier sessions whose files are still there."""
+        for label, source in memory.load_models():
+            if Path(source).is_file():
+                self._added[source] = label
+        self._model.reset_choices()
+
+    def forget_model(self) -> None:
+        """Remove the selected added model from the list (its file stays on disk)."""
+        source = self._model.value
+        if self._added.pop(source, None) is not None:
+            self._loaded.pop(source, None)
+            memory.save_models([(lab, src) for src, lab in self._added.items()])
+            self._model.value = AUTO
+            self._model.reset_choices()
+
     def _on_model_changed(self, *_: object) -> None:
         self._model_file.visible = self._model.value == FROM_FILE
+        self._forget_model.visible = self._model.value in self._added
         self._update_model_advice()
         self._update_kernel()
 
@@ -578,6 +679,16 @@ class MZSRWidget(Container):
         except Exception as exc:  # any unreadable file: say so next to the option
             self._model_info.value = ""
             self._show_warnings([plain_message(exc)])
+            self._blocked = plain_message(exc)
+            self._update_buttons()
+            return
+        if self._axial_on():
+            info = model.info if model is not None else self._shipped(AXIAL_MODEL).info
+            text = summarize(info).label()
+            self._model_info.value = text if model is not None else f"auto (isotropic Z): {text}"
+            self._show_warnings([])
+            self._blocked = None
+            self._update_buttons()
             return
         layer = self._image.value
         rgb = bool(layer is not None and layer.rgb)
@@ -594,6 +705,12 @@ class MZSRWidget(Container):
             self._model_info.value = text
             self._model_info.tooltip = summary.tooltip()
         self._show_warnings(list(choice.warnings))
+        # What make_job would refuse: Run and Preview wait until it is fixed.
+        unfit = choice.info is None or (
+            model is not None and not choice.info.supports_scale(self._factors())
+        )
+        self._blocked = choice.warnings[0] if unfit and choice.warnings else None
+        self._update_buttons()
 
     def _show_warnings(self, warnings: list[str]) -> None:
         self._model_warning.value = "\n".join(f"\u26a0 {w}" for w in warnings)
@@ -608,17 +725,31 @@ class MZSRWidget(Container):
         self._update_model_advice()
         self._update_axial()
 
+    def _axial_factor(self) -> tuple[float | None, str]:
+        """The Z factor of the chosen layer (typed, else from its scale) and the line
+        that says where it came from, or why there is none."""
+        layer = self._image.value
+        factor, text = layer_z_factor(layer)
+        typed = float(self._z_factor.value)
+        if typed <= 0 or layer is None or layer.rgb or layer.data.ndim != 3:
+            return factor, text
+        try:
+            typed = check_axial_factor(typed)
+        except ValueError as exc:
+            return None, f"isotropic Z: {plain_message(exc)}"
+        return typed, f"Z x{typed:g} typed under 'Z factor'"
+
     def _axial_on(self) -> bool:
         """Whether Run makes the chosen layer isotropic along Z."""
-        return bool(self._isotropic.value and layer_z_factor(self._image.value)[0] is not None)
+        return bool(self._isotropic.value and self._axial_factor()[0] is not None)
 
     def _update_axial(self) -> None:
         """Offer "isotropic Z" for (Z, Y, X) layers, with the factor their scale gives;
         in that mode the controls of 2-D super-resolution are greyed out."""
         layer = self._image.value
-        factor, text = layer_z_factor(layer)
+        factor, text = self._axial_factor()
         offered = bool(layer is not None and layer.data.ndim == 3 and not layer.rgb)
-        self._isotropic.visible = offered
+        self._isotropic.visible = self._z_factor.visible = offered
         self._isotropic.enabled = factor is not None
         self._axial_info.visible = offered
         self._axial_info.value = text
@@ -632,6 +763,7 @@ class MZSRWidget(Container):
             control.enabled = not on
         if on:
             self._stack_mode.enabled = self._current_only.enabled = False
+        self._update_buttons()
 
     def _layers_to_run(self) -> list[Image]:
         """The layers the scope control stands for, the chosen one first."""
@@ -784,11 +916,14 @@ class MZSRWidget(Container):
             tile=tile or None,
             shared=self._channel_mode.value == "shared",
             region=self._visible_region(layers[0]) if preview else None,
+            threads=int(self._threads.value) or "auto",
         )
 
     def _axial_values(self) -> AxialValues:
         sigma = float(self._axial_sigma.value)
+        typed = float(self._z_factor.value)
         return AxialValues(
+            z_factor=typed if typed > 0 else None,
             layers=self._layers_to_run(),
             model=self.current_model(),
             sigma=sigma if sigma > 0 else None,
@@ -866,9 +1001,19 @@ class MZSRWidget(Container):
             self.worker.quit()
 
     def _set_running(self, running: bool) -> None:
-        self._run_button.enabled = not running
-        self._preview_button.enabled = not running
         self._cancel_button.enabled = running
+        self._update_buttons(running)
+
+    def _update_buttons(self, running: bool | None = None) -> None:
+        """Run and Preview: enabled unless a run is going or the inputs do not fit (the
+        reason is their tooltip; isotropic Z has no preview)."""
+        running = self.running if running is None else running
+        blocked = self._blocked
+        self._run_button.enabled = not running and blocked is None
+        self._preview_button.enabled = not running and blocked is None and not self._axial_on()
+        self._run_button.tooltip = TOOLTIPS["run"] if blocked is None else f"cannot run: {blocked}"
+        preview = TOOLTIPS["preview"] if not self._axial_on() else "no preview in isotropic-Z mode"
+        self._preview_button.tooltip = preview if blocked is None else f"cannot run: {blocked}"
 
     def _fail(self, message: str) -> None:
         """Keep the reason in the widget (the notification may be cut off or gone)."""
@@ -1040,25 +1185,32 @@ class MZSRWidget(Container):
 
         from ..cli.model_table import VALIDATION_NOTE
 
+        described = [(_label_of(self._controls[name]), text) for name, text in TOOLTIPS.items()]
+        described += [(_label_of(c), c.tooltip) for c in (self._forget_model, self._z_factor)]
         rows = "".join(
-            f"<tr><td><b>{_label_of(self._controls[name])}</b></td><td>{text}</td></tr>"
-            for name, text in TOOLTIPS.items()
+            f"<tr><td><b>{label}</b></td><td>{text}</td></tr>" for label, text in described
+        )
+        calibration = "".join(
+            f"<tr><td><b>{label}</b></td><td>{text}</td></tr>"
+            for label, text in self.calibration.help_rows()
         )
         models = "".join(
             f"<tr><td><b>{s.name}</b></td><td>{s.scales}, {s.data}, {s.degradation} "
             f"subsampling; validation PSNR "
             f"{' / '.join(f'{s.psnr[k]:.2f}' for k in sorted(s.psnr, key=int))} dB "
-            f"after 0 / 1 / 10 steps</td></tr>"
+            f"after 0 / 1 / 10 steps on {s.validation}</td></tr>"
             for s in self._summaries.values()
         )
-        crops = next(iter(self._summaries.values()), None)
-        note = VALIDATION_NOTE.format(crops=crops.crops, crop=crops.crop) if crops else ""
+        note = VALIDATION_NOTE
         readme = _readme_link()
         html = (
             "<h3>MZSR super-resolution</h3><p>Adapts a meta-learned network to the image "
-            "itself in a few steps, then super-resolves it. Give the blur of your "
-            "acquisition as the kernel.</p>"
-            f"<table cellpadding='3'>{rows}</table><h4>Shipped models</h4>"
+            "itself in a few steps, then super-resolves it. With the kernel on 'auto' it "
+            "assumes an image of unknown origin and checks itself against bicubic "
+            "interpolation; give the blur of your acquisition where you know it.</p>"
+            f"<table cellpadding='3'>{rows}</table>"
+            f"<h4>Calibrate from pairs</h4><table cellpadding='3'>{calibration}</table>"
+            "<h4>Shipped models</h4>"
             f"<table cellpadding='3'>{models}</table><p>{note}</p>{readme}"
         )
         dialog = QDialog(self.native)
@@ -1114,6 +1266,8 @@ class MZSRWidget(Container):
         checks = [c.as_dict() for c in result.self_checks if c is not None]
         if checks:
             settings["self_check"] = checks
+        if result.threads:
+            settings["cpu_threads"] = dict(result.threads)
         look = layer_look(src, scale=new_scale, translate=translate, settings=settings)
         new = Image(data, name=output_name(src.name, scale, details=job.details), **look)
         layers = self._viewer.layers
