@@ -99,6 +99,9 @@ def test_every_control_has_a_tooltip_and_help_opens(make_napari_viewer):
     text = widget._help_dialog.findChildren(_text_browser())[0].toPlainText()
     labels = [getattr(w, "text", None) or w.label for w in controls]
     assert [label for label in labels if label and label not in text] == []
+    # A zero that means "automatic" says so.
+    assert widget._tile.native.text() == "auto (free memory)"
+    assert widget._threads.native.text() == "auto (free cores)"
     # The link is light enough for napari's dark theme.
     assert "color: #7fb8ff" in widget._help.value
 

@@ -215,6 +215,21 @@ class _Orphaned(QObject):
         return False
 
 
+class _FitWidth(QObject):
+    """Keeps a scroll area as wide as its content needs whenever the content's layout
+    changes (a section shown, a long status): only the height may scroll."""
+
+    def __init__(self, scroll: QScrollArea) -> None:
+        super().__init__()
+        self._scroll = scroll
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.LayoutRequest:
+            bar = self._scroll.verticalScrollBar().sizeHint().width()
+            self._scroll.setMinimumWidth(obj.minimumSizeHint().width() + bar)
+        return False
+
+
 class MZSRWidget(Container):
     """Dock widget: zero-shot super-resolution of image layers with MZSR.
 
@@ -261,9 +276,6 @@ class MZSRWidget(Container):
         self._on_model_changed()
         self._on_image_changed()
         self._status.value = self._describe_restored(restored)
-        # As wide as the controls need: only the height scrolls.
-        bar = self._scroll.verticalScrollBar().sizeHint().width()
-        self._scroll.setMinimumWidth(self._body.native.minimumSizeHint().width() + bar)
 
     # -- building ---------------------------------------------------------------------
 
@@ -282,6 +294,8 @@ class MZSRWidget(Container):
         scroll.setWidget(self._body.native)
         layout.addWidget(scroll)
         self._scroll = scroll
+        self._fit_width = _FitWidth(scroll)
+        self._body.native.installEventFilter(self._fit_width)
 
     def _add_input_controls(self) -> None:
         """The image, what to run it on, the model and the scale."""
@@ -403,10 +417,14 @@ class MZSRWidget(Container):
         self._seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self._ensemble = ComboBox(label="self-ensemble", choices=ENSEMBLES, value="off")
         self._back_projection = SpinBox(label="back-projection", value=0, min=0, max=50)
-        self._tile = SpinBox(label="tile size", value=0, min=0, max=16384, step=64)
+        # Float spin boxes with no decimals: magicgui's integer one (superqt's large-int
+        # box) cannot show a word for its minimum, and "0" reads as zero tiles or threads.
+        self._tile = FloatSpinBox(label="tile size", value=0, min=0, max=16384, step=64)
         self._tile.native.setSpecialValueText("auto (free memory)")
-        self._threads = SpinBox(label="CPU threads", value=0, min=0, max=1024)
+        self._threads = FloatSpinBox(label="CPU threads", value=0, min=0, max=1024, step=1)
         self._threads.native.setSpecialValueText("auto (free cores)")
+        for spin in (self._tile, self._threads):
+            spin.native.setDecimals(0)
         self._reset = PushButton(text="Restore defaults")
         self._advanced = Container(
             widgets=[
