@@ -649,7 +649,7 @@ def test_preview_runs_one_step_on_the_visible_region(make_napari_viewer, qtbot, 
 
 
 def test_preview_of_the_whole_view_is_cut_to_its_centre(make_napari_viewer, qtbot, model_path):
-    from napari_mzsr.plugin.widget import PREVIEW_MAX_SIDE
+    from napari_mzsr.plugin.geometry import PREVIEW_MAX_SIDE
 
     viewer = make_napari_viewer()
     viewer.add_image(_image((300, 40)), name="tall")

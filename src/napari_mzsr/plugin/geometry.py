@@ -21,6 +21,10 @@ from typing import Any
 
 import numpy as np
 
+# The quick preview adapts one step on the whole visible region, then infers it: time
+# grows with its pixels. MZSR(1) of 256 x 256 pixels took 1.3 s on an idle 2-core
+# AVX-512 CPU (benchmarks/results/meta_test_speed_cpu.md); 160 x 160 is 0.39 of that.
+PREVIEW_MAX_SIDE = 160
 SEPARATOR = " · "  # between what was done and the input's name, in a result's name
 
 

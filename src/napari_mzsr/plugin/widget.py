@@ -51,7 +51,11 @@ from .axial_job import (
     work_axial,
 )
 from .calibration_widget import CalibrationSection
-from .geometry import layer_look, output_name, output_scale_translate, visible_region
+from .geometry import (
+    PREVIEW_MAX_SIDE,
+    visible_region,
+)
+from .help import TOOLTIPS, help_html, label_of
 from .jobs import (
     AUTO,
     CHANNEL_MODES,
@@ -70,6 +74,7 @@ from .jobs import (
     plain_message,
     work,
 )
+from .results import result_layer
 from .style import ERROR_STYLE, LINK_COLOR, SCALE_DECIMALS, WARNING_STYLE
 
 if TYPE_CHECKING:
@@ -89,85 +94,7 @@ KERNEL_KINDS = (
     ("estimate from the image", ESTIMATE),
 )
 PREVIEW_PIXELS = 84
-# The quick preview adapts one step on the whole visible region, then infers it: time
-# grows with its pixels. MZSR(1) of 256 x 256 pixels took 1.3 s on an idle 2-core
-# AVX-512 CPU (benchmarks/results/meta_test_speed_cpu.md); 160 x 160 is 0.39 of that.
-PREVIEW_MAX_SIDE = 160
 
-TOOLTIPS = {
-    "image": "the image layer to super-resolve (2-D, RGB, or a stack: the last two axes "
-    "are Y and X, every other axis is kept)",
-    "scope": "run this layer only, all its channels (the image layers of the same shape "
-    "and place, e.g. from an image opened with channel_axis), or every selected layer, "
-    "in one go",
-    "channel_mode": "several layers: adapt a fresh network on each, or adapt once on the "
-    "chosen layer and apply that network to every layer (faster; each keeps its own "
-    "intensity mapping)",
-    "model": "the meta-learned start (theta_M). 'auto' picks the shipped model for the "
-    "scale, the image's channels and the kernel (bicubic presets: a bicubic model). "
-    "Each entry: scales, data, subsampling, validation PSNR after 10 steps (see Help)",
-    "model_file": "a theta_M file (.pt) made by training/ or napari_mzsr.save_model",
-    "isotropic": "Z stacks whose Z step is coarser than the pixel size (the layer's "
-    "scale): super-resolve Z alone, learnt from the stack's own XY slices, to a result "
-    "with isotropic voxels that overlays the input. Scale, kernel, stack and preview "
-    "are not used",
-    "axial_sigma": "isotropic Z: the axial blur beyond the lateral one, a Gaussian sigma "
-    "along Z in lateral pixels ('estimate': fitted to the stack's side planes)",
-    "scale": "super-resolution factor (1.1 to 8); with 'different factor for X', the "
-    "factor along Y. The model must serve it (see the model line)",
-    "scale_x_on": "use another factor along X than along Y (e.g. 2 x 3)",
-    "scale_x": "super-resolution factor along X",
-    "kernel_kind": "the blur of your acquisition, as the network must undo it. 'auto' (the "
-    "default) assumes no blur beyond a downscale's own (the 'photo' preset), matches the "
-    "image's noise and falls back to bicubic where the network does not beat it on the "
-    "image's own son; or a Gaussian (variance in pixels^2), a preset ('photo', "
-    "'microscope' or the MZSR paper's), a file (.mat, .npy, .tif), another image layer, "
-    "or estimated from the image",
-    "variance": "variance (sigma^2) of the Gaussian blur, in pixels^2",
-    "l1": "variance along the first principal axis, in pixels^2",
-    "l2": "variance along the second principal axis, in pixels^2",
-    "theta": "angle of the first principal axis, in radians",
-    "preset": "photo: "
-    + PRESETS["photo"].description
-    + "; microscope: "
-    + PRESETS["microscope"].description
-    + "; the MZSR paper's kernels: g^d_* are for "
-    "direct subsampling, g^b_1.3 for bicubic (photo and g^b_1.3 select a bicubic model "
-    "under 'auto')",
-    "kernel_file": "a kernel file: .mat (variable 'kernel'), .npy or .tif, square and odd",
-    "kernel_layer": "an image layer holding the kernel (2-D, square, odd size)",
-    "steps": "adaptation steps on the image (the paper uses 1 or 10); more steps fit the "
-    "image better and take longer; 0 applies theta_M as it is",
-    "device": "where the network runs: 'auto' picks CUDA, then Apple MPS, then the CPU",
-    "stack_mode": "stacks: adapt once on the shown slice and apply to every slice (fast), "
-    "or adapt on each slice (slower, each slice fitted)",
-    "current_only": "stacks: super-resolve only the slice shown in the viewer",
-    "replace": "remove this layer's previous result when the new one is added",
-    "float_output": "write the result as float32 instead of the input's dtype",
-    "show_advanced": "show the advanced options",
-    "lr": "learning rate of every adaptation step (empty: the model's schedule)",
-    "normalization": "how intensities map to the network's 0..1: 'auto' takes uint8 and "
-    "[0, 1] float data as they are and maps everything else by its 0.1/99.9 percentiles "
-    "(the status says the mapping used)",
-    "seed": "seed of the random patch positions and torch's generator",
-    "ensemble": "combine the flips/rotations that leave the kernel unchanged (8 for an "
-    "isotropic kernel); one inference each",
-    "back_projection": "iterations of back-projection with the kernel after inference "
-    "(0: off); it trusts the kernel, so an estimated one that is too large costs detail",
-    "tile": "inference tile side in input pixels (0: from the device's free memory); "
-    "smaller tiles need less memory, results are the same",
-    "threads": "CPU threads (0: auto: the adaptation uses the cores other programs leave "
-    "free, measured before each run, since on a busy 2-core laptop one thread adapts "
-    "faster than two; inference uses all cores); the layer's metadata records the counts",
-    "reset": "forget the choices remembered from earlier sessions and go back to the "
-    "defaults (those of File > Preferences > Plugins > napari-mzsr where set); added "
-    "models stay in the list",
-    "run": "super-resolve with these settings; the result is added as a new layer",
-    "preview": f"one adaptation step on the region shown in the viewer (at most "
-    f"{PREVIEW_MAX_SIDE} x {PREVIEW_MAX_SIDE} pixels of the current slice), in about a "
-    "second; shown as a temporary layer that the full run replaces",
-    "cancel": "stop after the current step; nothing is added",
-}
 BUTTONS = ("run", "preview", "cancel")
 # Remembered choices not worth a mention when they come back (layout, not results).
 QUIET = ("show_advanced", "model_file", "scale_x_on", "current_only", "replace")
@@ -1201,36 +1128,9 @@ class MZSRWidget(Container):
         """A window explaining every control and the models (the Help link)."""
         from qtpy.QtWidgets import QDialog, QTextBrowser, QVBoxLayout
 
-        from ..cli.model_table import VALIDATION_NOTE
-
-        described = [(_label_of(self._controls[name]), text) for name, text in TOOLTIPS.items()]
-        described += [(_label_of(c), c.tooltip) for c in (self._forget_model, self._z_factor)]
-        rows = "".join(
-            f"<tr><td><b>{label}</b></td><td>{text}</td></tr>" for label, text in described
-        )
-        calibration = "".join(
-            f"<tr><td><b>{label}</b></td><td>{text}</td></tr>"
-            for label, text in self.calibration.help_rows()
-        )
-        models = "".join(
-            f"<tr><td><b>{s.name}</b></td><td>{s.scales}, {s.data}, {s.degradation} "
-            f"subsampling; validation PSNR "
-            f"{' / '.join(f'{s.psnr[k]:.2f}' for k in sorted(s.psnr, key=int))} dB "
-            f"after 0 / 1 / 10 steps on {s.validation}</td></tr>"
-            for s in self._summaries.values()
-        )
-        note = VALIDATION_NOTE
-        readme = _readme_link()
-        html = (
-            "<h3>MZSR super-resolution</h3><p>Adapts a meta-learned network to the image "
-            "itself in a few steps, then super-resolves it. With the kernel on 'auto' it "
-            "assumes an image of unknown origin and checks itself against bicubic "
-            "interpolation; give the blur of your acquisition where you know it.</p>"
-            f"<table cellpadding='3'>{rows}</table>"
-            f"<h4>Calibrate from pairs</h4><table cellpadding='3'>{calibration}</table>"
-            "<h4>Shipped models</h4>"
-            f"<table cellpadding='3'>{models}</table><p>{note}</p>{readme}"
-        )
+        described = [(label_of(self._controls[name]), text) for name, text in TOOLTIPS.items()]
+        described += [(label_of(c), c.tooltip) for c in (self._forget_model, self._z_factor)]
+        html = help_html(described, self.calibration.help_rows(), self._summaries.values())
         dialog = QDialog(self.native)
         dialog.setWindowTitle("MZSR super-resolution: help")
         browser = QTextBrowser(dialog)
@@ -1244,50 +1144,8 @@ class MZSRWidget(Container):
 
     def _add_result(self, job: Job, task: Any, result: Any) -> Image:
         """Add (or swap in) a result layer, placed to overlay its input exactly."""
-        src = task.layer
-        data = result.data
-        scale = task.options.scale
-        linear = Affine(rotate=src.rotate, shear=src.shear, ndim=src.ndim).linear_matrix
-        slice_shape, _ = split_axes(src.data.shape, src.rgb)
-        if task.origin is not None:  # a preview of one crop: at its place in the stack
-            data = data.reshape((1,) * len(slice_shape) + data.shape)
-        new_scale, translate = output_scale_translate(
-            src.scale,
-            src.translate,
-            scale,
-            2,
-            linear=linear,
-            slice_index=task.index if task.current_only else None,
-            degradation=task.options.model.info.degradation,
-            origin=task.origin,
-        )
-        source_id = str(src.unique_id)
-        settings = {**job.settings, "model": task.options.model.info.name}
-        if task.has_slices:
-            settings["stack_mode"] = (
-                "current slice only" if task.current_only else ("once" if job.shared else job.mode)
-            )
-            settings["slice"] = list(task.index)
-        estimate = result.kernel_estimate
-        if estimate is not None:
-            settings["kernel"] = f"estimated: {estimate.describe()}"
-            settings["kernel_estimate"] = {
-                "l1": estimate.l1,
-                "l2": estimate.l2,
-                "theta": estimate.theta,
-                "covariance": estimate.covariance.tolist(),
-                "fit_residual": estimate.residual,
-            }
-            if task.has_slices:
-                settings["kernel_estimate"]["slice"] = list(task.index)
-        settings["intensity_map"] = result.intensity.describe()
-        checks = [c.as_dict() for c in result.self_checks if c is not None]
-        if checks:
-            settings["self_check"] = checks
-        if result.threads:
-            settings["cpu_threads"] = dict(result.threads)
-        look = layer_look(src, scale=new_scale, translate=translate, settings=settings)
-        new = Image(data, name=output_name(src.name, scale, details=job.details), **look)
+        new = result_layer(job, task, result)
+        source_id = str(task.layer.unique_id)
         layers = self._viewer.layers
 
         def replaced(layer: Any) -> bool:
@@ -1319,16 +1177,3 @@ def _same_place(a: Image, b: Image) -> bool:
         and np.allclose(a.scale, b.scale)
         and np.allclose(a.translate, b.translate)
     )
-
-
-def _label_of(control: Any) -> str:
-    """What a control is called on screen: a button's or check box's text, else its label."""
-    return getattr(control, "text", None) or control.label
-
-
-def _readme_link() -> str:
-    """A link to the README of the source tree the package runs from, if there is one."""
-    readme = Path(__file__).resolve().parents[3] / "README.md"
-    if readme.is_file():
-        return f'<p>More: <a href="{readme.as_uri()}">README.md</a> of napari-mzsr.</p>'
-    return "<p>More: the README of napari-mzsr (in its source repository).</p>"
