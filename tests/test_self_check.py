@@ -1,6 +1,8 @@
 """The defaults for an image of unknown origin: noise estimated and matched in the son, the
 result self-checked against bicubic, and the fallback where the network loses."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from compare import assert_same_rounded
 from napari_mzsr import imresize, super_resolve
 from napari_mzsr.core.adaptation import make_son
 from napari_mzsr.core.noise import NoiseModel, estimate_noise
-from napari_mzsr.core.self_check import choose_output, son_gain
+from napari_mzsr.core.self_check import SelfCheck, choose_output, son_gain
 from napari_mzsr.io.model_file import load_model, save_model
 from napari_mzsr.pipeline.options import AdaptOptions
 from napari_mzsr.pipeline.run import drive, iter_adapt
@@ -178,6 +180,7 @@ def test_unadapted_choice_gives_theta_m_back(tiny_model, monkeypatch):
         return self_check.SelfCheck(before, after, "unadapted", threshold, noise, jpeg_quality)
 
     monkeypatch.setattr(run, "choose_output", steps_hurt)
+    monkeypatch.setattr(run, "coarser_check", lambda check, gain, *, threshold: check)
     image = _texture()
     adapted = drive(iter_adapt(image, scale=2, steps=3, model=tiny_model, device="cpu", lr=0.5))
     assert adapted.self_check.choice == "unadapted" and adapted.steps_taken == 0
@@ -297,3 +300,52 @@ def test_jpeg_quality_changes_the_son():
     saved = make_son(image, kernel, 2, "area", jpeg_quality=20)
     assert 1 / 255 < (saved - plain).abs().mean() < 20 / 255
     np.testing.assert_array_equal(make_son(image, kernel, 2, "area", jpeg_quality=None), plain)
+
+
+def test_the_coarser_level_refuses_a_network_whose_gain_falls_there():
+    """One scale further down, a network that over-sharpens an optics-limited image
+    loses although its son pair predicted a gain (issue 36: synthetic fluorescence
+    passed the son pair at +0.05 dB and lost 4.4 dB)."""
+    from napari_mzsr.core.self_check import SelfCheck, coarser_check
+
+    kept = SelfCheck(-4.6, 0.05, "adapted", -0.2)
+    refused = coarser_check(kept, -1.1, threshold=-0.7)
+    assert refused.choice == "bicubic" and refused.fell_back_on_scale
+    assert refused.predicted_gain == 0.0
+    assert "not alike across scales" in refused.describe()
+    assert refused.as_dict()["gain_coarser_db"] == -1.1
+    alike = coarser_check(kept, 0.2, threshold=-0.7)
+    assert alike.choice == "adapted" and not alike.fell_back_on_scale
+    assert alike.as_dict()["gain_coarser_db"] == 0.2
+    # A check that already fell back on the son pair is not measured again.
+    neither = SelfCheck(-1.0, -0.5, "bicubic", -0.2)
+    assert coarser_check(neither, 1.0, threshold=-0.7) is neither
+
+
+@pytest.mark.self_check
+def test_the_run_measures_the_coarser_level(tiny_model, monkeypatch):
+    """The pipeline scores the kept network on the son of the check window and gives
+    bicubic interpolation where that score is below the threshold."""
+    from napari_mzsr.pipeline import run
+
+    scored = []
+
+    def keep_network(before, after, *, threshold, noise=0.0, jpeg_quality=None):
+        return SelfCheck(before, after, "adapted", threshold, noise, jpeg_quality)
+
+    real_gain = run.son_gain
+
+    def recording_gain(net, image, *args, **kwargs):
+        scored.append(tuple(image.shape[-2:]))
+        return real_gain(net, image, *args, **kwargs)
+
+    monkeypatch.setattr(run, "choose_output", keep_network)
+    monkeypatch.setattr(run, "son_gain", recording_gain)
+    monkeypatch.setattr(run, "COARSER_CHECK_THRESHOLD", math.inf)  # always refuse
+    image = _texture((96, 96))
+    adapted = drive(iter_adapt(image, scale=2, steps=1, model=tiny_model, device="cpu"))
+    # Before and after adaptation on the 96 px window, then its 48 px son.
+    assert scored == [(96, 96), (96, 96), (48, 48)]
+    assert adapted.self_check.choice == "bicubic" and adapted.self_check.fell_back_on_scale
+    bicubic = np.clip(np.rint(imresize(image.astype(np.float64), 2)), 0, 255).astype(np.uint8)
+    assert_same_rounded(adapted.apply(image), bicubic)  # float32 against float64 rounding

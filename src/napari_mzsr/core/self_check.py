@@ -13,13 +13,14 @@ hurt and fall back to bicubic when neither beats it. What it cannot see: a kerne
 assumed wider than the image's own blur fits the son perfectly (the son was made with
 it) and still over-sharpens the image; this is why the default assumes the narrowest
 degradation (:mod:`napari_mzsr.pipeline.auto`), and why the check is a prediction,
-reported with the result, not a guarantee.
+reported with the result, not a guarantee. One scale further down
+(:func:`coarser_check`) it also tests whether the image is alike across scales.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -54,6 +55,11 @@ class SelfCheck:
         (network units; 0 when none was added).
     jpeg_quality : int or None
         JPEG quality the son was saved at (None: not compressed).
+    gain_coarser : float or None
+        Predicted gain of the network kept, one scale further down (the son's own son
+        pair, :func:`coarser_check`); None where it was not measured.
+    coarser_threshold : float or None
+        Smallest ``gain_coarser`` for which that network is used.
     """
 
     gain_unadapted: float
@@ -62,6 +68,14 @@ class SelfCheck:
     threshold: float
     noise: float = 0.0
     jpeg_quality: int | None = None
+    gain_coarser: float | None = None
+    coarser_threshold: float | None = None
+
+    @property
+    def fell_back_on_scale(self) -> bool:
+        """Whether the son pair kept a network and the coarser level then refused it
+        (the coarser level is measured only for a network the son pair kept)."""
+        return self.choice == "bicubic" and self.gain_coarser is not None
 
     @property
     def predicted_gain(self) -> float:
@@ -77,6 +91,12 @@ class SelfCheck:
             return f"self-check: predicted gain over bicubic {self.gain_adapted:+.2f} dB"
         if self.choice == "unadapted":
             return f"self-check: the steps did not pay ({gains}); theta_M used unadapted"
+        if self.fell_back_on_scale:
+            return (
+                f"self-check: the network's gain falls one scale down ({self.gain_coarser:+.2f}"
+                f" dB there, needs {self.coarser_threshold:+.2f}): the image is not alike "
+                "across scales (e.g. optics-limited); fell back to bicubic interpolation"
+            )
         return (
             f"self-check: no predicted gain over bicubic ({gains}, needs "
             f"{self.threshold:+.2f}); fell back to bicubic interpolation"
@@ -96,6 +116,8 @@ class SelfCheck:
             "threshold_db": self.threshold,
             "noise": round(self.noise, 6),
             "jpeg_quality": self.jpeg_quality,
+            "gain_coarser_db": None if self.gain_coarser is None else db(self.gain_coarser),
+            "coarser_threshold_db": self.coarser_threshold,
         }
 
 
@@ -189,3 +211,21 @@ def choose_output(
     else:
         choice = "bicubic"
     return SelfCheck(gain_unadapted, gain_adapted, choice, threshold, noise, jpeg_quality)
+
+
+def coarser_check(check: SelfCheck, gain_coarser: float, *, threshold: float) -> SelfCheck:
+    """``check`` with the kept network's gain one scale further down: bicubic where it
+    is below ``threshold``.
+
+    Why: a network adapted on the son pair learns the image's look at the son's scale.
+    Where the image is alike across scales (most photos) it scores alike one level
+    further down; where it is not, because the optics fix the blur in physical units
+    (a microscope sampled near Nyquist: the point spread is 2 son pixels, 1 image
+    pixel, and would be 4 result pixels), the network over-sharpens the result although
+    the son pair predicted a gain, and its score falls one level down. The check is one
+    forward pass over the son of the check window.
+    """
+    if check.choice == "bicubic":
+        return check
+    choice = "bicubic" if gain_coarser < threshold else check.choice
+    return replace(check, choice=choice, gain_coarser=gain_coarser, coarser_threshold=threshold)

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from ..core.adaptation import Cancelled, StepReport, adapt, patch_corner
+from ..core.degradation import degrade_tensor
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
 from ..core.kernel_estimation import KernelEstimate
 from ..core.schedules import rate_at
-from ..core.self_check import SelfCheck, can_check, choose_output, son_gain
+from ..core.self_check import SelfCheck, can_check, choose_output, coarser_check, son_gain
 from ..core.tensors import to_batch
 from ..core.threads import use_threads
 from ..io.model_file import MZSRModel
@@ -29,6 +30,7 @@ from . import gradual
 from .adapted import AdaptedModel
 from .auto import (
     CHECK_THRESHOLD,
+    COARSER_CHECK_THRESHOLD,
     JPEG_CHECK_THRESHOLD,
     check_pixels,
     matched_jpeg,
@@ -139,6 +141,13 @@ def adapt_image(
             with torch.no_grad():
                 torch._foreach_copy_(list(net.parameters()), theta)
             kept = 0
+        son_window = degrade_tensor(window, kt, options.scale, options.son_degradation)
+        if check.choice != "bicubic" and can_check(son_window.shape[-2:], options.scale):
+            coarser = son_gain(
+                net, son_window.clamp(*image.intensity.unit_range), **son, **checked,
+                noise=noise, seed=seed, jpeg_quality=quality,
+            )  # fmt: skip
+            check = coarser_check(check, coarser, threshold=COARSER_CHECK_THRESHOLD)
     adapted = AdaptedModel(
         net, info, options.scale, image.intensity, options.autocast_dtype, kernel, estimate, kept,
         check, options.threads,
