@@ -104,3 +104,17 @@ def test_summary_checks_each_set_against_its_target(tmp_path):
     assert by_set["City100 NikonD5500 (ratio 2.887)"][4] == "+0.8"
     assert by_set["fluorescence x2 (uint16)"][5] == "**no**"
     assert "Mean target met on 2 of 4 sets" in md.read_text()
+
+
+def test_coarser_check_validation_scores_both_levels(tmp_path):
+    """The validation of the check one scale down runs end to end on one cell (a folder
+    without photos gives cells only) and records the true and both predicted gains."""
+    from benchmarks import coarser_check_validation
+
+    md = coarser_check_validation.main(
+        ["--data", str(tmp_path), "--cells", "1", "--first-seed", "300", "--out", str(tmp_path)]
+    )
+    (row,) = json.loads(md.with_suffix(".json").read_text())["rows"]
+    assert row["image"] == "cell seed 300"
+    assert all(np.isfinite(row[key]) for key in ("true", "son_pair", "one_scale_down"))
+    assert "| cell seed 300 |" in md.read_text()
