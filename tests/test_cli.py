@@ -488,3 +488,35 @@ def test_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"napari-mzsr {napari_mzsr.__version__}"
+
+
+def test_the_readme_calibration_commands_run_as_written(tmp_path, monkeypatch):
+    """The README's two calibration commands, copied as a user would (only fewer updates
+    added, for time): the run takes the profile's own factor (it used to be refused)."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from PIL import Image
+
+    from napari_mzsr import degrade, gaussian_kernel
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = re.search(r"```bash\n(napari-mzsr calibrate .*?)```", readme, re.S).group(1)
+    commands = [shlex.split(line.split("#")[0]) for line in block.strip().splitlines()]
+    assert [c[:2] for c in commands] == [["napari-mzsr", "calibrate"], ["napari-mzsr", "run"]]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pairs").mkdir()
+    (tmp_path / "new").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        hr = np.clip(imresize(rng.random((54, 54, 3)), 3)[:160, :160], 0, 1)
+        lr = np.clip(degrade(hr, gaussian_kernel(3.0, size=15), 2.5, "bicubic"), 0, 1)
+        Image.fromarray(np.rint(lr * 255).astype(np.uint8)).save(f"pairs/{i:03d}L.png")
+        Image.fromarray(np.rint(hr * 255).astype(np.uint8)).save(f"pairs/{i:03d}H.png")
+    Image.fromarray(_smooth((30, 36, 3))).save("new/a.png")
+    assert main([*commands[0][1:], "--steps", "2", "--device", "cpu"]) == 0
+    assert main([*commands[1][1:], "--device", "cpu"]) == 0
+    (written,) = (tmp_path / "out").iterdir()
+    assert written.name == "a_x2.5_mzsr.png"
+    assert read_image(written)[0].shape == (75, 90, 3)
