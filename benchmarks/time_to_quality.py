@@ -55,7 +55,7 @@ from napari_mzsr.pipeline.images import ImageData, image_data
 from napari_mzsr.pipeline.options import AdaptOptions, ApplyOptions
 from napari_mzsr.pipeline.run import adapt_image
 
-from .lr_inputs import SETTINGS, hr_and_lr, load_hr_images, read_image
+from .lr_inputs import SETTINGS, Setting, hr_and_lr, load_hr_images, read_image
 from .machine import machine_description, median_seconds
 from .report import command_line, fmt, markdown_table, write_results
 from .zssr import ZSSRConfig, ZSSRNet, train_zssr, zssr_infer
@@ -182,12 +182,16 @@ def mzsr_curve(
     patches: bool,
     precision: str,
     step_counts: Sequence[int] = MZSR_STEPS,
+    *,
+    setting: Setting = SETTING,
+    ensembles: Sequence[str | None] = (None,),
 ) -> dict[str, Any]:
-    """PSNR and seconds of MZSR with each of ``step_counts`` steps on one image."""
+    """PSNR and seconds of MZSR with each of ``step_counts`` steps on one image, inferred
+    with each of ``ensembles`` (None: once; "mean": the geometric self-ensemble)."""
     data = image_data(lr)
     options = AdaptOptions(
-        scale=SETTING.scale,
-        kernel=SETTING.kernel,
+        scale=setting.scale,
+        kernel=setting.kernel,
         steps=max(step_counts),
         model=model,
         device="cpu",
@@ -207,19 +211,22 @@ def mzsr_curve(
     points = []
     for n in step_counts:
         _load_weights(net, run.weights(n))
-        begin = time.perf_counter()
-        sr = run.adapted.render(data, ApplyOptions(output_dtype=np.uint8))
-        infer_s = time.perf_counter() - begin
-        adapt_s = setup_s if n == 0 else run.times[min(n, len(run.times)) - 1] + check_s
-        points.append(
-            dict(
+        for ensemble in ensembles:
+            begin = time.perf_counter()
+            apply = ApplyOptions(output_dtype=np.uint8, ensemble=ensemble)
+            sr = run.adapted.render(data, apply)
+            infer_s = time.perf_counter() - begin
+            adapt_s = setup_s if n == 0 else run.times[min(n, len(run.times)) - 1] + check_s
+            point = dict(
                 steps=n,
                 adapt_s=adapt_s,
                 infer_s=infer_s,
                 seconds=adapt_s + infer_s,
-                psnr=psnr(sr, hr, shave=SETTING.shave),
+                psnr=psnr(sr, hr, shave=setting.shave),
             )
-        )
+            if ensemble is not None:
+                point["ensemble"] = ensemble
+            points.append(point)
     accepted = [r.accepted for r in run.reports]
     return {
         "patch": run.patch,
@@ -243,12 +250,19 @@ def _setup_seconds(lr: np.ndarray, options: AdaptOptions) -> float:
 
 
 def zssr_curve(
-    lr: np.ndarray, hr: np.ndarray, counts: Sequence[int] = ZSSR_ITERATIONS, seed: int = 0
+    lr: np.ndarray,
+    hr: np.ndarray,
+    counts: Sequence[int] = ZSSR_ITERATIONS,
+    seed: int = 0,
+    *,
+    setting: Setting = SETTING,
+    refinements: Sequence[bool] = (True,),
 ) -> dict[str, Any]:
-    """PSNR and seconds of ZSSR after each of ``counts`` iterations of one run."""
+    """PSNR and seconds of ZSSR after each of ``counts`` iterations of one run, inferred
+    with its refinements (8-way ensemble and back-projection, True) and/or without."""
     unit = torch.from_numpy(lr.astype(np.float32) / 255.0)
     x = unit[None, None] if unit.ndim == 2 else unit.permute(2, 0, 1)[None].contiguous()
-    kernel = torch.from_numpy(SETTING.kernel.astype(np.float32))
+    kernel = torch.from_numpy(setting.kernel.astype(np.float32))
     config = ZSSRConfig(max_iters=max(counts), seed=seed)
     snapshots: dict[int, tuple[float, dict]] = {}
 
@@ -258,7 +272,7 @@ def zssr_curve(
             snapshots[stats.iterations] = (stats.train_s + stats.test_s, state)
 
     start = time.perf_counter()
-    net, stats = train_zssr(x, kernel, SETTING.scale, SETTING.method, config, on_iteration=watch)
+    net, stats = train_zssr(x, kernel, setting.scale, setting.method, config, on_iteration=watch)
     # What the policy did before training stopped, per snapshot.
     overhead = time.perf_counter() - start - stats.train_s - stats.test_s
     points = []
@@ -266,20 +280,23 @@ def zssr_curve(
         train_s, state = snapshots.get(iterations, (stats.train_s + stats.test_s, None))
         if state is not None:
             net.load_state_dict(state)
-        begin = time.perf_counter()
-        sr = zssr_infer(net, x, kernel, SETTING.scale, SETTING.method, config)[0]
-        infer_s = time.perf_counter() - begin
-        sr = sr[0] if lr.ndim == 2 else sr.permute(1, 2, 0)
-        sr = np.rint(sr.numpy() * 255.0).astype(np.uint8)
-        points.append(
-            dict(
+        for refined in refinements:
+            plain = replace(config, ensemble=refined, back_projection_iters=10 if refined else 0)
+            begin = time.perf_counter()
+            sr = zssr_infer(net, x, kernel, setting.scale, setting.method, plain)[0]
+            infer_s = time.perf_counter() - begin
+            sr = sr[0] if lr.ndim == 2 else sr.permute(1, 2, 0)
+            sr = np.rint(sr.numpy() * 255.0).astype(np.uint8)
+            point = dict(
                 iterations=min(iterations, stats.iterations),
                 train_s=train_s,
                 infer_s=infer_s,
                 seconds=train_s + infer_s,
-                psnr=psnr(sr, hr, shave=SETTING.shave),
+                psnr=psnr(sr, hr, shave=setting.shave),
             )
-        )
+            if len(refinements) > 1:
+                point["refinements"] = refined
+            points.append(point)
     return {"points": points, "untimed_overhead_s": overhead}
 
 
