@@ -29,10 +29,7 @@ from napari_mzsr.io.model_file import load_model
 from .lr_inputs import SETTINGS, hr_and_lr, load_hr_images
 from .machine import machine_description
 from .report import command_line, markdown_table, write_results
-from .time_to_quality import mzsr_curve, zssr_curve
-
-MZSR_STEPS = (0, 1, 2, 3, 5, 10, 15, 20)
-ZSSR_ITERATIONS = (10, 30, 100, 300)
+from .time_to_quality import MZSR_STEPS, ZSSR_ITERATIONS, mzsr_curve, zssr_curve
 
 
 def configurations(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -141,6 +141,7 @@ def test_the_widget_reads_a_pairs_folder_in_the_worker_not_on_the_gui_thread(
         raise AssertionError("pairs read on the GUI thread")
 
     monkeypatch.setattr("napari_mzsr.io.pair_files.read_pairs", no_reading)
+    monkeypatch.setattr("napari_mzsr.io.pair_files.read_raw_pairs", no_reading)
     job = cj.make_calibration(values)
     monkeypatch.undo()
     assert job.folder == tmp_path and job.pairs == []

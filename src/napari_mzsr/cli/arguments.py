@@ -118,8 +118,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         type=threads_arg,
         default="auto",
         metavar="N",
-        help="CPU threads, or 'auto' (default): the cores other processes leave free, "
-        "measured before each adaptation and inference; reported in the summary line",
+        help="CPU threads, or 'auto' (default): the adaptation uses the cores other "
+        "processes leave free, measured before it and after each step, inference every "
+        "core; reported in the summary line",
     )
 
 
@@ -151,7 +152,9 @@ def options_from_args(args: argparse.Namespace):
 
 
 def threads_arg(text: str) -> int | str:
-    """``--threads``: ``auto`` or an integer >= 1 (argparse reports the error)."""
+    """``--threads``: ``auto`` or an integer >= 1 (argparse reports the error). Checked
+    here rather than by :func:`~napari_mzsr.core.threads.check_threads`, whose module
+    imports torch: parsing the command line does not."""
     if text == "auto":
         return text
     try:

@@ -212,9 +212,16 @@ class Bars:
         self.slices.close()
 
 
+def print_summary(path: Path, check: str, threads: dict[str, int]) -> None:
+    """A file's line on stderr: the self-check's line and the CPU threads used."""
+    from ..core.threads import describe_threads
+
+    summary = "; ".join(filter(None, [check, describe_threads(threads)]))
+    print(f"{path.name}: {summary}", file=sys.stderr)
+
+
 def process(path: Path, target: Path, args: argparse.Namespace, options, apply) -> None:
     """Super-resolve one file into ``target`` with checked options."""
-    from ..core.threads import describe_threads
     from ..pipeline.stacks import run_stack, stack_data
 
     if getattr(args, "axial", False):
@@ -239,8 +246,7 @@ def process(path: Path, target: Path, args: argparse.Namespace, options, apply) 
         bars.close()
     out_meta = scaled_meta(meta, file_options.scale, file_options.model.info.degradation)
     write_image(target, result.data, out_meta, overwrite=args.overwrite)
-    summary = "; ".join(filter(None, [result.describe_checks(), describe_threads(result.threads)]))
-    print(f"{path.name}: {summary}", file=sys.stderr)
+    print_summary(path, result.describe_checks(), result.threads)
 
 
 def _process_lazy(path: Path, target: Path, data, meta, args, options, apply) -> None:
@@ -249,7 +255,6 @@ def _process_lazy(path: Path, target: Path, data, meta, args, options, apply) ->
     import dask.array as da
     import numpy as np
 
-    from ..core.threads import describe_threads
     from ..io.atomic import atomic_folder
     from ..io.image_files import create_zarr
     from ..pipeline.images import image_data
@@ -307,8 +312,7 @@ def _process_lazy(path: Path, target: Path, data, meta, args, options, apply) ->
         bars.close()
     if adapted is not None:
         check = adapted.self_check.describe() if adapted.self_check is not None else ""
-        summary = "; ".join(filter(None, [check, describe_threads(adapted.threads_used)]))
-        print(f"{path.name}: {summary}", file=sys.stderr)
+        print_summary(path, check, adapted.threads_used)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -122,13 +122,23 @@ def read_pairs(
     how : str
         Where the scale came from.
     """
-    raw = [(key, _read_2d(lr), _read_2d(hr)) for key, lr, hr in find_pairs(folder)]
+    raw = read_raw_pairs(folder)
     if scale is None:
-        scale, how = measured_scale([(lr, hr) for _, lr, hr in raw])
+        scale, how = measured_scale([(p.lr, p.hr) for p in raw])
     else:
         how = "given"
-    pairs = [
-        ImagePair(key, native_lr(lr, scale) if lr.shape[:2] == hr.shape[:2] else lr, hr)
-        for key, lr, hr in raw
-    ]
-    return pairs, float(scale), how
+    return [on_own_grid(p, scale) for p in raw], float(scale), how
+
+
+def read_raw_pairs(folder: str | os.PathLike) -> list[ImagePair]:
+    """Every pair of ``folder`` as its files hold it (an LR image stored at the HR size
+    stays so; :func:`on_own_grid` reads it back)."""
+    return [ImagePair(key, _read_2d(lr), _read_2d(hr)) for key, lr, hr in find_pairs(folder)]
+
+
+def on_own_grid(pair: ImagePair, scale: float) -> ImagePair:
+    """``pair`` with an LR image stored at the HR size read back on its native grid at
+    spacing ``scale`` (:func:`native_lr`); other pairs as they are."""
+    if pair.lr.shape[:2] != pair.hr.shape[:2]:
+        return pair
+    return ImagePair(pair.key, native_lr(pair.lr, scale), pair.hr)

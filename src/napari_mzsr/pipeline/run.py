@@ -141,13 +141,14 @@ def adapt_image(
             with torch.no_grad():
                 torch._foreach_copy_(list(net.parameters()), theta)
             kept = 0
-        son_window = degrade_tensor(window, kt, options.scale, options.son_degradation)
-        if check.choice != "bicubic" and can_check(son_window.shape[-2:], options.scale):
-            coarser = son_gain(
-                net, son_window.clamp(*image.intensity.unit_range), **son, **checked,
-                noise=noise, seed=seed, jpeg_quality=quality,
-            )  # fmt: skip
-            check = coarser_check(check, coarser, threshold=COARSER_CHECK_THRESHOLD)
+        if check.choice != "bicubic":
+            son_window = degrade_tensor(window, kt, options.scale, options.son_degradation)
+            if can_check(son_window.shape[-2:], options.scale):
+                coarser = son_gain(
+                    net, son_window.clamp(*image.intensity.unit_range), **son, **checked,
+                    noise=noise, seed=seed, jpeg_quality=quality,
+                )  # fmt: skip
+                check = coarser_check(check, coarser, threshold=COARSER_CHECK_THRESHOLD)
     adapted = AdaptedModel(
         net, info, options.scale, image.intensity, options.autocast_dtype, kernel, estimate, kept,
         check, options.threads,

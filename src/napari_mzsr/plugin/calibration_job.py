@@ -101,7 +101,7 @@ def make_calibration(values: CalibrationValues) -> CalibrationJob:
         A bad value, missing layer or folder, or an existing file without 'replace';
         the message names the control.
     """
-    from ..io.pair_files import native_lr
+    from ..io.pair_files import ImagePair, on_own_grid
     from ..pipeline.calibrate import DEFAULT_MODEL, CalibrateOptions
 
     if not values.save_to or Path(values.save_to).is_dir():
@@ -121,9 +121,8 @@ def make_calibration(values: CalibrationValues) -> CalibrationJob:
         hr = _layer_image(values.hr, values.hr_name, "HR layer")
         names = [f"{values.lr_name} / {values.hr_name}"]
         scale = checked_scale([(lr, hr)], values.scale, names[0])
-        if lr.shape[:2] == hr.shape[:2]:  # stored at the HR size: back to its own grid
-            lr = native_lr(lr, scale)
-        pairs = [(lr, hr)]
+        pair = on_own_grid(ImagePair(names[0], lr, hr), scale)
+        pairs = [(pair.lr, pair.hr)]
     options = CalibrateOptions(
         # A folder's scale is measured when the worker has read it; checked here first.
         scale=DEFAULT_SCALE if scale is None else scale,
@@ -164,18 +163,18 @@ def checked_scale(
 def job_pairs(
     job: CalibrationJob,
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str], float]:
-    """The job's pairs, their names and their scale: read from its folder (LR images on
-    their native grid, :func:`~napari_mzsr.io.pair_files.read_pairs`) when it has one,
-    the scale measured there or checked against the pairs."""
-    from ..io.pair_files import read_pairs
+    """The job's pairs, their names and their scale: read once from its folder when it
+    has one, the scale measured there or checked against the pairs
+    (:func:`checked_scale`), LR images on their native grid
+    (:func:`~napari_mzsr.io.pair_files.on_own_grid`)."""
+    from ..io.pair_files import on_own_grid, read_raw_pairs
 
     if job.folder is None:
         return job.pairs, job.names, job.options.scale
-    read, scale, _ = read_pairs(job.folder)
-    if not job.measure:
-        given = job.options.scale
-        scale = checked_scale([(p.lr, p.hr) for p in read], given, job.folder.name)
-        read, _, _ = read_pairs(job.folder, scale)
+    raw = read_raw_pairs(job.folder)
+    given = None if job.measure else job.options.scale
+    scale = checked_scale([(p.lr, p.hr) for p in raw], given, job.folder.name)
+    read = [on_own_grid(p, scale) for p in raw]
     return [(p.lr, p.hr) for p in read], [p.key for p in read], scale
 
 

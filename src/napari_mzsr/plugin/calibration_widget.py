@@ -33,6 +33,7 @@ from .calibration_job import (
     profile_label,
 )
 from .calibration_job import summary as calibration_summary
+from .help import label_of
 from .jobs import format_seconds, plain_message
 from .style import ERROR_STYLE, SCALE_DECIMALS
 
@@ -142,7 +143,7 @@ class CalibrationSection(Container):
         rows = []
         for name, text in CALIBRATION_TOOLTIPS.items():
             control = getattr(self, f"_{name}_button" if name in BUTTONS else f"_{name}")
-            rows.append((getattr(control, "text", None) or control.label, text))
+            rows.append((label_of(control), text))
         return rows
 
     @property

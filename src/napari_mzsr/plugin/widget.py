@@ -487,7 +487,7 @@ class MZSRWidget(Container):
         shown = []
         for name in names:
             control = self._controls[name]
-            label = control.label or getattr(control, "text", name)
+            label = label_of(control)
             value = control.value
             if isinstance(control, ComboBox):
                 value = control.native.currentText()
@@ -569,7 +569,7 @@ class MZSRWidget(Container):
         list, in this session and the next, until removed."""
         self._loaded[source] = model
         self._added[source] = label
-        memory.save_models([(lab, src) for src, lab in self._added.items()])
+        self._save_added()
         self._model.reset_choices()
         self._model.value = source
         if len(model.info.scales) == 1:
@@ -586,6 +586,9 @@ class MZSRWidget(Container):
         self._scale.label = "scale Y" if self._scale_x_on.value else "scale"
         self._update_model_advice()
 
+    def _save_added(self) -> None:
+        memory.save_models([(label, source) for source, label in self._added.items()])
+
     def _restore_models(self) -> None:
         """The models added in earlier sessions whose files are still there."""
         for label, source in memory.load_models():
@@ -598,7 +601,7 @@ class MZSRWidget(Container):
         source = self._model.value
         if self._added.pop(source, None) is not None:
             self._loaded.pop(source, None)
-            memory.save_models([(lab, src) for src, lab in self._added.items()])
+            self._save_added()
             self._model.value = AUTO
             self._model.reset_choices()
 
@@ -953,11 +956,11 @@ class MZSRWidget(Container):
         """Run and Preview: enabled unless a run is going or the inputs do not fit (the
         reason is their tooltip; isotropic Z has no preview)."""
         running = self.running if running is None else running
-        blocked = self._blocked
+        blocked, axial = self._blocked, self._axial_on()
         self._run_button.enabled = not running and blocked is None
-        self._preview_button.enabled = not running and blocked is None and not self._axial_on()
+        self._preview_button.enabled = not running and blocked is None and not axial
         self._run_button.tooltip = TOOLTIPS["run"] if blocked is None else f"cannot run: {blocked}"
-        preview = TOOLTIPS["preview"] if not self._axial_on() else "no preview in isotropic-Z mode"
+        preview = TOOLTIPS["preview"] if not axial else "no preview in isotropic-Z mode"
         self._preview_button.tooltip = preview if blocked is None else f"cannot run: {blocked}"
 
     def _fail(self, message: str) -> None:
