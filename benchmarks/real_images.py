@@ -13,7 +13,8 @@ that run beats bicubic interpolation, image by image, on three kinds of data:
     against the noise-free image on the fine grid.
 
 Columns: bicubic, Lanczos, the defaults (``super_resolve(lr, scale=s)``) and the
-alternatives named with ``--methods``. PSNR/SSIM on Y (paper protocol; real pairs at
+alternatives named with ``--methods`` (``defaults@real``: the defaults with the theta_M
+``real`` in place of the package's choice). PSNR/SSIM on Y (paper protocol; real pairs at
 their best integer shift within one pixel; fluorescence on intensities scaled by the
 reference's maximum), the gain over bicubic per image and its minimum per set, seconds
 per image, and the self-check's predicted gain next to the true one. Writes
@@ -229,16 +230,40 @@ def x2_then_bicubic(**options: Any) -> Method:
     return run
 
 
+# The package's runs compared, by their options; "NAME@MODEL" in --methods runs NAME
+# with the theta_M MODEL (a shipped name or a file) in place of the package's choice.
+MZSR_OPTIONS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "no self-check": {"self_check": False},
+    "no noise matching": {"noise": "off"},
+    "microscope preset (0.1 default)": {
+        "kernel": "microscope", "noise": "off", "self_check": False,
+    },
+    "estimated kernel": {"kernel": "estimate"},
+}  # fmt: skip
 METHODS: dict[str, Method] = {
     "bicubic": bicubic,
     "lanczos": lanczos,
-    "defaults": mzsr(),
-    "no self-check": mzsr(self_check=False),
-    "no noise matching": mzsr(noise="off"),
-    "microscope preset (0.1 default)": mzsr(kernel="microscope", noise="off", self_check=False),
-    "estimated kernel": mzsr(kernel="estimate"),
+    **{name: mzsr(**options) for name, options in MZSR_OPTIONS.items()},
     "x2 then bicubic": x2_then_bicubic(),
 }
+
+
+def method(name: str) -> Method:
+    """The method of a ``--methods`` entry: a key of :data:`METHODS`, or
+    ``"NAME@MODEL"`` with NAME a key of :data:`MZSR_OPTIONS`.
+
+    Raises
+    ------
+    KeyError
+        An unknown name.
+    """
+    if name in METHODS:
+        return METHODS[name]
+    base, at, model = name.rpartition("@")
+    if not at or base not in MZSR_OPTIONS or not model:
+        raise KeyError(name)
+    return mzsr(**MZSR_OPTIONS[base], model=model)
 
 
 # --- scoring --------------------------------------------------------------------------
@@ -267,12 +292,13 @@ def evaluate(
 ) -> Iterator[dict[str, Any]]:
     """Score every method on every item, a row at a time; ``worst`` keeps, per set, the
     outputs of the image where the defaults gained least."""
+    chosen = {name: method(name) for name in methods}
     for item in items:
         row: dict[str, Any] = {"group": item.group, "key": item.key, "lr_shape": item.lr.shape}
         outputs = {}
         for name in methods:
             start = time.perf_counter()
-            sr, check = METHODS[name](item.lr, item.hr.shape[:2])
+            sr, check = chosen[name](item.lr, item.hr.shape[:2])
             seconds = time.perf_counter() - start
             value, similarity = score(sr, item)
             row[name] = {"psnr": value, "ssim": similarity, "seconds": seconds, **check}
@@ -420,6 +446,14 @@ def self_check_cost(image: np.ndarray, repeats: int = 3) -> dict[str, float]:
     return {"defaults_s": with_check, "without_s": plain, "added": with_check / plain - 1}
 
 
+def _known(name: str) -> bool:
+    try:
+        method(name)
+    except KeyError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="the shared data folder")
@@ -445,9 +479,12 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     apply_threads(args)
     methods = list(dict.fromkeys(["bicubic", *args.methods.split(",")]))
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if not _known(m)]
     if unknown:
-        parser.error(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
+        parser.error(
+            f"unknown --methods {unknown}; choose from {', '.join(METHODS)}, or NAME@MODEL "
+            f"with NAME one of {', '.join(MZSR_OPTIONS)}"
+        )
     sets = args.sets.split(",")
     worst: dict[str, dict[str, Any]] = {}
     runs: list[Iterator[dict[str, Any]]] = []

@@ -21,7 +21,7 @@ PY="$VENV/bin/python"
 # Pinned here (not in pyproject.toml): this project's CI machines carry a CPU build of
 # exactly this version, which pip takes; an unpinned torch would pull a newer multi-GB
 # CUDA build there. On an ordinary Linux machine this pin is PyPI's CUDA build too; add
-# --index-url https://download.pytorch.org/whl/cpu for the CPU one (see the README).
+# --index-url https://download.pytorch.org/whl/cpu for the CPU one (see docs/install.md).
 # Every other package at the exact version of .ci/constraints.txt (see that file).
 CONSTRAINTS="${MZSR_CONSTRAINTS:-.ci/constraints.txt}"
 "$PY" -m pip install -q -c "$CONSTRAINTS" torch==2.13.0

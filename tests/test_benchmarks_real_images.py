@@ -118,3 +118,19 @@ def test_coarser_check_validation_scores_both_levels(tmp_path):
     assert row["image"] == "cell seed 300"
     assert all(np.isfinite(row[key]) for key in ("true", "son_pair", "one_scale_down"))
     assert "| cell seed 300 |" in md.read_text()
+
+
+def test_a_method_runs_with_a_given_model(tmp_path, tiny_model, monkeypatch):
+    calls = []
+    monkeypatch.setattr(real_images, "mzsr", lambda **options: calls.append(options) or options)
+    assert real_images.method(f"no self-check@{tiny_model}") == {
+        "self_check": False, "model": str(tiny_model)
+    }  # fmt: skip
+    for bad in ("bicubic@real", "defaults@", "lanczos", "nonsense@real"):
+        if bad == "lanczos":
+            assert real_images.method(bad) is real_images.lanczos
+            continue
+        with pytest.raises(KeyError):
+            real_images.method(bad)
+    with pytest.raises(SystemExit):
+        real_images.main(["--data", str(tmp_path), "--methods", "bicubic@real"])

@@ -411,7 +411,7 @@ def test_models_command_prints_a_table(capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:4] == ["model", "scales", "data", "subsampling"]
     assert "direct-x2-gray" in out and " dB" in out and "{" not in out
-    assert "not the Set5/Set14 figures of the README" in " ".join(out.split())
+    assert "not the Set5/Set14 figures of the docs" in " ".join(out.split())
 
 
 def test_ome_zarr_0_5_metadata_is_read(tmp_path):
@@ -491,7 +491,7 @@ def test_version(capsys):
 
 
 def test_the_readme_calibration_commands_run_as_written(tmp_path, monkeypatch):
-    """The README's two calibration commands, copied as a user would (only fewer updates
+    """The calibration page's two commands, copied as a user would (only fewer updates
     added, for time): the run takes the profile's own factor (it used to be refused)."""
     import re
     import shlex
@@ -501,8 +501,8 @@ def test_the_readme_calibration_commands_run_as_written(tmp_path, monkeypatch):
 
     from napari_mzsr import degrade, gaussian_kernel
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    block = re.search(r"```bash\n(napari-mzsr calibrate .*?)```", readme, re.S).group(1)
+    page = (Path(__file__).parents[1] / "docs" / "calibration.md").read_text()
+    block = re.search(r"```bash\n(napari-mzsr calibrate .*?)```", page, re.S).group(1)
     commands = [shlex.split(line.split("#")[0]) for line in block.strip().splitlines()]
     assert [c[:2] for c in commands] == [["napari-mzsr", "calibrate"], ["napari-mzsr", "run"]]
     monkeypatch.chdir(tmp_path)

@@ -2,7 +2,7 @@
 command line: each is handled correctly or refused with a one-line message naming the
 problem; the input is never modified and nothing partial is left behind.
 
-The README's reliability paragraph counts the cases of this module
+The reliability paragraph of docs/development.md counts the cases of this module
 (``pytest tests/test_hardening.py``).
 """
 

@@ -1,4 +1,4 @@
-"""The README's threaded console snippet, run as a console user runs it.
+"""The scripting page's threaded console snippet, run as a console user runs it.
 
 Needs napari, pytest-qt and an X display; run headless with ``xvfb-run -a pytest``.
 """
@@ -15,13 +15,13 @@ require_gui()
 pytestmark = pytest.mark.gui
 __all__ = ["fresh_choices"]
 
-README = Path(__file__).parents[1] / "README.md"
+SCRIPTING = Path(__file__).parents[1] / "docs" / "scripting.md"
 MARKER = "<!-- console snippet: tests/test_widget_console.py runs this block -->"
 
 
 def _snippet() -> str:
-    text = README.read_text()
-    assert MARKER in text, "the README lost its console snippet"
+    text = SCRIPTING.read_text()
+    assert MARKER in text, "docs/scripting.md lost its console snippet"
     block = re.search(r"```python\n(.*?)```", text[text.index(MARKER) :], re.S)
     return block.group(1)
 
@@ -40,7 +40,7 @@ def test_readme_console_snippet_runs_in_a_thread_with_progress(make_napari_viewe
     bars = set()
     progress._all_instances.events.changed.connect(lambda e: bars.update(e.added))
     namespace = {"viewer": viewer}
-    exec(compile(_snippet(), "README console snippet", "exec"), namespace)
+    exec(compile(_snippet(), "docs console snippet", "exec"), namespace)
     worker = namespace["worker"]
     steps = []
     worker.yielded.connect(steps.append)

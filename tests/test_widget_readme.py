@@ -1,5 +1,5 @@
-"""The README's promises that code can check: its scripting snippet works for every dtype
-it names, at odd sizes, and its images exist (with the note for the release)."""
+"""The docs' promises that code can check: the scripting page's snippet works for every
+dtype it names, at odd sizes, and the README's images exist (with the note for the release)."""
 
 import re
 from pathlib import Path
@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 README = Path(__file__).parents[1] / "README.md"
+SCRIPTING = Path(__file__).parents[1] / "docs" / "scripting.md"
 MARKER = "<!-- scripting snippet: tests/test_widget_readme.py runs this block for each dtype -->"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _snippet() -> str:
-    text = README.read_text()
-    assert MARKER in text, "the README lost its scripting snippet"
+    text = SCRIPTING.read_text()
+    assert MARKER in text, "docs/scripting.md lost its scripting snippet"
     return re.search(r"```python\n(.*?)```", text[text.index(MARKER) :], re.S).group(1)
 
 
@@ -33,7 +34,7 @@ def test_scripting_snippet_runs_for_every_dtype_it_names(shape, dtype, capsys):
     hr = (unit * peak * 0.9).astype(dtype)
     code = _snippet().replace("hr = ...", "hr = HR", 1)
     namespace = {"HR": hr}
-    exec(compile(code, "README scripting snippet", "exec"), namespace)
+    exec(compile(code, "docs scripting snippet", "exec"), namespace)
     out = capsys.readouterr().out.split()
     assert float(out[-1]) > 20  # the PSNR (dB): the snippet ran to its end
     assert namespace["sr"].shape == namespace["truth"].shape

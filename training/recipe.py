@@ -47,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
         "val_images": 4,
         "val_crop": 96,
         "texture_threshold": 0.015,
+        # Images (paths relative to the training folder) never trained on: another
+        # validation split, e.g. benchmarks/real_images.py's photos (recipes real*.toml).
+        "exclude": [],
     },
     "pretrain": {
         "steps": 1000,
@@ -98,7 +101,31 @@ DEFAULTS: dict[str, Any] = {
         "val_every": 100,
         "checkpoint_every": 50,
     },
+    # Real-degradation tasks (training.real_tasks, training.real_degradations): relative
+    # weights of the kernel families, the share of noisy tasks and the range of their
+    # noise floor (standard deviation, [0, 1] units), the share of JPEG tasks and their
+    # qualities, the side of a task's LR image and the limit of its HR side.
+    "real_tasks": {
+        "families": {
+            "none": 1.0,
+            "gaussian": 1.0,
+            "generalised": 1.0,
+            "disk": 1.0,
+            "motion": 0.5,
+            "airy": 1.0,
+        },
+        "noise_share": 0.5,
+        "noise_std": [0.002, 0.03],
+        "jpeg_share": 0.3,
+        "jpeg_quality": [50, 95],
+        "lr_side": 96,
+        "max_hr_side": 320,
+    },
     "validation": {
+        # "kernels": every crop x kernel x scale below, adapted with the true kernel
+        # (training.validate); "real": one real-degradation chain per crop and scale,
+        # super-resolved by the package's defaults (training.validate_real).
+        "set": "kernels",
         # [l1, l2, theta] variances; defaults are the paper's g_2.0 and g_ani. [0, 0, 0]:
         # no blur (1x1 identity kernel; with bicubic subsampling the paper's Table 1).
         "kernels": [[2.0, 2.0, 0.0], [4.0, 1.0, -0.5]],
@@ -155,6 +182,23 @@ def _check(recipe: dict[str, Any]) -> None:
         raise RecipeError(
             f"meta identity_kernel_share must be in [0, 1], got {meta['identity_kernel_share']}"
         )
+    if recipe["validation"]["set"] not in ("kernels", "real"):
+        raise RecipeError(
+            f"validation set must be kernels or real, got {recipe['validation']['set']!r}"
+        )
+    real = recipe["real_tasks"]
+    if not (0 <= real["noise_share"] <= 1 and 0 <= real["jpeg_share"] <= 1):
+        raise RecipeError("real_tasks noise_share and jpeg_share must be in [0, 1]")
+    if not 0 < real["noise_std"][0] <= real["noise_std"][1]:
+        raise RecipeError(
+            f"real_tasks noise_std must be [low, high], 0 < low <= high, got {real['noise_std']}"
+        )
+    if not 1 <= real["jpeg_quality"][0] <= real["jpeg_quality"][1] <= 95:
+        raise RecipeError(
+            f"real_tasks jpeg_quality must be [low, high] within 1-95, got {real['jpeg_quality']}"
+        )
+    if min(real["families"].values()) < 0 or not sum(real["families"].values()) > 0:
+        raise RecipeError("real_tasks families need weights >= 0, not all 0")
     low = meta["kernel_variance_min"]
     if not 0 < low < 2.5 * min(float(s) for s in scales):
         raise RecipeError(

@@ -51,7 +51,9 @@ class RunLog:
             ax_loss.plot(steps, losses, lw=0.8, marker=marker, ms=3)
             ax_loss.set_yscale("log")
         ax_loss.set(xlabel="step", ylabel="L1 loss", title="training loss")
-        for key in sorted({k for r in val for k in r["val"]}, key=int):
+        # Step counts only: a real-degradation validation also records its "gain".
+        counts = {k for r in val for k in r["val"] if k.isdigit()}
+        for key in sorted(counts, key=int):
             points = [(r["step"], r["val"][key]) for r in val if key in r["val"]]
             ax_val.plot(*zip(*points, strict=True), marker="o", ms=3, label=f"{key} steps")
         if val:

@@ -35,6 +35,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from napari_mzsr.core.resize import parse_scale
 from napari_mzsr.core.scale_aware import ScaleAwareNet, check_adaptation_layers
 from napari_mzsr.io.model_file import ModelInfo, load_model, save_model
 
-from . import checkpoint, distributed, meta, validate
+from . import checkpoint, distributed, meta
 from .export import model_info
 from .recipe import RecipeError, load_recipe
 from .session import Session, open_session, restore, run_loop
@@ -56,6 +57,7 @@ from .tasks import make_pairs, multi_step_weights
 from .transfer import convert_channels
 
 Pair = tuple[float, float]
+TaskFn = Callable[["Session", torch.nn.Module, torch.Tensor], tuple[torch.Tensor, float, Pair]]
 # The paper's kernel distribution at x2 (REFERENCE section 3): variances up to 2.5 s.
 REFERENCE_SCALE = 2.0
 MAX_VARIANCE_AT_X2 = 2.5 * REFERENCE_SCALE
@@ -196,6 +198,13 @@ def scale_model_info(payload: dict[str, Any]) -> ModelInfo:
     )
 
 
+def recipe_model_info(recipe: dict[str, Any]) -> ModelInfo:
+    """Metadata of a network trained by ``recipe`` before any training record (for
+    validating weights in memory)."""
+    payload = {"recipe": recipe, "stage": "meta", "step": 0, "elapsed_s": 0.0}
+    return scale_model_info({**payload, "validation": [], "provenance": {}})
+
+
 def write(payload: dict[str, Any], path: str | Path) -> Path:
     """Write the theta_M file of a checkpoint's contents (replacing ``path``)."""
     return save_model(path, payload["model"], scale_model_info(payload), overwrite=True)
@@ -209,10 +218,13 @@ def run(
     out: str | Path | None = None,
     resume: str | Path | None = None,
     device: str | None = None,
+    task: TaskFn = task_loss,
 ) -> Path | None:
     """Meta-train over scale pairs from ``init`` and write ``<out>/<name>.pt``.
 
-    Parameters as :func:`training.meta.run` (``init`` in place of ``pretrained``).
+    Parameters as :func:`training.meta.run` (``init`` in place of ``pretrained``);
+    ``task`` draws a task and returns its loss as :func:`task_loss` (e.g.
+    :func:`training.real_tasks.task_loss`).
     """
     check_recipe(recipe)
     session = open_session(recipe, "meta", data_dir, val_dir, out, device)
@@ -242,7 +254,7 @@ def run(
         optimizer.zero_grad(set_to_none=True)
         meta_loss = last_loss = 0.0
         for _ in range(my_tasks):
-            loss, last, _pair = task_loss(session, net, weights)
+            loss, last, _pair = task(session, net, weights)
             (loss / cfg["tasks"]).backward()
             meta_loss += loss.item()
             last_loss += last
@@ -281,7 +293,7 @@ def export(
     session = open_session(recipe, "meta", data_dir, val_dir, Path(path).parent, "cpu")
     net = load_model(written).network("cpu")
     start = time.process_time()
-    result = validate.evaluate(net, session.val_items, recipe, session.device, None)
+    result = session.evaluate(net, session.val_items, recipe, session.device, None)
     record = {
         "step": payload["step"],
         "val": result,
@@ -301,9 +313,17 @@ def _logged_cpu_seconds(folder: Path, step: int) -> float:
     return float(logged[-1]) if logged else 0.0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    *,
+    task: TaskFn = task_loss,
+    check: Callable[[dict[str, Any]], None] = check_recipe,
+    prog: str = "python -m training.scale_tasks",
+) -> int:
+    """The command line of this stage, or of one with its own ``task`` and recipe
+    ``check`` (:mod:`training.real_tasks`)."""
     parser = argparse.ArgumentParser(
-        prog="python -m training.scale_tasks",
+        prog=prog,
         description="Meta-transfer learning over scale pairs (see the module docstring).",
     )
     parser.add_argument("--recipe", help="TOML recipe (training/recipes/)")
@@ -331,15 +351,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (args.recipe and args.init):
         parser.error("--recipe and --init are required (or --export CHECKPOINT --out FILE)")
+    recipe = load_recipe(args.recipe)
+    check(recipe)
     try:
         path = run(
-            load_recipe(args.recipe),
+            recipe,
             args.init,
             args.data,
             args.val_data,
             args.out,
             args.resume,
             args.device,
+            task,
         )
     finally:
         distributed.shutdown()

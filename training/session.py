@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from napari_mzsr.core.devices import resolve_device, resolve_precision
 
-from . import checkpoint, data, distributed, validate
+from . import checkpoint, data, distributed, validate, validate_real
 from .recipe import ROOT, resolve_data
 from .runlog import RunLog
 
@@ -34,9 +34,11 @@ class Session:
     autocast_dtype: torch.dtype | None
     ctx: distributed.Context
     bank: data.ImageBank
-    val_items: list[validate.Item]
+    val_items: list[Any]
     rng: np.random.Generator
     provenance: dict[str, Any] = field(default_factory=dict)
+    # validate.evaluate, or validate_real.evaluate for a recipe's validation.set = "real".
+    evaluate: Callable[..., dict[str, float]] = validate.evaluate
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -68,6 +70,24 @@ class Session:
             dtype=self.autocast_dtype or torch.float32,
             enabled=self.autocast_dtype is not None,
         )
+
+
+def split_images(
+    recipe: dict[str, Any], data_dir: str | Path | None = None, val_dir: str | Path | None = None
+) -> tuple[list[Path], list[Path]]:
+    """The training and the validation images of a run (see :func:`open_session`):
+    the training folder less ``data.exclude``, less the held-out images."""
+    cfg = recipe["data"]
+    train_dir = resolve_data(data_dir or cfg["train"])
+    if "bench" in train_dir.parts:
+        raise ValueError(f"{train_dir} is a benchmark set; never train on it")
+    excluded = {train_dir / name for name in cfg["exclude"]}
+    if missing := sorted(str(p) for p in excluded if not p.is_file()):
+        raise FileNotFoundError(f"data.exclude names images that are not there: {missing}")
+    paths = [p for p in data.list_images(train_dir) if p not in excluded]
+    if val_dir or cfg["val"]:
+        return paths, data.list_images(resolve_data(val_dir or cfg["val"]))[: cfg["val_images"]]
+    return data.split_validation(paths, cfg["val_images"])
 
 
 def open_session(
@@ -102,22 +122,18 @@ def open_session(
 
     cfg = recipe["data"]
     train_dir = resolve_data(data_dir or cfg["train"])
-    if "bench" in train_dir.parts:
-        raise ValueError(f"{train_dir} is a benchmark set; never train on it")
-    paths = data.list_images(train_dir)
-    if val_dir or cfg["val"]:
-        val_paths = data.list_images(resolve_data(val_dir or cfg["val"]))[: cfg["val_images"]]
-    else:
-        paths, val_paths = data.split_validation(paths, cfg["val_images"])
+    paths, val_paths = split_images(recipe, data_dir, val_dir)
     bank = data.load_bank(paths, recipe["channels"], cfg["texture_threshold"])
     items = []
+    real = recipe["validation"]["set"] == "real"
     if ctx.main:
         crops = data.validation_crops(val_paths, recipe["channels"], cfg["val_crop"])
-        items = validate.build(crops, recipe)
+        items = (validate_real if real else validate).build(crops, recipe)
     out_dir = Path(out) if out else ROOT / "runs" / recipe["name"] / stage
     provenance = {
         "data": str(train_dir),
         "train_images": len(paths),
+        "excluded_images": sorted(cfg["exclude"]),
         "val_images": [p.name for p in val_paths],
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
@@ -135,6 +151,7 @@ def open_session(
         items,
         rng,
         provenance,
+        validate_real.evaluate if real else validate.evaluate,
     )
 
 
@@ -168,7 +185,7 @@ def _validate(
     clocks: dict[str, float],
 ):
     start = time.process_time()
-    result = validate.evaluate(
+    result = session.evaluate(
         net, session.val_items, session.recipe, session.device, session.autocast_dtype
     )
     record = {

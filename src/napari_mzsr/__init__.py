@@ -28,6 +28,7 @@ _API = {
     "save_model": "io.model_file",
     "ModelInfo": "io.model_file",
     "ModelFileError": "io.model_file",
+    "export_bioimageio": "io.bioimageio",
     "AdaptOptions": "pipeline.options",
     "ApplyOptions": "pipeline.options",
     "AdaptedModel": "pipeline.adapted",
@@ -66,6 +67,7 @@ __all__ = [
     "calibrate",
     "degrade",
     "estimate_kernel",
+    "export_bioimageio",
     "gaussian_kernel",
     "imresize",
     "iter_adapt",
@@ -93,6 +95,7 @@ if TYPE_CHECKING:
     from .core.kernels import PRESETS, gaussian_kernel, load_kernel, preset_kernel
     from .core.metrics import psnr, ssim
     from .core.resize import imresize
+    from .io.bioimageio import export_bioimageio
     from .io.model_file import ModelFileError, ModelInfo, load_model, save_model
     from .pipeline.adapted import AdaptedModel
     from .pipeline.axial import AxialProgress, iter_super_resolve_axial, super_resolve_axial

@@ -1,6 +1,6 @@
 """Command line: ``napari-mzsr run`` for batches, ``napari-mzsr demo`` for a first try,
 ``napari-mzsr models`` to list the shipped theta_M files, ``napari-mzsr calibrate`` for a
-camera profile from real pairs."""
+camera profile from real pairs, ``napari-mzsr export`` for a BioImage.IO package."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .arguments import add_run_options
 from .axial import add_axial_options
 from .batch import FORMATS, run
 from .calibrate import add_calibrate_parser
+from .export import add_export_parser
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.set_defaults(func=models)
     add_calibrate_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

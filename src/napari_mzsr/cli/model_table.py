@@ -5,8 +5,8 @@ The accuracy figures are the model's own ``training.validation_psnr``: the mean 
 (dB; Y channel of RGB, luma for 1-channel models) after 0, 1 and 10 adaptation steps on
 central crops of the held-out training images, each degraded with every validation
 kernel of the model's recipe. They are not the Set5/Set14 benchmark figures of the
-README: other images, small crops (96 or 192 pixels, per model; the borders shaved off
-weigh more), a mix of kernels averaged together, and taken during training.
+docs (docs/models.md): other images, small crops (96 or 192 pixels, per model; the borders
+shaved off weigh more), a mix of kernels averaged together, and taken during training.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ VALIDATION_NOTE = (
     "training images (how many, of what side: the 'validation' column; Y channel of RGB "
     "models, luma for 1-channel ones), each blurred with each of the model's validation "
     "kernels and subsampled; recorded by training/. These are not the Set5/Set14 figures "
-    "of the README, which are whole benchmark images with one named kernel each: "
+    "of the docs (docs/models.md), which are whole benchmark images with one named kernel each: "
     "different images, small crops and a mix of kernels give other (lower) numbers. "
     "Compare models of the same task with them, not with the paper."
 )

@@ -295,7 +295,8 @@ def _shipped_info(path: Path, size: int, mtime_ns: int) -> ModelInfo:
 
 
 def load_model(name_or_path: str | os.PathLike | MZSRModel) -> MZSRModel:
-    """Load a theta_M by shipped name (e.g. ``"direct-x2"``) or from a file path.
+    """Load a theta_M by shipped name (e.g. ``"direct-x2"``), from a file path, or from a
+    BioImage.IO package (``.zip``) written by :func:`napari_mzsr.export_bioimageio`.
 
     Raises
     ------
@@ -321,6 +322,11 @@ def load_model(name_or_path: str | os.PathLike | MZSRModel) -> MZSRModel:
         )
     shipped = shipped_models()
     key = str(name_or_path)
+    if key not in shipped and str(key).lower().endswith(".zip") and Path(key).is_file():
+        from .bioimageio import is_package, theta_from_package
+
+        if is_package(key):
+            return theta_from_package(key)
     if key in shipped:
         path = shipped[key]
     else:

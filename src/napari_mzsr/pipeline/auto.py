@@ -71,13 +71,27 @@ def matched_noise(
     clean images and cost 0.2-0.4 dB on Set5 with the true kernel.
     """
     pixels = image.unit(centre_window(image.shape, NOISE_SIDE))
+    return son_noise(pixels, kernel, scale, degradation, rgb=image.rgb)
+
+
+def son_noise(
+    pixels: np.ndarray,
+    kernel: np.ndarray,
+    scale: tuple[float, float],
+    degradation: str,
+    *,
+    rgb: bool,
+) -> NoiseModel | None:
+    """:func:`matched_noise` of an array: ``pixels`` (H, W) or (H, W, C) float in
+    network units, the window a run reads (meta-training makes its sons with this too,
+    ``training.real_tasks``)."""
     if min(pixels.shape[:2]) < 8 * math.ceil(max(scale)):
         return None
-    noise = estimate_noise(pixels, rgb=image.rgb)
+    noise = estimate_noise(pixels, rgb=rgb)
     if noise.typical_std(pixels) < NOISE_FLOOR:
         return None
     son = degrade(pixels, kernel, scale, degradation)
-    added = noise.less(estimate_noise(son, rgb=image.rgb))
+    added = noise.less(estimate_noise(son, rgb=rgb))
     return added if added.typical_std(son) > 0 else None
 
 

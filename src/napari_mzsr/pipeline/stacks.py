@@ -96,6 +96,9 @@ class StackResult:
         What each adaptation's self-check predicted and chose (None where it was off).
     threads : dict
         CPU threads of the last adaptation and inference (``AdaptedModel.threads_used``).
+    adapted, adapted_on : AdaptedModel and ndarray, or None
+        In ``"once"`` mode, the adapted model and the slice it was adapted on (what
+        :func:`napari_mzsr.export_bioimageio` exports); None in ``"per_slice"`` mode.
     """
 
     data: np.ndarray
@@ -104,6 +107,8 @@ class StackResult:
     steps_taken: tuple[int, ...]
     self_checks: tuple[SelfCheck | None, ...] = ()
     threads: dict[str, int] = field(default_factory=dict)
+    adapted: AdaptedModel | None = None
+    adapted_on: np.ndarray | None = None
 
     def describe_checks(self) -> str:
         """The self-check's line for a status bar or a summary: the last adaptation's,
@@ -225,8 +230,16 @@ def _run_stage(
         result[(0,) * len(slice_shape) if current_only else position] = sr
         done += 1
         yield StackProgress("apply", steps, steps, slices_done + 1, n_slices, done, total, loss)
+    once = mode == "once"
     return StackResult(
-        result, estimate, data.intensity, tuple(kept), tuple(checked), dict(adapted.threads_used)
+        result,
+        estimate,
+        data.intensity,
+        tuple(kept),
+        tuple(checked),
+        dict(adapted.threads_used),
+        adapted if once else None,
+        np.asarray(data.slice(index).array) if once else None,
     )
 
 

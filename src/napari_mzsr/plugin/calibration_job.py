@@ -74,6 +74,7 @@ class CalibrationOutcome:
     profile: MZSRModel | None = None
     path: Path | None = None
     error: str | None = None
+    sample: np.ndarray | None = None  # the first pair's LR image (for "Export profile...")
 
 
 def _layer_image(data: Any, name: str, control: str) -> np.ndarray:
@@ -195,7 +196,7 @@ def calibration_work(job: CalibrationJob) -> Generator[CalibrationStep, None, An
         save_model(job.path, profile.state_dict, profile.info, overwrite=job.overwrite)
     except Exception as exc:
         return CalibrationOutcome(error=plain_message(exc))
-    return CalibrationOutcome(profile=profile, path=job.path)
+    return CalibrationOutcome(profile=profile, path=job.path, sample=pairs[0][0])
 
 
 def profile_label(profile: MZSRModel, path: Path) -> str:

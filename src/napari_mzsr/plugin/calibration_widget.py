@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ..io.model_file import MZSRModel
 
 
-BUTTONS = ("calibrate", "cancel")
+BUTTONS = ("calibrate", "cancel", "export")
 
 
 class ModelOwner(Protocol):
@@ -78,6 +78,8 @@ CALIBRATION_TOOLTIPS = {
     "calibrate": "start the calibration in the background; the model line switches to the "
     "profile when it is done",
     "cancel": "stop the calibration; nothing is saved",
+    "export": "write the last profile as a BioImage.IO package (.zip) that runs in other "
+    "tools without napari-mzsr (no adaptation there), tested on the first pair's LR image",
 }
 
 
@@ -105,6 +107,9 @@ class CalibrationSection(Container):
         self._overwrite = CheckBox(text="replace existing file")
         self._calibrate_button = PushButton(text="Calibrate")
         self._cancel_button = PushButton(text="Cancel calibration", enabled=False)
+        self._export_button = PushButton(text="Export profile...", enabled=False)
+        self._exportable: tuple[Any, Any] | None = None  # the last profile and its sample
+        self._export_worker = None
         self._progress = ProgressBar(label="calibration", value=0, min=0, max=1)
         self._status = Label(label="")
         self._status.native.setWordWrap(True)
@@ -120,7 +125,8 @@ class CalibrationSection(Container):
                 self._save_to,
                 self._overwrite,
                 Container(
-                    widgets=[self._calibrate_button, self._cancel_button], layout="horizontal"
+                    widgets=[self._calibrate_button, self._cancel_button, self._export_button],
+                    layout="horizontal",
                 ),
                 self._progress,
                 self._status,
@@ -134,6 +140,7 @@ class CalibrationSection(Container):
         self._source.changed.connect(self._update_visible)
         self._calibrate_button.changed.connect(self.start)
         self._cancel_button.changed.connect(self.cancel)
+        self._export_button.changed.connect(self.export)
         # The layer choices follow the viewer's layers through the dock widget's
         # reset_choices, which napari calls on the whole container.
         self._update_visible()
@@ -232,6 +239,40 @@ class CalibrationSection(Container):
             return
         self.add_profile(outcome.profile, outcome.path)
         self._status.value = calibration_summary(outcome, time.monotonic() - self._started)
+        self._exportable = (outcome.profile, outcome.sample)
+        self._export_button.enabled = self._export_worker is None
+
+    def export(self, *_: object) -> None:
+        """Ask where, then write the last profile as a BioImage.IO package, its first
+        pair's LR image as the test image, in a worker (the Export profile... button)."""
+        from .export_job import ask_package_path, export_work
+
+        if self._exportable is None or self._export_worker is not None:
+            return
+        profile, sample = self._exportable
+        path = ask_package_path(self.native, f"{profile.info.name}.zip")
+        if path is None:
+            return
+        worker = export_work(profile, path, sample)
+        worker.returned.connect(self._on_exported)
+        worker.finished.connect(self._on_export_finished)
+        self._export_worker = worker
+        self._export_button.enabled = False
+        self._status.value = f"exporting {path.name}..."
+        worker.start()
+
+    def _on_exported(self, message: str) -> None:
+        if message.startswith("failed"):
+            self._fail(message.removeprefix("failed: "))
+        else:
+            self._status.value = message
+
+    def _on_export_finished(self) -> None:
+        self._export_worker = None
+        try:
+            self._export_button.enabled = self._exportable is not None
+        except RuntimeError:
+            pass  # the widget is already gone
 
     def add_profile(self, profile: Any, path: Path) -> None:
         """Put a saved profile in the owner's model list, select it and set the scale

@@ -11,6 +11,9 @@ from ..cli.model_table import VALIDATION_NOTE, ModelSummary
 from ..core.kernels import PRESETS
 from .geometry import PREVIEW_MAX_SIDE
 
+# Where the docs are published (pyproject's Documentation URL).
+DOCS_URL = "https://napari-mzsr.github.io/napari-mzsr/"
+
 TOOLTIPS = {
     "image": "the image layer to super-resolve (2-D, RGB, or a stack: the last two axes "
     "are Y and X, every other axis is kept)",
@@ -84,6 +87,9 @@ TOOLTIPS = {
     f"{PREVIEW_MAX_SIDE} x {PREVIEW_MAX_SIDE} pixels of the current slice), in about a "
     "second; shown as a temporary layer that the full run replaces",
     "cancel": "stop after the current step; nothing is added",
+    "export": "write the model the last run adapted (to its one image or adaptation slice) "
+    "as a BioImage.IO package (.zip): it runs in other tools without napari-mzsr, with "
+    "test tensors and a cover from your image; available after a run without preview",
 }
 
 
@@ -124,8 +130,9 @@ def help_html(
 
 
 def _readme_link() -> str:
-    """A link to the README of the source tree the package runs from, if there is one."""
-    readme = Path(__file__).resolve().parents[3] / "README.md"
-    if readme.is_file():
-        return f'<p>More: <a href="{readme.as_uri()}">README.md</a> of napari-mzsr.</p>'
-    return "<p>More: the README of napari-mzsr (in its source repository).</p>"
+    """A link to the widget's page of the docs in the source tree the package runs from,
+    if there is one, else to the online docs."""
+    page = Path(__file__).resolve().parents[3] / "docs" / "napari.md"
+    if page.is_file():
+        return f'<p>More: <a href="{page.as_uri()}">docs/napari.md</a> of napari-mzsr.</p>'
+    return f'<p>More: <a href="{DOCS_URL}">the napari-mzsr documentation</a>.</p>'

@@ -95,7 +95,7 @@ KERNEL_KINDS = (
 )
 PREVIEW_PIXELS = 84
 
-BUTTONS = ("run", "preview", "cancel")
+BUTTONS = ("run", "preview", "cancel", "export")
 # Remembered choices not worth a mention when they come back (layout, not results).
 QUIET = ("show_advanced", "model_file", "scale_x_on", "current_only", "replace")
 REMEMBERED = (
@@ -184,6 +184,9 @@ class MZSRWidget(Container):
         self._help_dialog = None
         self._restoring = False
         self._blocked: str | None = None  # why Run cannot run now (None: it can)
+        # The last run's adapted model and the image it was adapted on ("Export...").
+        self._exportable: tuple[Any, Any] | None = None
+        self._export_worker = None
 
         self._add_input_controls()
         self._add_kernel_controls()
@@ -371,6 +374,7 @@ class MZSRWidget(Container):
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self._status = Label(label="")
+        self._export_button = PushButton(text="Export...", enabled=False)
         self._body.extend(
             [
                 self._steps,
@@ -392,6 +396,7 @@ class MZSRWidget(Container):
                 ),
                 self._progress,
                 self._status,
+                self._export_button,
             ]
         )
         self.calibration = CalibrationSection(self)
@@ -438,6 +443,7 @@ class MZSRWidget(Container):
         self._preview_button.changed.connect(self.preview)
         self._cancel_button.changed.connect(self.cancel)
         self._reset.changed.connect(self.reset)
+        self._export_button.changed.connect(self.export)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         viewer.layers.selection.events.changed.connect(self._update_scope)
         self._orphan_watch = _Orphaned(self._on_closed)
@@ -1022,6 +1028,42 @@ class MZSRWidget(Container):
             self._fail(plain_message(exc))
             return
         self._status.value = self._summary(job, outcome)
+        if not job.preview and len(outcome.results) == 1:
+            result = outcome.results[0][1]
+            usable = result.adapted is not None and result.adapted.uses_network
+            self._exportable = (result.adapted, result.adapted_on) if usable else None
+            self._export_button.enabled = usable and self._export_worker is None
+
+    def export(self, *_: object) -> None:
+        """Ask where, then write the last run's adapted model as a BioImage.IO package in
+        a worker (the Export... button)."""
+        from .export_job import ask_package_path, export_work
+
+        if self._exportable is None or self._export_worker is not None:
+            return
+        model, sample = self._exportable
+        path = ask_package_path(self.native, f"{model.info.name}-adapted.zip")
+        if path is None:
+            return
+        worker = export_work(model, path, sample)
+        worker.returned.connect(self._on_exported)
+        worker.finished.connect(self._on_export_finished)
+        self._export_worker = worker
+        self._export_button.enabled = False
+        self._status.value = f"exporting {path.name}..."
+        worker.start()
+
+    def _on_exported(self, message: str) -> None:
+        if self._alive and not self._closed:
+            if message.startswith("failed"):
+                self._fail(message.removeprefix("failed: "))
+            else:
+                self._status.value = message
+
+    def _on_export_finished(self) -> None:
+        self._export_worker = None
+        if self._alive and not self._closed:
+            self._export_button.enabled = self._exportable is not None
 
     def _add_axial(self, job: AxialJob, outcome: AxialOutcome) -> None:
         """Add the isotropic results (one per layer), each over its input."""
