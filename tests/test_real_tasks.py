@@ -306,3 +306,26 @@ def test_real_steps_study_measures_rates_patches_and_layers(images, init, tmp_pa
     payload = json.loads((tmp_path / "s.json").read_text())
     curve = payload["results"]["tiny"]["curves"]["0.01"]
     assert set(curve) == {"0", "1"} and all(len(v) == 2 for v in curve.values())
+
+
+def test_training_curves_compare_runs_against_cpu_minutes(tmp_path):
+    from benchmarks import training_curves
+
+    logs = {}
+    for name, gains in (("a", (0.3, 0.5)), ("b", (0.3, 0.35))):
+        lines = [
+            {"step": 0, "val": {"0": 27.0, "10": 27.5, "gain": gains[0]}, "cpu_s": 0.0},
+            {"step": 5, "loss": 0.03, "cpu_s": 30.0},
+            {"step": 10, "val": {"0": 27.1, "10": 27.9, "gain": gains[1]}, "cpu_s": 120.0},
+        ]
+        logs[name] = tmp_path / f"{name}.jsonl"
+        logs[name].write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    md = training_curves.main(
+        ["--runs", *(f"{n}={p}" for n, p in logs.items()), "--out", str(tmp_path), "--name", "c"]
+    )
+    text = md.read_text()
+    assert (
+        "| 10 | 2.0 | 27.10 | 27.90 | 0.50 |" in text
+        and "| 10 | 2.0 | 27.10 | 27.90 | 0.35 |" in text
+    )
+    assert (tmp_path / "c.png").stat().st_size > 0

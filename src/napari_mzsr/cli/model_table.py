@@ -90,13 +90,22 @@ class ModelSummary:
 def summarize(info: ModelInfo) -> ModelSummary:
     """The :class:`ModelSummary` of a model's metadata."""
     training = info.training
-    psnr = {str(k): float(v) for k, v in training.get("validation_psnr", {}).items()}
+    # Step counts only: a real-degradation validation also records its "gain".
+    psnr = {
+        str(k): float(v) for k, v in training.get("validation_psnr", {}).items() if str(k).isdigit()
+    }
     try:
         recipe = tomllib.loads(training.get("recipe_toml", ""))
     except tomllib.TOMLDecodeError:
         recipe = {}
     validation = recipe.get("validation", {})
     kernels = ", ".join(_kernel_text(k) for k in validation.get("kernels", [])) or "unknown"
+    if validation.get("set") == "real":
+        # training/validate_real.py: drawn real degradations, the package's defaults.
+        kernels = (
+            "real degradations (one drawn chain per crop and factor: blur, subsampling, "
+            "noise, JPEG), run with the defaults; PSNR on RGB"
+        )
     images = training.get("val_images")
     crops = len(images) if isinstance(images, list) else int(images or 0)
     crop = int(recipe.get("data", {}).get("val_crop", 0))
