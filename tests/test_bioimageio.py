@@ -171,7 +171,9 @@ def test_export_command(tiny_model, tmp_path, capsys):
     assert "overwrite" in capsys.readouterr().err
     assert cli([*args[:4], "--as-is", "-o", str(tmp_path / "x.zip")]) == 2
     assert "--as-is needs --model" in capsys.readouterr().err
+    assert bioimageio_core.test_model(str(out)).status == "passed"
     assert cli([*args, "--as-is", "-o", str(tmp_path / "theta.zip")]) == 0
+    assert bioimageio_core.test_model(str(tmp_path / "theta.zip")).status == "passed"
     assert (
         yaml.safe_load(zipfile.ZipFile(tmp_path / "theta.zip").read("rdf.yaml"))["config"][
             "napari-mzsr"

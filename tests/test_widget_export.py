@@ -14,7 +14,7 @@ from test_widget_calibration import _dock as _calibration_dock
 from tiny_models import save_tiny_model
 
 require_gui()
-pytest.importorskip("bioimageio.spec")
+bioimageio_core = pytest.importorskip("bioimageio.core")
 
 from napari_mzsr.io.model_file import load_model
 from napari_mzsr.plugin.widget import FROM_FILE
@@ -68,6 +68,7 @@ def test_export_after_a_run(make_napari_viewer, qtbot, model_path, save_as, tmp_
     assert model.info.training["adapted"]["steps_taken"] == 1
     rdf = yaml.safe_load(zipfile.ZipFile(tmp_path / "package.zip").read("rdf.yaml"))
     assert rdf["inputs"][0]["axes"][1]["channel_names"] == ["red", "green", "blue"]
+    assert bioimageio_core.test_model(str(tmp_path / "package.zip")).status == "passed"
 
 
 def test_export_after_a_calibration(make_napari_viewer, qtbot, model_path, save_as, tmp_path):
@@ -88,3 +89,4 @@ def test_export_after_a_calibration(make_napari_viewer, qtbot, model_path, save_
     rdf = yaml.safe_load(zipfile.ZipFile(tmp_path / "package.zip").read("rdf.yaml"))
     assert rdf["config"]["napari-mzsr"]["kind"] == "camera profile"
     assert rdf["config"]["napari-mzsr"]["scale"] == [2.5, 2.5]
+    assert bioimageio_core.test_model(str(tmp_path / "package.zip")).status == "passed"
