@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from napari_mzsr.io.model_file import MZSRModel, load_model
-from napari_mzsr.pipeline.run import super_resolve
 from training import data, validate_real
 from training.recipe import load_recipe
 from training.session import split_images
@@ -72,15 +71,9 @@ def mean_scores(
     model: MZSRModel, items: list[validate_real.Item], steps: int, **options: Any
 ) -> tuple[float, float]:
     """Mean PSNR and mean gain over bicubic of ``model`` after ``steps`` steps."""
-    scores = []
-    for item in items:
-        out = super_resolve(
-            item.lr, scale=item.scale, steps=steps, model=model, self_check=False,
-            device="cpu", precision="float32", **options,
-        )  # fmt: skip
-        scores.append(validate_real._score(out.astype(np.float64) / 255, item.hr, item.scale))
+    values = validate_real.scores(model, items, steps, device="cpu", precision="float32", **options)
     bicubic = [item.bicubic for item in items]
-    return float(np.mean(scores)), float(np.mean(scores) - np.mean(bicubic))
+    return float(np.mean(values)), float(np.mean(values) - np.mean(bicubic))
 
 
 def study(

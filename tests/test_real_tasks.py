@@ -252,7 +252,7 @@ def test_real_validation_is_fixed_and_scores_the_defaults(images, init, tmp_path
         out = napari_mzsr.super_resolve(
             item.lr, scale=item.scale, steps=1, model=init, self_check=False
         )
-        scores.append(validate_real._score(out / 255.0, item.hr, item.scale) - item.bicubic)
+        scores.append(validate_real.score(out / 255.0, item.hr, item.scale) - item.bicubic)
     assert result["gain"] == pytest.approx(np.mean(scores), abs=1e-3)
 
 

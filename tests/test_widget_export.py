@@ -42,7 +42,7 @@ def save_as(monkeypatch, tmp_path):
 
 
 def _wait_export(qtbot, owner) -> None:
-    qtbot.waitUntil(lambda: owner._export_worker is None, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: owner._exporter.worker is None, timeout=TIMEOUT_MS)
 
 
 def test_export_after_a_run(make_napari_viewer, qtbot, model_path, save_as, tmp_path):

@@ -39,7 +39,9 @@ class Item:
     bicubic: float  # PSNR of bicubic interpolation, the level to beat
 
 
-def _score(out: np.ndarray, hr: np.ndarray, scale: tuple[float, float]) -> float:
+def score(out: np.ndarray, hr: np.ndarray, scale: tuple[float, float]) -> float:
+    """PSNR (dB) of ``out`` against ``hr``, both in [0, 1], on their common size, ``ceil(s)``
+    pixels shaved."""
     out = out.reshape(out.shape[0], out.shape[1], -1)
     h, w = min(out.shape[0], hr.shape[0]), min(out.shape[1], hr.shape[1])
     ref, out = hr[:h, :w], out[:h, :w]
@@ -63,7 +65,7 @@ def build(crops: list[np.ndarray], recipe: dict[str, Any]) -> list[Item]:
             lr = lr[..., 0] if lr.shape[-1] == 1 else lr
             up = imresize(lr.astype(np.float64) / 255, scale, output_shape=hr.shape[:2])
             label = f"{chain.describe()} x{scale[0]:g}x{scale[1]:g}"
-            items.append(Item(lr, hr, scale, label, _score(np.clip(up, 0, 1), hr, scale)))
+            items.append(Item(lr, hr, scale, label, score(np.clip(up, 0, 1), hr, scale)))
     return items
 
 
@@ -86,24 +88,28 @@ def evaluate(
     info = info or recipe_model_info(recipe)
     model = MZSRModel(info, {k: v.detach().cpu().float() for k, v in net.state_dict().items()})
     counts = sorted(recipe["validation"]["steps"])
-    totals = dict.fromkeys(counts, 0.0)
-    gain = 0.0
-    for item in items:
-        for count in counts:
-            out = super_resolve(
-                item.lr,
-                scale=item.scale,
-                steps=count,
-                model=model,
-                device=device,
-                self_check=False,
-                threads=torch.get_num_threads(),
-                precision="float32" if autocast_dtype is None else "auto",
-            )
-            score = _score(out.astype(np.float64) / 255, item.hr, item.scale)
-            totals[count] += score
-        gain += score - item.bicubic
+    options = {
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "precision": "float32" if autocast_dtype is None else "auto",
+    }
+    per_count = {count: scores(model, items, count, **options) for count in counts}
     n = max(len(items), 1)
-    result = {str(c): round(totals[c] / n, 4) for c in counts}
-    result["gain"] = round(gain / n, 4)
+    result = {str(c): round(sum(per_count[c]) / n, 4) for c in counts}
+    last = per_count[counts[-1]]
+    result["gain"] = round(
+        sum(v - item.bicubic for v, item in zip(last, items, strict=True)) / n, 4
+    )
     return result
+
+
+def scores(model: MZSRModel, items: list[Item], steps: int, **options: Any) -> list[float]:
+    """The PSNR of each item after ``steps`` steps of :func:`napari_mzsr.super_resolve`
+    with ``model``, the self-check off, other ``options`` passed on (defaults otherwise)."""
+    values = []
+    for item in items:
+        out = super_resolve(
+            item.lr, scale=item.scale, steps=steps, model=model, self_check=False, **options
+        )
+        values.append(score(out.astype(np.float64) / 255, item.hr, item.scale))
+    return values

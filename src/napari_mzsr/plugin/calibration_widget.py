@@ -33,6 +33,7 @@ from .calibration_job import (
     profile_label,
 )
 from .calibration_job import summary as calibration_summary
+from .export_job import Exporter
 from .help import label_of
 from .jobs import format_seconds, plain_message
 from .style import ERROR_STYLE, SCALE_DECIMALS
@@ -108,8 +109,6 @@ class CalibrationSection(Container):
         self._calibrate_button = PushButton(text="Calibrate")
         self._cancel_button = PushButton(text="Cancel calibration", enabled=False)
         self._export_button = PushButton(text="Export profile...", enabled=False)
-        self._exportable: tuple[Any, Any] | None = None  # the last profile and its sample
-        self._export_worker = None
         self._progress = ProgressBar(label="calibration", value=0, min=0, max=1)
         self._status = Label(label="")
         self._status.native.setWordWrap(True)
@@ -140,7 +139,10 @@ class CalibrationSection(Container):
         self._source.changed.connect(self._update_visible)
         self._calibrate_button.changed.connect(self.start)
         self._cancel_button.changed.connect(self.cancel)
-        self._export_button.changed.connect(self.export)
+        # The last profile, with its first pair's LR image as the package's test image.
+        self._exporter = Exporter(
+            self._export_button, self, lambda text: setattr(self._status, "value", text), self._fail
+        )
         # The layer choices follow the viewer's layers through the dock widget's
         # reset_choices, which napari calls on the whole container.
         self._update_visible()
@@ -239,40 +241,7 @@ class CalibrationSection(Container):
             return
         self.add_profile(outcome.profile, outcome.path)
         self._status.value = calibration_summary(outcome, time.monotonic() - self._started)
-        self._exportable = (outcome.profile, outcome.sample)
-        self._export_button.enabled = self._export_worker is None
-
-    def export(self, *_: object) -> None:
-        """Ask where, then write the last profile as a BioImage.IO package, its first
-        pair's LR image as the test image, in a worker (the Export profile... button)."""
-        from .export_job import ask_package_path, export_work
-
-        if self._exportable is None or self._export_worker is not None:
-            return
-        profile, sample = self._exportable
-        path = ask_package_path(self.native, f"{profile.info.name}.zip")
-        if path is None:
-            return
-        worker = export_work(profile, path, sample)
-        worker.returned.connect(self._on_exported)
-        worker.finished.connect(self._on_export_finished)
-        self._export_worker = worker
-        self._export_button.enabled = False
-        self._status.value = f"exporting {path.name}..."
-        worker.start()
-
-    def _on_exported(self, message: str) -> None:
-        if message.startswith("failed"):
-            self._fail(message.removeprefix("failed: "))
-        else:
-            self._status.value = message
-
-    def _on_export_finished(self) -> None:
-        self._export_worker = None
-        try:
-            self._export_button.enabled = self._exportable is not None
-        except RuntimeError:
-            pass  # the widget is already gone
+        self._exporter.offer(outcome.profile, outcome.sample)
 
     def add_profile(self, profile: Any, path: Path) -> None:
         """Put a saved profile in the owner's model list, select it and set the scale

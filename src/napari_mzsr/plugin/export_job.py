@@ -3,6 +3,7 @@ the last camera profile, written in a worker so that the viewer stays responsive
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +38,64 @@ def export_work(model: Any, path: Path, sample: np.ndarray) -> str:
     except Exception as exc:
         return f"failed: {plain_message(exc)}"
     return f"exported {path.name}: a BioImage.IO package that runs without napari-mzsr"
+
+
+class Exporter:
+    """One Export button's flow, the same for a run and for a calibration: what the last
+    result offers, the save dialog, the worker, and the status line it reports to.
+
+    ``alive`` says whether the owning widget can still be updated; ``suffix`` ends the
+    suggested file name (``"-adapted"`` for an adapted model).
+    """
+
+    def __init__(
+        self,
+        button: Any,
+        owner: Any,
+        status: Callable[[str], None],
+        fail: Callable[[str], None],
+        *,
+        alive: Callable[[], bool] = lambda: True,
+        suffix: str = "",
+    ) -> None:
+        self.button, self.owner, self.status, self.fail = button, owner, status, fail
+        self.alive, self.suffix = alive, suffix
+        self.offered: tuple[Any, Any] | None = None  # (model, sample image)
+        self.worker = None
+        button.changed.connect(self.export)
+
+    def offer(self, model: Any, sample: Any) -> None:
+        """What the button exports from now on (``model`` None: nothing)."""
+        self.offered = None if model is None else (model, sample)
+        self.button.enabled = self.offered is not None and self.worker is None
+
+    def export(self, *_: object) -> None:
+        """Ask where, then write the package in a worker."""
+        if self.offered is None or self.worker is not None:
+            return
+        model, sample = self.offered
+        path = ask_package_path(self.owner.native, f"{model.info.name}{self.suffix}.zip")
+        if path is None:
+            return
+        worker = export_work(model, path, sample)
+        worker.returned.connect(self._on_returned)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.button.enabled = False
+        self.status(f"exporting {path.name}...")
+        worker.start()
+
+    def _on_returned(self, message: str) -> None:
+        if self.alive():
+            if message.startswith("failed"):
+                self.fail(message.removeprefix("failed: "))
+            else:
+                self.status(message)
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        if self.alive():
+            try:
+                self.button.enabled = self.offered is not None
+            except RuntimeError:
+                pass  # the widget is already gone

@@ -51,6 +51,7 @@ from .axial_job import (
     work_axial,
 )
 from .calibration_widget import CalibrationSection
+from .export_job import Exporter
 from .geometry import (
     PREVIEW_MAX_SIDE,
     visible_region,
@@ -184,9 +185,6 @@ class MZSRWidget(Container):
         self._help_dialog = None
         self._restoring = False
         self._blocked: str | None = None  # why Run cannot run now (None: it can)
-        # The last run's adapted model and the image it was adapted on ("Export...").
-        self._exportable: tuple[Any, Any] | None = None
-        self._export_worker = None
 
         self._add_input_controls()
         self._add_kernel_controls()
@@ -443,7 +441,14 @@ class MZSRWidget(Container):
         self._preview_button.changed.connect(self.preview)
         self._cancel_button.changed.connect(self.cancel)
         self._reset.changed.connect(self.reset)
-        self._export_button.changed.connect(self.export)
+        self._exporter = Exporter(
+            self._export_button,
+            self,
+            lambda text: setattr(self._status, "value", text),
+            self._fail,
+            alive=lambda: self._alive and not self._closed,
+            suffix="-adapted",
+        )
         viewer.layers.events.removed.connect(self._on_layer_removed)
         viewer.layers.selection.events.changed.connect(self._update_scope)
         self._orphan_watch = _Orphaned(self._on_closed)
@@ -1031,39 +1036,8 @@ class MZSRWidget(Container):
         if not job.preview and len(outcome.results) == 1:
             result = outcome.results[0][1]
             usable = result.adapted is not None and result.adapted.uses_network
-            self._exportable = (result.adapted, result.adapted_on) if usable else None
-            self._export_button.enabled = usable and self._export_worker is None
-
-    def export(self, *_: object) -> None:
-        """Ask where, then write the last run's adapted model as a BioImage.IO package in
-        a worker (the Export... button)."""
-        from .export_job import ask_package_path, export_work
-
-        if self._exportable is None or self._export_worker is not None:
-            return
-        model, sample = self._exportable
-        path = ask_package_path(self.native, f"{model.info.name}-adapted.zip")
-        if path is None:
-            return
-        worker = export_work(model, path, sample)
-        worker.returned.connect(self._on_exported)
-        worker.finished.connect(self._on_export_finished)
-        self._export_worker = worker
-        self._export_button.enabled = False
-        self._status.value = f"exporting {path.name}..."
-        worker.start()
-
-    def _on_exported(self, message: str) -> None:
-        if self._alive and not self._closed:
-            if message.startswith("failed"):
-                self._fail(message.removeprefix("failed: "))
-            else:
-                self._status.value = message
-
-    def _on_export_finished(self) -> None:
-        self._export_worker = None
-        if self._alive and not self._closed:
-            self._export_button.enabled = self._exportable is not None
+            # The last run's adapted model and the image it was adapted on.
+            self._exporter.offer(result.adapted if usable else None, result.adapted_on)
 
     def _add_axial(self, job: AxialJob, outcome: AxialOutcome) -> None:
         """Add the isotropic results (one per layer), each over its input."""
