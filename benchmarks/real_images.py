@@ -199,10 +199,12 @@ def bicubic(lr: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, dict[st
 
 
 def lanczos(lr: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, dict[str, Any]]:
-    if lr.dtype == np.uint8:
-        return np.asarray(Image.fromarray(lr).resize(shape[::-1], Image.LANCZOS)), {}
-    up = Image.fromarray(lr.astype(np.float32)).resize(shape[::-1], Image.LANCZOS)
-    return np.clip(np.rint(np.asarray(up)), 0, 65535).astype(lr.dtype), {}
+    """Lanczos-3 as the self-check's fallback computes it (PIL's within 1e-5 inside
+    the borders, mirrored at them)."""
+    unit = imresize(lr.astype(np.float64), _factors(lr, shape), output_shape=shape,
+                    kernel="lanczos3")  # fmt: skip
+    info = np.iinfo(lr.dtype)
+    return np.clip(np.rint(unit), info.min, info.max).astype(lr.dtype), {}
 
 
 def mzsr(**options: Any) -> Method:
@@ -547,7 +549,7 @@ def report(
         "",
         "Gain: PSNR (Y) over bicubic interpolation of the same LR image, per image; "
         "min gain names the image. Self-check: what the defaults gave (adapted network, "
-        "theta_M unadapted, or bicubic).",
+        "theta_M unadapted, or the fallback: Lanczos, bicubic before it).",
         "",
         f"Self-check prediction against the true gain where a network was used: {tracked}.",
         "",

@@ -89,7 +89,7 @@ def test_summary_checks_each_set_against_its_target(tmp_path):
         row("photos area x2 clean", 0.7),
         row("photos area x2 clean", 0.4),
         row(jpeg, -0.2),
-        row(jpeg, 0.0, "bicubic"),
+        row(jpeg, 0.0, "lanczos"),
         row(nikon, 0.9),
         row("fluorescence x2 (uint16)", 0.0, "bicubic"),
     ]

@@ -108,13 +108,13 @@ def test_son_gain_is_zero_for_bicubic_and_negative_for_a_bad_network():
 
 @pytest.mark.parametrize(
     ("before", "after", "choice"),
-    [(0.5, 1.2, "adapted"), (0.8, 0.5, "unadapted"), (-2.0, 0.05, "bicubic"),
-     (0.05, 0.09, "bicubic"), (-1.0, 0.1, "adapted")],
+    [(0.5, 1.2, "adapted"), (0.8, 0.5, "unadapted"), (-2.0, 0.05, "lanczos"),
+     (0.05, 0.09, "lanczos"), (-1.0, 0.1, "adapted")],
 )  # fmt: skip
 def test_choice_from_predicted_gains(before, after, choice):
     check = choose_output(before, after, threshold=0.1)
     assert check.choice == choice
-    assert check.predicted_gain == {"adapted": after, "unadapted": before, "bicubic": 0.0}[choice]
+    assert check.predicted_gain == {"adapted": after, "unadapted": before, "lanczos": 0.0}[choice]
     assert "self-check" in check.describe()
 
 
@@ -133,25 +133,34 @@ def test_defaults_assume_a_photo_and_keep_the_microscope_preset():
         AdaptOptions(self_check="yes")
 
 
-def test_a_network_that_loses_falls_back_to_bicubic(harmful_model):
+def _lanczos(image: np.ndarray, scale: float = 2) -> np.ndarray:
+    """Lanczos-3 interpolation of an 8-bit image, the self-check's fallback."""
+    unit = imresize(image / 255.0, scale, kernel="lanczos3")
+    return np.rint(np.clip(unit, 0, 1) * 255).astype(np.uint8)
+
+
+def test_a_network_that_loses_falls_back_to_interpolation(harmful_model):
     """Where the network does worse than bicubic on the image's own son, the result is
-    bicubic interpolation, and the run says so."""
+    Lanczos interpolation (tiled with exact seams), and the run says so."""
     image = _texture()
     adapted = drive(iter_adapt(image, scale=2, steps=1, model=harmful_model, device="cpu"))
     check = adapted.self_check
-    assert check.choice == "bicubic" and check.gain_adapted < check.threshold
-    assert "fell back to bicubic" in check.describe()
+    assert check.choice == "lanczos" and check.gain_adapted < check.threshold
+    assert "fell back to Lanczos interpolation" in check.describe()
     out = super_resolve(image, scale=2, steps=1, model=harmful_model, device="cpu")
+    lanczos = _lanczos(image)
+    assert_same_rounded(out, lanczos)
+    assert_same_rounded(adapted.apply(image, tile=24), lanczos)
     bicubic = np.rint(np.clip(imresize(image / 255.0, 2), 0, 1) * 255).astype(np.uint8)
-    assert_same_rounded(out, bicubic)
-    # Refinements are not applied to bicubic interpolation either.
+    assert np.abs(out.astype(int) - bicubic).max() > 2
+    # Refinements are not applied to interpolation either.
     refined = super_resolve(image, scale=2, steps=1, model=harmful_model, device="cpu",
                             ensemble="mean", back_projection=2)  # fmt: skip
-    assert_same_rounded(refined, bicubic)
+    assert_same_rounded(refined, lanczos)
     # With the check off the network's own (bad) result comes back.
     raw = super_resolve(image, scale=2, steps=1, model=harmful_model, device="cpu",
                         self_check=False)  # fmt: skip
-    assert np.abs(raw.astype(int) - bicubic).mean() > 5
+    assert np.abs(raw.astype(int) - lanczos).mean() > 5
 
 
 def test_the_fallback_reaches_stacks(harmful_model):
@@ -164,10 +173,9 @@ def test_the_fallback_reaches_stacks(harmful_model):
     options = AdaptOptions(scale=2, steps=1, model=harmful_model, device="cpu")
     data, options = stack_data(stack, options, rgb=True)
     result = drive(run_stack(data, options, ApplyOptions(), mode="per_slice"))
-    assert [c.choice for c in result.self_checks] == ["bicubic", "bicubic"]
+    assert [c.choice for c in result.self_checks] == ["lanczos", "lanczos"]
     assert "2 of 2 adaptations fell back" in result.describe_checks()
-    bicubic = np.rint(np.clip(imresize(stack[1] / 255.0, 2), 0, 1) * 255).astype(np.uint8)
-    assert_same_rounded(result.data[1], bicubic)
+    assert_same_rounded(result.data[1], _lanczos(stack[1]))
 
 
 def test_unadapted_choice_gives_theta_m_back(tiny_model, monkeypatch):
@@ -238,8 +246,8 @@ def test_jpeg_is_recognised_and_reproduced_in_the_son(tiny_model):
 
 
 def test_the_fallback_reaches_dask_blocks(harmful_model):
-    """A lazy result is made block by block on workers: they give bicubic too where
-    the adaptation's self-check chose it."""
+    """A lazy result is made block by block on workers: they fall back too where the
+    adaptation's self-check did, with the same seams as a whole image."""
     import dask.array as da
 
     from napari_mzsr import super_resolve_dask
@@ -247,8 +255,7 @@ def test_the_fallback_reaches_dask_blocks(harmful_model):
     image = _texture((64, 64, 3))
     lazy = super_resolve_dask(da.from_array(image, chunks=32), scale=2, steps=1,
                               model=harmful_model, device="cpu")  # fmt: skip
-    bicubic = np.rint(np.clip(imresize(image / 255.0, 2), 0, 1) * 255).astype(np.uint8)
-    assert_same_rounded(lazy.compute(), bicubic)
+    assert_same_rounded(lazy.compute(), _lanczos(image))
 
 
 def test_tiny_images_are_not_checked_and_metadata_stays_finite(tiny_model):
@@ -310,7 +317,7 @@ def test_the_coarser_level_refuses_a_network_whose_gain_falls_there():
 
     kept = SelfCheck(-4.6, 0.05, "adapted", -0.2)
     refused = coarser_check(kept, -1.1, threshold=-0.7)
-    assert refused.choice == "bicubic" and refused.fell_back_on_scale
+    assert refused.choice == "lanczos" and refused.fell_back_on_scale
     assert refused.predicted_gain == 0.0
     assert "not alike across scales" in refused.describe()
     assert refused.as_dict()["gain_coarser_db"] == -1.1
@@ -318,14 +325,14 @@ def test_the_coarser_level_refuses_a_network_whose_gain_falls_there():
     assert alike.choice == "adapted" and not alike.fell_back_on_scale
     assert alike.as_dict()["gain_coarser_db"] == 0.2
     # A check that already fell back on the son pair is not measured again.
-    neither = SelfCheck(-1.0, -0.5, "bicubic", -0.2)
+    neither = SelfCheck(-1.0, -0.5, "lanczos", -0.2)
     assert coarser_check(neither, 1.0, threshold=-0.7) is neither
 
 
 @pytest.mark.self_check
 def test_the_run_measures_the_coarser_level(tiny_model, monkeypatch):
     """The pipeline scores the kept network on the son of the check window and gives
-    bicubic interpolation where that score is below the threshold."""
+    Lanczos interpolation where that score is below the threshold."""
     from napari_mzsr.pipeline import run
 
     scored = []
@@ -346,6 +353,5 @@ def test_the_run_measures_the_coarser_level(tiny_model, monkeypatch):
     adapted = drive(iter_adapt(image, scale=2, steps=1, model=tiny_model, device="cpu"))
     # Before and after adaptation on the 96 px window, then its 48 px son.
     assert scored == [(96, 96), (96, 96), (48, 48)]
-    assert adapted.self_check.choice == "bicubic" and adapted.self_check.fell_back_on_scale
-    bicubic = np.clip(np.rint(imresize(image.astype(np.float64), 2)), 0, 255).astype(np.uint8)
-    assert_same_rounded(adapted.apply(image), bicubic)  # float32 against float64 rounding
+    assert adapted.self_check.choice == "lanczos" and adapted.self_check.fell_back_on_scale
+    assert_same_rounded(adapted.apply(image), _lanczos(image))  # float32 against float64

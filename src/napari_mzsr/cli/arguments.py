@@ -88,7 +88,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "--no-self-check",
         action="store_true",
         help="always give the network's result; by default a run whose network does not "
-        "beat bicubic on the image's own son falls back to theta_M or to bicubic",
+        "beat bicubic on the image's own son falls back to theta_M or to Lanczos "
+        "interpolation",
     )
     parser.add_argument("--steps", type=int, help="adaptation steps (default 10)")
     parser.add_argument("--model", help="shipped name or theta_M file (default: by scale/channels)")

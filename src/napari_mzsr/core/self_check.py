@@ -9,7 +9,11 @@ the network's own input, :func:`~napari_mzsr.core.adaptation.make_son`):
 
 It is measured on a window of the image (the centre, at most :data:`CHECK_SIDE` pixels
 square) before adaptation and after, so a run can keep theta_M unadapted when the steps
-hurt and fall back to bicubic when neither beats it. What it cannot see: a kernel
+hurt and fall back to interpolation when neither beats it. The fallback is Lanczos-3
+rather than bicubic: on the validation split of ``benchmarks/real_images.py`` (photos
+downscaled by four tools, with JPEG and noise, x2/x2.5/x3; synthetic fluorescence) it
+was never more than 0.05 dB below bicubic on an image and above it on every set's
+mean (+0.01 to +0.35 dB on photos, +1.2 dB on the cells). What it cannot see: a kernel
 assumed wider than the image's own blur fits the son perfectly (the son was made with
 it) and still over-sharpens the image; this is why the default assumes the narrowest
 degradation (:mod:`napari_mzsr.pipeline.auto`), and why the check is a prediction,
@@ -34,6 +38,10 @@ from .resize import parse_scale
 CHECK_SIDE = 192
 # Fewer son-pair pixels than this (per side, inside the border) say nothing reliable.
 MIN_CHECKED_SIDE = 16
+# The output where no network passes the check (module docstring: why Lanczos), and
+# its kernel in :func:`~napari_mzsr.core.resize.imresize_tensor`.
+FALLBACK = "lanczos"
+FALLBACK_KERNEL = "lanczos3"
 
 
 @dataclass(frozen=True)
@@ -45,9 +53,9 @@ class SelfCheck:
     gain_unadapted, gain_adapted : float
         Predicted gain over bicubic in dB (son pair, every channel) of theta_M before
         adaptation and of the adapted network.
-    choice : {"adapted", "unadapted", "bicubic"}
-        The output the run gives: the adapted network, theta_M as it was, or bicubic
-        interpolation.
+    choice : {"adapted", "unadapted", "lanczos"}
+        The output the run gives: the adapted network, theta_M as it was, or Lanczos-3
+        interpolation (:data:`FALLBACK`).
     threshold : float
         Smallest predicted gain (dB) for which a network is used.
     noise : float
@@ -75,12 +83,13 @@ class SelfCheck:
     def fell_back_on_scale(self) -> bool:
         """Whether the son pair kept a network and the coarser level then refused it
         (the coarser level is measured only for a network the son pair kept)."""
-        return self.choice == "bicubic" and self.gain_coarser is not None
+        return self.choice == FALLBACK and self.gain_coarser is not None
 
     @property
     def predicted_gain(self) -> float:
-        """Predicted gain over bicubic of the output chosen (0 for bicubic itself)."""
-        if self.choice == "bicubic":
+        """Predicted gain over bicubic of the network chosen (0 for the fallback: it was
+        not scored)."""
+        if self.choice == FALLBACK:
             return 0.0
         return self.gain_adapted if self.choice == "adapted" else self.gain_unadapted
 
@@ -95,11 +104,11 @@ class SelfCheck:
             return (
                 f"self-check: the network's gain falls one scale down ({self.gain_coarser:+.2f}"
                 f" dB there, needs {self.coarser_threshold:+.2f}): the image is not alike "
-                "across scales (e.g. optics-limited); fell back to bicubic interpolation"
+                "across scales (e.g. optics-limited); fell back to Lanczos interpolation"
             )
         return (
             f"self-check: no predicted gain over bicubic ({gains}, needs "
-            f"{self.threshold:+.2f}); fell back to bicubic interpolation"
+            f"{self.threshold:+.2f}); fell back to Lanczos interpolation"
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -203,19 +212,19 @@ def choose_output(
 ) -> SelfCheck:
     """The output to give from the two predicted gains: the adapted network where it
     predicts at least as much as theta_M did, theta_M where only it clears
-    ``threshold``, else bicubic interpolation."""
+    ``threshold``, else Lanczos interpolation (:data:`FALLBACK`)."""
     if gain_adapted >= threshold and gain_adapted >= gain_unadapted:
         choice = "adapted"
     elif gain_unadapted >= threshold:
         choice = "unadapted"
     else:
-        choice = "bicubic"
+        choice = FALLBACK
     return SelfCheck(gain_unadapted, gain_adapted, choice, threshold, noise, jpeg_quality)
 
 
 def coarser_check(check: SelfCheck, gain_coarser: float, *, threshold: float) -> SelfCheck:
-    """``check`` with the kept network's gain one scale further down: bicubic where it
-    is below ``threshold``.
+    """``check`` with the kept network's gain one scale further down: the fallback
+    interpolation where it is below ``threshold``.
 
     Why: a network adapted on the son pair learns the image's look at the son's scale.
     Where the image is alike across scales (most photos) it scores alike one level
@@ -225,7 +234,7 @@ def coarser_check(check: SelfCheck, gain_coarser: float, *, threshold: float) ->
     the son pair predicted a gain, and its score falls one level down. The check is one
     forward pass over the son of the check window.
     """
-    if check.choice == "bicubic":
+    if check.choice == FALLBACK:
         return check
-    choice = "bicubic" if gain_coarser < threshold else check.choice
+    choice = FALLBACK if gain_coarser < threshold else check.choice
     return replace(check, choice=choice, gain_coarser=gain_coarser, coarser_threshold=threshold)

@@ -81,7 +81,7 @@ def exportable(
     Raises
     ------
     ValueError
-        A model the self-check replaced by bicubic interpolation, a scale the theta_M
+        A model the self-check replaced by interpolation, a scale the theta_M
         does not serve or cannot be exported at, or no scale for a multi-factor theta_M.
     """
     from ..pipeline.adapted import AdaptedModel
@@ -89,7 +89,7 @@ def exportable(
     if isinstance(model, AdaptedModel):
         if not model.uses_network:
             raise ValueError(
-                "model: the self-check chose bicubic interpolation for this image, so there "
+                "model: the self-check chose Lanczos interpolation for this image, so there "
                 "is no network to export; run with self_check=False to export the network"
             )
         state = {

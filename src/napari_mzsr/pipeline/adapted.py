@@ -12,7 +12,7 @@ from ..core.intensity import IntensityMap, intensity_map
 from ..core.kernel_estimation import KernelEstimate
 from ..core.refinement import TRANSFORMS, back_project, kernel_symmetries, self_ensemble
 from ..core.resize import imresize_tensor
-from ..core.self_check import SelfCheck
+from ..core.self_check import FALLBACK, FALLBACK_KERNEL, SelfCheck
 from ..core.tensors import from_batch, to_batch
 from ..core.threads import use_threads
 from ..core.tiling import Region, Tile, auto_tile, for_each_tile, region_output_shape, tile_margin
@@ -45,8 +45,8 @@ class AdaptedModel:
         Adaptation steps kept (fewer than asked when steps that raised the son loss
         were undone, or adaptation stopped early; 0 when the self-check kept theta_M).
     self_check : SelfCheck or None
-        What the self-check predicted and chose (None when it was off). Where it chose
-        ``"bicubic"``, :meth:`apply` gives bicubic interpolation (no refinements).
+        What the self-check predicted and chose (None when it was off). Where it fell
+        back (``"lanczos"``), :meth:`apply` gives Lanczos-3 interpolation (no refinements).
     threads : "auto" or int
         CPU threads of its runs (:func:`napari_mzsr.core.threads.use_threads`).
     threads_used : dict
@@ -78,8 +78,8 @@ class AdaptedModel:
 
     @property
     def uses_network(self) -> bool:
-        """False where the self-check fell back to bicubic interpolation."""
-        return self.self_check is None or self.self_check.choice != "bicubic"
+        """False where the self-check fell back to interpolation."""
+        return self.self_check is None or self.self_check.choice != FALLBACK
 
     @property
     def device(self) -> torch.device:
@@ -142,7 +142,7 @@ class AdaptedModel:
         """:meth:`apply` for a checked 2-D image and checked options (the pipeline's
         entry; nothing is checked again). Its intensity map must be this model's."""
         if not self.uses_network:
-            # Refinements sharpen towards the kernel: nothing to refine in bicubic.
+            # Refinements sharpen towards the kernel: nothing to refine in interpolation.
             options = replace(options, ensemble=None, back_projection=0)
         if options.back_projection and (self.kernel is None or region is not None):
             raise ValueError(
@@ -198,7 +198,7 @@ class AdaptedModel:
         self, x: torch.Tensor, ensemble: str | None, clamp: tuple[float, float]
     ) -> torch.Tensor:
         if not self.uses_network:
-            return imresize_tensor(x, self.scale).clamp_(*clamp)
+            return imresize_tensor(x, self.scale, kernel=FALLBACK_KERNEL).clamp_(*clamp)
 
         def upscale(batch: torch.Tensor) -> torch.Tensor:
             return infer(self.net, batch, self.scale, self.autocast_dtype, clamp=clamp)

@@ -54,7 +54,7 @@ class _BlockPlan:
     device: str
     margin: int
     chunks: tuple[tuple[int, ...], tuple[int, ...]]
-    # The blocks give bicubic interpolation where the adaptation's self-check chose it.
+    # The blocks give Lanczos interpolation where the adaptation's self-check fell back.
     self_check: SelfCheck | None = None
 
 

@@ -209,7 +209,8 @@ class AdaptOptions:
     the one the kernel spec assumes (None: from it, :func:`preferred_degradation`;
     it picks the model and, for ``"area"``, the son, :attr:`son_degradation`); ``noise`` is
     ``"auto"`` (match the image's noise in the son) or ``"off"``; ``self_check`` a bool
-    (score the result against bicubic on the son pair and fall back where it loses,
+    (score the result against bicubic on the son pair and fall back to Lanczos
+    interpolation where it loses,
     :mod:`~napari_mzsr.core.self_check`); ``threads`` ``"auto"`` or a CPU thread
     count (:func:`~napari_mzsr.core.threads.use_threads`).
 

@@ -22,7 +22,14 @@ from ..core.degradation import degrade_tensor
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
 from ..core.kernel_estimation import KernelEstimate
 from ..core.schedules import rate_at
-from ..core.self_check import SelfCheck, can_check, choose_output, coarser_check, son_gain
+from ..core.self_check import (
+    FALLBACK,
+    SelfCheck,
+    can_check,
+    choose_output,
+    coarser_check,
+    son_gain,
+)
 from ..core.tensors import to_batch
 from ..core.threads import use_threads
 from ..io.model_file import MZSRModel
@@ -141,7 +148,7 @@ def adapt_image(
             with torch.no_grad():
                 torch._foreach_copy_(list(net.parameters()), theta)
             kept = 0
-        if check.choice != "bicubic":
+        if check.choice != FALLBACK:
             son_window = degrade_tensor(window, kt, options.scale, options.son_degradation)
             if can_check(son_window.shape[-2:], options.scale):
                 coarser = son_gain(

@@ -32,7 +32,7 @@ from ..core import checks
 from ..core.adaptation import StepReport
 from ..core.intensity import DEFAULT_PERCENTILES, IntensityMap
 from ..core.kernel_estimation import KernelEstimate
-from ..core.self_check import SelfCheck
+from ..core.self_check import FALLBACK, SelfCheck
 from ..io.model_file import MZSRModel
 from .adapted import AdaptedModel
 from .images import ImageData, image_data, split_axes
@@ -117,9 +117,9 @@ class StackResult:
         if not checks:
             return "self-check off"
         line = checks[-1].describe()
-        fallbacks = sum(c.choice == "bicubic" for c in checks)
+        fallbacks = sum(c.choice == FALLBACK for c in checks)
         if len(checks) > 1 and fallbacks:
-            line += f" ({fallbacks} of {len(checks)} adaptations fell back to bicubic)"
+            line += f" ({fallbacks} of {len(checks)} adaptations fell back to interpolation)"
         return line
 
 

@@ -39,7 +39,8 @@ TOOLTIPS = {
     "scale_x": "super-resolution factor along X",
     "kernel_kind": "the blur of your acquisition, as the network must undo it. 'auto' (the "
     "default) assumes no blur beyond a downscale's own (the 'photo' preset), matches the "
-    "image's noise and falls back to bicubic where the network does not beat it on the "
+    "image's noise and falls back to Lanczos interpolation where the network does not "
+    "beat bicubic on the "
     "image's own son; or a Gaussian (variance in pixels^2), a preset ('photo', "
     "'microscope' or the MZSR paper's), a file (.mat, .npy, .tif), another image layer, "
     "or estimated from the image",

@@ -809,7 +809,7 @@ class MZSRWidget(Container):
             return
         if isinstance(kernel, str) and kernel == AUTO_KERNEL:
             label.clear()
-            label.setText("no blur (1 x 1); falls back to bicubic where it does not pay")
+            label.setText("no blur (1 x 1); falls back to Lanczos where it does not pay")
             label.setToolTip(PRESETS["photo"].description)
             return
         if isinstance(kernel, str):
