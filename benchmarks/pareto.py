@@ -1,16 +1,21 @@
 """PSNR against wall seconds of MZSR and ZSSR configurations, and the two Pareto fronts
 (issue 35): is MZSR's best configuration at or above ZSSR's best at every time budget?
 
-Per setting (x2 ``g^d_2.0`` and ``g^b_1.3`` by default) and image: MZSR read after 0-20
-steps of one run (patches as ``adapt_patch="auto"`` chooses, inferred once and with the
-geometric self-ensemble; and the whole image, inferred once); ZSSR read after 10-300 iterations of
-one run, each inferred with its refinements (8-way ensemble, back-projection) and without
+Per setting (x2 ``g^d_2.0`` and ``g^b_1.3`` by default, or settings of the
+arbitrary-scale grid with ``--grid``, run with the scale-aware ``arbitrary`` model) and
+image: MZSR read after 0-20 steps of one run (patches as ``adapt_patch="auto"`` chooses,
+inferred once and with the geometric self-ensemble, each with and without
+``--back-projection`` iterations with the true kernel; and the whole image, inferred
+once); ZSSR read after 10-300 iterations of one run, each inferred with its refinements
+(8-way ensemble, 10 back-projections) and without
 (:func:`benchmarks.time_to_quality.mzsr_curve` / ``zssr_curve``, which time each read as
 the run that stops there). Means over the images; a configuration's front point is its
 mean PSNR at its mean seconds.
 
     python -m benchmarks.pareto --set5 ../shared/data/bench/Set5 --threads 1 \
         --out benchmarks/results
+    python -m benchmarks.pareto --set5 ../shared/data/bench/Set5 --settings \
+        --grid "blur x1.5" "bicubic x2.5" --name pareto_Set5_grid_cpu
 """
 
 from __future__ import annotations
@@ -19,13 +24,16 @@ import argparse
 import os
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from napari_mzsr.io.model_file import load_model
 
+from . import arbitrary_scale
 from .lr_inputs import SETTINGS, hr_and_lr, load_hr_images
 from .machine import machine_description
 from .report import command_line, markdown_table, write_results
@@ -42,6 +50,8 @@ def configurations(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     extra = "refined" if point.get("refinements", True) else "plain"
                 else:
                     extra = f"ensemble {point['ensemble']}" if "ensemble" in point else "once"
+                    if "back_projection" in point:
+                        extra += f" BP{point['back_projection']}"
                 count = point.get("steps", point.get("iterations"))
                 by_config.setdefault((family, extra, count), []).append(point)
     return [
@@ -76,6 +86,42 @@ def best_within(points: list[dict[str, Any]], seconds: float) -> float | None:
     """The highest PSNR among ``points`` that take at most ``seconds``."""
     within = [p["psnr"] for p in points if p["seconds"] <= seconds]
     return max(within) if within else None
+
+
+@dataclass(frozen=True)
+class GridSetting:
+    """A setting of the arbitrary-scale grid (:class:`benchmarks.arbitrary_scale.Setting`)
+    with what :mod:`benchmarks.time_to_quality` reads of a setting."""
+
+    grid: arbitrary_scale.Setting
+    model: str = "arbitrary"
+    method: str = "bicubic"
+
+    @property
+    def name(self) -> str:
+        return self.grid.name
+
+    @property
+    def kernel(self) -> np.ndarray:
+        return self.grid.kernel
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        return self.grid.scale
+
+    @property
+    def shave(self) -> int:
+        return self.grid.shave
+
+
+GRID = {s.name: s for s in arbitrary_scale.settings()}
+
+
+def grid_setting(name: str) -> GridSetting:
+    """The arbitrary-scale grid's setting called ``name`` (e.g. ``"blur x1.5"``)."""
+    if name not in GRID:
+        raise ValueError(f"--grid: unknown setting {name!r}; choose from {', '.join(GRID)}")
+    return GridSetting(GRID[name])
 
 
 def compare(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -117,7 +163,7 @@ def plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("seconds per image (mean)")
         ax.set_ylabel("PSNR (dB, mean)")
-        ax.set_title(f"Set5 x2 {name}")
+        ax.set_title(f"Set5 {name}" if name in GRID else f"Set5 x2 {name}")
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -129,7 +175,12 @@ def main(argv: list[str] | None = None) -> Path:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set5", type=Path, required=True, help="folder of Set5 HR images")
-    parser.add_argument("--settings", nargs="+", default=["g^d_2.0", "g^b_1.3"])
+    parser.add_argument("--settings", nargs="*", default=["g^d_2.0", "g^b_1.3"])
+    parser.add_argument("--grid", nargs="*", default=[], help="arbitrary-scale settings")
+    parser.add_argument(
+        "--back-projection", type=int, nargs="+", default=[0, 10],
+        help="MZSR's back-projection iterations to read each configuration with (0: none)",
+    )  # fmt: skip
     parser.add_argument("--limit", type=int, help="first N images only")
     parser.add_argument("--images", nargs="+", help="these images only (file stems)")
     parser.add_argument("--steps", type=int, nargs="+", default=list(MZSR_STEPS))
@@ -146,16 +197,23 @@ def main(argv: list[str] | None = None) -> Path:
     load_before = os.getloadavg()
     results: dict[str, list[dict[str, Any]]] = {}
     records_by_setting = {}
-    for name in args.settings:
-        setting = SETTINGS[name]
+    try:
+        grid = [grid_setting(name) for name in args.grid]
+    except ValueError as exc:
+        parser.error(str(exc))
+    for setting in [SETTINGS[name] for name in args.settings] + grid:
+        name = setting.name
         model = load_model(setting.model)
         records = []
         for stem, image in images.items():
-            hr, lr = hr_and_lr(image, setting)
+            if isinstance(setting, GridSetting):
+                hr, lr = arbitrary_scale.hr_and_lr(image, setting.grid)
+            else:
+                hr, lr = hr_and_lr(image, setting)
             curves = {
                 "mzsr auto": mzsr_curve(
                     lr, hr, model, True, "float32", args.steps, setting=setting,
-                    ensembles=(None, "mean"),
+                    ensembles=(None, "mean"), back_projections=args.back_projection,
                 ),
                 "mzsr whole": mzsr_curve(lr, hr, model, False, "float32", args.steps,
                                          setting=setting),
@@ -177,7 +235,8 @@ def main(argv: list[str] | None = None) -> Path:
         + ", at the end "
         + ", ".join(f"{x:.2f}" for x in load_after)
         + f"; {args.threads} torch thread(s). MZSR configurations: 'auto'/'whole' patch "
-        "policy, inferred once or with the 'mean' self-ensemble, steps; ZSSR: 'refined' "
+        "policy, inferred once or with the 'mean' self-ensemble, 'BPn': then n "
+        "back-projections with the true kernel, steps; ZSSR: 'refined' "
         "(8-way ensemble and 10 back-projections, its default) or 'plain', iterations.",
     ]
     summary = {}
@@ -209,7 +268,7 @@ def main(argv: list[str] | None = None) -> Path:
     md_path, _ = write_results(
         args.out,
         args.name,
-        "MZSR and ZSSR: PSNR against time, the Pareto fronts (Set5, x2)",
+        "MZSR and ZSSR: PSNR against time, the Pareto fronts (Set5)",
         command_line("benchmarks.pareto", argv),
         lines,
         {"configurations": results, "comparison": summary, "records": records_by_setting},

@@ -29,6 +29,7 @@ Writes ``time_to_quality.md``, ``.json`` and ``.png`` (PSNR against seconds per 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -185,9 +186,11 @@ def mzsr_curve(
     *,
     setting: Setting = SETTING,
     ensembles: Sequence[str | None] = (None,),
+    back_projections: Sequence[int] = (0,),
 ) -> dict[str, Any]:
     """PSNR and seconds of MZSR with each of ``step_counts`` steps on one image, inferred
-    with each of ``ensembles`` (None: once; "mean": the geometric self-ensemble)."""
+    with each of ``ensembles`` (None: once; "mean": the geometric self-ensemble) and then
+    each of ``back_projections`` iterations of back-projection (0: none)."""
     data = image_data(lr)
     options = AdaptOptions(
         scale=setting.scale,
@@ -211,9 +214,9 @@ def mzsr_curve(
     points = []
     for n in step_counts:
         _load_weights(net, run.weights(n))
-        for ensemble in ensembles:
+        for ensemble, iterations in itertools.product(ensembles, back_projections):
             begin = time.perf_counter()
-            apply = ApplyOptions(output_dtype=np.uint8, ensemble=ensemble)
+            apply = ApplyOptions(np.uint8, ensemble=ensemble, back_projection=iterations)
             sr = run.adapted.render(data, apply)
             infer_s = time.perf_counter() - begin
             adapt_s = setup_s if n == 0 else run.times[min(n, len(run.times)) - 1] + check_s
@@ -226,6 +229,8 @@ def mzsr_curve(
             )
             if ensemble is not None:
                 point["ensemble"] = ensemble
+            if iterations:
+                point["back_projection"] = iterations
             points.append(point)
     accepted = [r.accepted for r in run.reports]
     return {

@@ -1,6 +1,8 @@
 """benchmarks/pareto.py: configurations averaged over images, the fronts, the comparison
 at ZSSR's budgets (issue 35)."""
 
+import pytest
+
 from benchmarks import pareto
 
 
@@ -42,3 +44,42 @@ def test_the_comparison_is_made_at_each_zssr_front_budget():
     configs = pareto.configurations(_records())
     late = [dict(c, seconds=c["seconds"] + 100) if c["method"] == "MZSR" else c for c in configs]
     assert pareto.compare(late)[0]["mzsr_best"] is None
+
+
+def test_back_projection_configurations_are_named_apart():
+    records = _records()
+    bp = {"steps": 10, "psnr": 35.5, "seconds": 5, "ensemble": "mean", "back_projection": 10}
+    for record in records:
+        record["curves"]["mzsr auto"]["points"].append(bp)
+    configs = {c["config"]: c for c in pareto.configurations(records)}
+    assert configs["mzsr auto ensemble mean BP10 10"]["psnr"] == 35.5
+    assert configs["mzsr auto ensemble mean 10"]["psnr"] == 34.5
+
+
+def test_a_grid_setting_runs_end_to_end_with_back_projection(tmp_path):
+    """One tiny image at an arbitrary-scale setting: MZSR read with and without
+    back-projection (which moves the result), ZSSR read, the report written."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 255, (12, 12, 3)), np.ones((4, 4, 1))).astype(np.uint8)
+    Image.fromarray(smooth).save(folder / "tiny.png")
+    with pytest.raises(SystemExit):
+        pareto.main(["--set5", str(folder), "--settings", "--grid", "blur x7"])
+    md = pareto.main([
+        "--set5", str(folder), "--settings", "--grid", "blur x1.5", "--steps", "0", "1",
+        "--zssr-iterations", "2", "--back-projection", "0", "3", "--out", str(tmp_path),
+        "--name", "p",
+    ])  # fmt: skip
+    assert "## blur x1.5" in md.read_text()
+    result = json.loads((tmp_path / "p.json").read_text())
+    points = result["records"]["blur x1.5"][0]["curves"]["mzsr auto"]["points"]
+    plain = [p for p in points if "back_projection" not in p and "ensemble" not in p]
+    projected = [p for p in points if p.get("back_projection") == 3 and "ensemble" not in p]
+    assert [p["steps"] for p in plain] == [p["steps"] for p in projected] == [0, 1]
+    assert all(a["psnr"] != b["psnr"] for a, b in zip(plain, projected, strict=True))
