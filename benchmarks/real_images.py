@@ -192,19 +192,21 @@ def _factors(lr: np.ndarray, shape: tuple[int, int]) -> tuple[float, float]:
     return shape[0] / lr.shape[0], shape[1] / lr.shape[1]
 
 
-def bicubic(lr: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, dict[str, Any]]:
-    unit = imresize(lr.astype(np.float64), _factors(lr, shape), output_shape=shape)
+def _interpolate(lr: np.ndarray, shape: tuple[int, int], kernel: str) -> np.ndarray:
+    unit = imresize(lr.astype(np.float64), _factors(lr, shape), output_shape=shape,
+                    kernel=kernel)  # fmt: skip
     info = np.iinfo(lr.dtype)
-    return np.clip(np.rint(unit), info.min, info.max).astype(lr.dtype), {}
+    return np.clip(np.rint(unit), info.min, info.max).astype(lr.dtype)
+
+
+def bicubic(lr: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, dict[str, Any]]:
+    return _interpolate(lr, shape, "cubic"), {}
 
 
 def lanczos(lr: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, dict[str, Any]]:
     """Lanczos-3 as the self-check's fallback computes it (PIL's within 1e-5 inside
     the borders, mirrored at them)."""
-    unit = imresize(lr.astype(np.float64), _factors(lr, shape), output_shape=shape,
-                    kernel="lanczos3")  # fmt: skip
-    info = np.iinfo(lr.dtype)
-    return np.clip(np.rint(unit), info.min, info.max).astype(lr.dtype), {}
+    return _interpolate(lr, shape, "lanczos3"), {}
 
 
 def mzsr(**options: Any) -> Method:

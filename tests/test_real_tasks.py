@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 from scipy import ndimage
+from training_images import write_training_images
 
 import napari_mzsr
 from napari_mzsr.core.jpeg import jpeg
@@ -82,14 +83,9 @@ def _recipe(folder, iterations=2, **table):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        noise = ndimage.gaussian_filter(rng.random((90, 96, 3)), (1.5, 1.5, 0))
-        noise[40:, : 20 + 10 * i] += 0.3
-        img = np.clip((noise - noise.min()) / np.ptp(noise) * 255, 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"img{i}.png")
-    return folder
+    return write_training_images(
+        tmp_path_factory.mktemp("images"), 3, shape=(90, 96), edge=(40, 20, 10)
+    )
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from scipy import ndimage
+from training_images import write_training_images
 
 import napari_mzsr
 from napari_mzsr.core.kernels import kernel_covariance
@@ -76,14 +75,7 @@ def _recipe(folder, architecture="scale-aware", iterations=3):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        noise = ndimage.gaussian_filter(rng.random((48, 56, 3)), (1.5, 1.5, 0))
-        noise[20:, : 10 + 5 * i] += 0.3
-        img = np.clip((noise - noise.min()) / np.ptp(noise) * 255, 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"img{i}.png")
-    return folder
+    return write_training_images(tmp_path_factory.mktemp("images"), 4)
 
 
 @pytest.fixture(scope="module")

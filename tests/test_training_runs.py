@@ -9,8 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from scipy import ndimage
+from training_images import write_training_images
 
 import napari_mzsr
 from training import checkpoint, export, meta, pretrain
@@ -84,14 +83,7 @@ def write_recipe(folder, steps=6, channels=3, scales="[2.0]", degradation="direc
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """Five small smooth-noise images with edges, one of them gray."""
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for i in range(5):
-        noise = ndimage.gaussian_filter(rng.random((48, 56, 3)), (1.5, 1.5, 0))
-        noise[20:, : 10 + 5 * i] += 0.3
-        img = np.clip((noise - noise.min()) / np.ptp(noise) * 255, 0, 255).astype(np.uint8)
-        Image.fromarray(img if i else img[..., 0]).save(folder / f"img{i}.png")
-    return folder
+    return write_training_images(tmp_path_factory.mktemp("images"), 5, gray=(0,))
 
 
 def weights(path):
