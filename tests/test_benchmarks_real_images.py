@@ -134,3 +134,33 @@ def test_a_method_runs_with_a_given_model(tmp_path, tiny_model, monkeypatch):
             real_images.method(bad)
     with pytest.raises(SystemExit):
         real_images.main(["--data", str(tmp_path), "--methods", "bicubic@real"])
+
+
+def test_city100_validation_split_reads_pairs_016_on(tmp_path):
+    folder = tmp_path / "real" / "City100_Phone"
+    folder.mkdir(parents=True)
+    for key in ("001", "016", "017"):
+        hr = _photo((75, 75, 3), seed=int(key))
+        low = real_images.imresize(
+            degrade(hr.astype(np.float64), np.ones((1, 1)), 2.5, "bicubic"), 2.5
+        )
+        Image.fromarray(hr).save(folder / f"{key}H.png")
+        Image.fromarray(np.clip(np.rint(low), 0, 255).astype(np.uint8)).save(folder / f"{key}L.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["--data", str(tmp_path), "--sets", "city100", "--cameras", "Phone", "--split",
+            "val", "--methods", "bicubic,lanczos", "--limit", "2", "--out", str(out),
+            "--name", "v"]  # fmt: skip
+    real_images.main(argv)
+    rows = json.loads((out / "v.json").read_text())["rows"]
+    assert [row["key"] for row in rows] == ["016", "017"]
+    ratio = float(rows[0]["group"].removeprefix("City100 Phone (ratio ").rstrip(")"))
+    assert ratio == pytest.approx(2.5, abs=0.02)
+
+
+def test_the_rest_of_a_factor_by_interpolation_before_or_after_x2(tiny_model):
+    lr = _photo((24, 28, 3))
+    options = {"model": str(tiny_model), "steps": 1, "device": "cpu"}
+    for method in (real_images.x2_then(**options), real_images.bicubic_then_x2(**options)):
+        sr, check = method(lr, (60, 70))
+        assert sr.shape == (60, 70, 3) and sr.dtype == np.uint8 and "choice" in check
