@@ -165,6 +165,43 @@ def test_lr_images_are_8_bit_with_the_drawn_noise():
     assert float(lr.std()) == pytest.approx(0.02, rel=0.1)
 
 
+def test_sharpened_tasks_follow_their_share_and_leave_older_draws_alone():
+    cfg = dict(DEFAULTS["real_tasks"])
+    assert cfg["sharpen_share"] == 0
+    before = [real_degradations.sample_degradation(np.random.default_rng(3), (2.0, 2.0), cfg)
+              for _ in range(3)]  # fmt: skip
+    assert all(d.sharpen is None for d in before)
+    sharp = [
+        real_degradations.sample_degradation(rng, (2.0, 2.0), {**cfg, "sharpen_share": 1.0})
+        for rng in [np.random.default_rng(0)]
+        for _ in range(20)
+    ]
+    (v_low, v_high), (a_low, a_high) = cfg["sharpen_variance"], cfg["sharpen_amount"]
+    assert all(v_low <= d.sharpen[0] <= v_high and a_low <= d.sharpen[1] <= a_high for d in sharp)
+    assert "/sharpen" in sharp[0].describe()
+
+
+def test_sharpening_overshoots_at_edges_and_keeps_flat_areas():
+    edge = torch.zeros(1, 1, 32, 32, dtype=torch.float64)
+    edge[..., 16:] = 0.6
+    edge += 0.2
+    sharp = real_degradations.unsharp_mask(edge, 1.0, 1.0)
+    # A halo on both sides of the edge, nothing far from it.
+    assert float(sharp.max()) > 0.85 and float(sharp.min()) < 0.15
+    assert torch.allclose(sharp[..., :8], edge[..., :8]) and torch.allclose(
+        sharp[..., 24:], edge[..., 24:]
+    )
+    hr = torch.full((1, 1, 64, 64), 0.5, dtype=torch.float64)
+    hr[..., 32:] = 0.7
+    chain = real_degradations.Degradation("none", np.ones((1, 1)), "area", sharpen=(1.0, 1.0))
+    lr = real_degradations.degrade_hr(hr, chain, (2.0, 2.0), torch.Generator().manual_seed(0))
+    plain = real_degradations.degrade_hr(
+        hr, real_degradations.Degradation("none", np.ones((1, 1)), "area"), (2.0, 2.0),
+        torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert float(lr.max()) > float(plain.max()) + 0.05
+
+
 @pytest.mark.self_check  # the defaults' noise and JPEG matching, not the suite's stand-ins
 @pytest.mark.parametrize("quality", [None, 60])
 def test_the_son_of_a_task_is_the_son_a_default_run_makes(init, monkeypatch, quality):
@@ -253,7 +290,7 @@ def test_real_validation_is_fixed_and_scores_the_defaults(images, init, tmp_path
 
 
 def test_shipped_real_recipes_load_and_bad_ones_are_refused(tmp_path):
-    for name in ("real", "real-control"):
+    for name in ("real", "real-control", "real-camera"):
         recipe = load_recipe(ROOT / "training" / "recipes" / f"{name}.toml")
         real_tasks.check_recipe(recipe)
         assert recipe["validation"]["set"] == "real" and recipe["data"]["val_crop"] == 240
@@ -262,6 +299,8 @@ def test_shipped_real_recipes_load_and_bad_ones_are_refused(tmp_path):
         ({"real_tasks.noise_std": "[0.0, 0.1]"}, "noise_std"),
         ({"real_tasks.jpeg_quality": "[50, 100]"}, "jpeg_quality"),
         ({"real_tasks.jpeg_share": "1.5"}, "jpeg_share"),
+        ({"real_tasks.sharpen_share": "-0.1"}, "sharpen_share"),
+        ({"real_tasks.sharpen_amount": "[0.0, 1.0]"}, "sharpen_amount"),
     ):
         with pytest.raises(RecipeError, match=message):
             _recipe(tmp_path, **table)
@@ -272,7 +311,7 @@ def test_shipped_real_recipes_load_and_bad_ones_are_refused(tmp_path):
 def test_real_recipes_never_train_on_the_photos_auto_is_chosen_on(images, tmp_path):
     from benchmarks.real_images import VALIDATION
 
-    for name in ("real", "real-control"):
+    for name in ("real", "real-control", "real-camera"):
         recipe = load_recipe(ROOT / "training" / "recipes" / f"{name}.toml")
         assert sorted(recipe["data"]["exclude"]) == sorted(VALIDATION)
     recipe = _recipe(tmp_path, **{"data.exclude": '["img1.png"]', "data.val_images": 0})

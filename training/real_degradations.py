@@ -3,9 +3,11 @@
 A real LR image is an HR scene blurred by optics (defocus, motion, an Airy-like PSF of a
 microscope, anisotropic or heavy-tailed lens blur, or nothing beyond the pixel),
 subsampled by a sensor or by software (``direct``, ``area`` or MATLAB ``bicubic``, at
-any factor pair), with Poisson-Gaussian sensor noise, 8-bit quantisation and sometimes
-JPEG compression. :func:`sample_degradation` draws one such chain and
-:func:`degrade_hr` applies it.
+any factor pair), with Poisson-Gaussian sensor noise, sometimes the unsharp masking a
+camera applies before it saves (phones sharpen every picture: on City100 the phone's
+images lose to bicubic interpolation wherever a network assumes they are not sharpened),
+8-bit quantisation and sometimes JPEG compression. :func:`sample_degradation` draws one
+such chain and :func:`degrade_hr` applies it.
 
 Kernels are drawn in LR pixels and drawn onto the HR grid stretched by the factor of
 each axis, so a blur means the same to the image whatever the factors (as
@@ -25,6 +27,7 @@ from scipy import special
 
 from napari_mzsr.core.degradation import degrade_tensor
 from napari_mzsr.core.jpeg import jpeg_tensor
+from napari_mzsr.core.kernels import gaussian_kernel
 
 Pair = tuple[float, float]
 FAMILIES = ("none", "gaussian", "generalised", "disk", "motion", "airy")
@@ -50,6 +53,9 @@ class Degradation:
         ``gain * x + floor``.
     jpeg : int or None
         JPEG quality of the LR image, None for none.
+    sharpen : (float, float) or None
+        Unsharp masking of the LR image, ``(variance, amount)``: ``x + amount * (x -
+        blur(x))`` with a Gaussian of that variance in LR px^2; None for none.
     """
 
     family: str
@@ -58,6 +64,7 @@ class Degradation:
     gain: float = 0.0
     floor: float = 0.0
     jpeg: int | None = None
+    sharpen: tuple[float, float] | None = None
 
     def describe(self) -> str:
         noise = (
@@ -66,7 +73,8 @@ class Degradation:
             else ""
         )
         jpeg = f"/jpeg{self.jpeg}" if self.jpeg else ""
-        return f"{self.family}{self.kernel.shape[0]}/{self.subsampling}{noise}{jpeg}"
+        sharpen = f"/sharpen{self.sharpen[1]:.1f}" if self.sharpen else ""
+        return f"{self.family}{self.kernel.shape[0]}/{self.subsampling}{noise}{sharpen}{jpeg}"
 
 
 def _covariance(rng: np.random.Generator, low: float, high: float) -> np.ndarray:
@@ -145,7 +153,8 @@ def sample_kernel(rng: np.random.Generator, family: str, scale: Pair) -> np.ndar
 
 def sample_degradation(rng: np.random.Generator, scale: Pair, cfg: dict[str, Any]) -> Degradation:
     """Draw one chain for the factors ``scale`` from the recipe's ``real_tasks`` table
-    ``cfg`` (family weights, shares of noisy and JPEG tasks, their ranges)."""
+    ``cfg`` (family weights, shares of noisy, JPEG and sharpened tasks, their ranges;
+    with ``sharpen_share`` 0 the draws are those of recipes written before it)."""
     weights = np.array([cfg["families"][name] for name in FAMILIES], dtype=np.float64)
     family = FAMILIES[int(rng.choice(len(FAMILIES), p=weights / weights.sum()))]
     kernel = sample_kernel(rng, family, scale)
@@ -159,19 +168,33 @@ def sample_degradation(rng: np.random.Generator, scale: Pair, cfg: dict[str, Any
     jpeg = None
     if rng.random() < cfg["jpeg_share"]:
         jpeg = int(rng.integers(cfg["jpeg_quality"][0], cfg["jpeg_quality"][1] + 1))
-    return Degradation(family, kernel, subsampling, gain, floor, jpeg)
+    sharpen = None
+    if cfg["sharpen_share"] and rng.random() < cfg["sharpen_share"]:
+        sharpen = (rng.uniform(*cfg["sharpen_variance"]), rng.uniform(*cfg["sharpen_amount"]))
+    return Degradation(family, kernel, subsampling, gain, floor, jpeg, sharpen)
+
+
+def unsharp_mask(x: torch.Tensor, variance: float, amount: float) -> torch.Tensor:
+    """``x + amount * (x - G * x)`` of (N, C, H, W) ``x``, ``G`` a Gaussian of
+    ``variance`` px^2 (edges mirrored): the sharpening of a camera's processing."""
+    size = 2 * math.ceil(3 * math.sqrt(variance)) + 1
+    kernel = torch.from_numpy(gaussian_kernel(variance, size=size)).to(x)
+    blurred = degrade_tensor(x, kernel, (1.0, 1.0), "direct")
+    return x + amount * (x - blurred)
 
 
 def degrade_hr(
     hr: torch.Tensor, d: Degradation, scale: Pair, generator: torch.Generator
 ) -> torch.Tensor:
     """The LR image of HR ``hr`` (N, C, H, W) in [0, 1] under ``d``: blur, subsample,
-    noise, 8-bit quantisation, JPEG; float32 in [0, 1] on 8-bit levels."""
+    noise, sharpening, 8-bit quantisation, JPEG; float32 in [0, 1] on 8-bit levels."""
     kernel = torch.from_numpy(d.kernel).to(hr)
     lr = degrade_tensor(hr, kernel, scale, d.subsampling)
     if d.gain or d.floor:
         std = (d.gain * lr.clamp_min(0) + d.floor).sqrt()
         lr = lr + std * torch.randn(lr.shape, generator=generator, dtype=lr.dtype)
+    if d.sharpen is not None:
+        lr = unsharp_mask(lr, *d.sharpen)
     lr = torch.round(lr.clamp(0, 1) * 255) / 255
     if d.jpeg is not None:
         lr = jpeg_tensor(lr, d.jpeg)

@@ -104,7 +104,8 @@ DEFAULTS: dict[str, Any] = {
     # Real-degradation tasks (training.real_tasks, training.real_degradations): relative
     # weights of the kernel families, the share of noisy tasks and the range of their
     # noise floor (standard deviation, [0, 1] units), the share of JPEG tasks and their
-    # qualities, the side of a task's LR image and the limit of its HR side.
+    # qualities, the share of sharpened tasks (unsharp masking: Gaussian variance in LR
+    # px^2, amount), the side of a task's LR image and the limit of its HR side.
     "real_tasks": {
         "families": {
             "none": 1.0,
@@ -118,6 +119,9 @@ DEFAULTS: dict[str, Any] = {
         "noise_std": [0.002, 0.03],
         "jpeg_share": 0.3,
         "jpeg_quality": [50, 95],
+        "sharpen_share": 0.0,
+        "sharpen_variance": [0.3, 2.0],
+        "sharpen_amount": [0.2, 1.5],
         "lr_side": 96,
         "max_hr_side": 320,
     },
@@ -187,8 +191,12 @@ def _check(recipe: dict[str, Any]) -> None:
             f"validation set must be kernels or real, got {recipe['validation']['set']!r}"
         )
     real = recipe["real_tasks"]
-    if not (0 <= real["noise_share"] <= 1 and 0 <= real["jpeg_share"] <= 1):
-        raise RecipeError("real_tasks noise_share and jpeg_share must be in [0, 1]")
+    shares = ("noise_share", "jpeg_share", "sharpen_share")
+    if not all(0 <= real[share] <= 1 for share in shares):
+        raise RecipeError("real_tasks noise_share, jpeg_share and sharpen_share must be in [0, 1]")
+    for key in ("sharpen_variance", "sharpen_amount"):
+        if not 0 < real[key][0] <= real[key][1]:
+            raise RecipeError(f"real_tasks {key} must be [low, high], 0 < low <= high")
     if not 0 < real["noise_std"][0] <= real["noise_std"][1]:
         raise RecipeError(
             f"real_tasks noise_std must be [low, high], 0 < low <= high, got {real['noise_std']}"
