@@ -144,8 +144,9 @@ def compare(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    """One panel per setting: every configuration and the two fronts."""
+def plot(results: dict[str, list[dict[str, Any]]], path: Path, set_name: str) -> None:
+    """One panel per setting of the images of ``set_name``: every configuration and the
+    two fronts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,7 +164,7 @@ def plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("seconds per image (mean)")
         ax.set_ylabel("PSNR (dB, mean)")
-        ax.set_title(f"Set5 {name}" if name in GRID else f"Set5 x2 {name}")
+        ax.set_title(f"{set_name} {name}" if name in GRID else f"{set_name} x2 {name}")
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -174,7 +175,10 @@ def main(argv: list[str] | None = None) -> Path:
     """Command-line entry point; returns the Markdown path."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set5", type=Path, required=True, help="folder of Set5 HR images")
+    parser.add_argument(
+        "--set5", "--hr", dest="hr", type=Path, required=True,
+        help="folder of HR images (Set5, or another set: the folder names it in the report)",
+    )  # fmt: skip
     parser.add_argument("--settings", nargs="*", default=["g^d_2.0", "g^b_1.3"])
     parser.add_argument("--grid", nargs="*", default=[], help="arbitrary-scale settings")
     parser.add_argument(
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    images = load_hr_images(args.set5, args.limit)
+    images = load_hr_images(args.hr, args.limit)
     if args.images:
         images = {stem: images[stem] for stem in args.images}
     load_before = os.getloadavg()
@@ -263,12 +267,12 @@ def main(argv: list[str] | None = None) -> Path:
         )
     png = args.out / f"{args.name}.png"
     args.out.mkdir(parents=True, exist_ok=True)
-    plot(results, png)
+    plot(results, png, args.hr.name)
     lines += ["", f"Plot: `{png.name}`."]
     md_path, _ = write_results(
         args.out,
         args.name,
-        "MZSR and ZSSR: PSNR against time, the Pareto fronts (Set5)",
+        f"MZSR and ZSSR: PSNR against time, the Pareto fronts ({args.hr.name})",
         command_line("benchmarks.pareto", argv),
         lines,
         {"configurations": results, "comparison": summary, "records": records_by_setting},
