@@ -171,9 +171,15 @@ def test_sharpened_tasks_follow_their_share_and_leave_older_draws_alone():
     before = [real_degradations.sample_degradation(np.random.default_rng(3), (2.0, 2.0), cfg)
               for _ in range(3)]  # fmt: skip
     assert all(d.sharpen is None for d in before)
+    # A share of 0 draws no number for sharpening: the stream goes on as before it existed
+    # (a share that never fires still draws one).
+    unused, never = np.random.default_rng(5), np.random.default_rng(5)
+    real_degradations.sample_degradation(unused, (2.0, 2.0), cfg)
+    real_degradations.sample_degradation(never, (2.0, 2.0), {**cfg, "sharpen_share": 1e-300})
+    assert unused.random() != never.random()
+    rng = np.random.default_rng(0)
     sharp = [
         real_degradations.sample_degradation(rng, (2.0, 2.0), {**cfg, "sharpen_share": 1.0})
-        for rng in [np.random.default_rng(0)]
         for _ in range(20)
     ]
     (v_low, v_high), (a_low, a_high) = cfg["sharpen_variance"], cfg["sharpen_amount"]

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy import special
 
-from napari_mzsr.core.degradation import degrade_tensor
+from napari_mzsr.core.degradation import blur_tensor, degrade_tensor
 from napari_mzsr.core.jpeg import jpeg_tensor
 from napari_mzsr.core.kernels import gaussian_kernel
 
@@ -179,8 +179,7 @@ def unsharp_mask(x: torch.Tensor, variance: float, amount: float) -> torch.Tenso
     ``variance`` px^2 (edges mirrored): the sharpening of a camera's processing."""
     size = 2 * math.ceil(3 * math.sqrt(variance)) + 1
     kernel = torch.from_numpy(gaussian_kernel(variance, size=size)).to(x)
-    blurred = degrade_tensor(x, kernel, (1.0, 1.0), "direct")
-    return x + amount * (x - blurred)
+    return x + amount * (x - blur_tensor(x, kernel))
 
 
 def degrade_hr(
