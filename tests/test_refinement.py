@@ -1,11 +1,15 @@
 """Self-ensemble and back-projection (module and API options), and kernel="estimate"
 through the API, the stack runner and the command line."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from compare import assert_same_rounded
+from PIL import Image
+from tiny_models import save_tiny_model
 
 from napari_mzsr import degrade, gaussian_kernel, imresize, super_resolve
 from napari_mzsr.cli.arguments import parse_kernel
@@ -13,6 +17,7 @@ from napari_mzsr.cli.main import build_parser, main
 from napari_mzsr.core.degradation import degrade_tensor
 from napari_mzsr.core.kernel_estimation import KernelEstimate
 from napari_mzsr.core.refinement import (
+    PHOTO_DEGRADATION,
     TRANSFORMS,
     back_project,
     dihedral,
@@ -21,6 +26,7 @@ from napari_mzsr.core.refinement import (
     undo_dihedral,
 )
 from napari_mzsr.core.resize import imresize_tensor
+from napari_mzsr.pipeline.adapted import PHOTO_BACK_PROJECTION
 from napari_mzsr.pipeline.run import drive, iter_adapt
 from napari_mzsr.pipeline.stacks import iter_super_resolve_stack
 
@@ -106,6 +112,78 @@ def test_back_projection_makes_the_result_consistent_with_the_input():
         back_project(sr, lr, kernel, 2, iterations=-1)
 
 
+def test_back_projection_against_a_blend_of_subsamplings():
+    """An image downscaled by an unknown tool is back-projected against area averaging
+    and bicubic downscaling half and half: the result fits the blend, not either one."""
+    rng = np.random.default_rng(0)
+    hr = torch.from_numpy(imresize(rng.random((12, 12)), 4))[None, None]
+    kernel = torch.ones(1, 1, dtype=hr.dtype)
+    area, cubic = (degrade_tensor(hr, kernel, 2, m) for m in ("area", "bicubic"))
+    lr = (area + cubic) / 2
+    sr = imresize_tensor(lr, 2)
+
+    def misfit(img: torch.Tensor) -> float:
+        blend = sum(degrade_tensor(img, kernel, 2, m) for m in ("area", "bicubic")) / 2
+        return float((blend - lr).abs().mean())
+
+    blended = back_project(sr, lr, kernel, 2, PHOTO_DEGRADATION, iterations=10)
+    assert misfit(blended) < misfit(sr) / 5
+    for alone in ("area", "bicubic"):
+        assert misfit(blended) < misfit(back_project(sr, lr, kernel, 2, alone, 10)) / 2
+    # Weights are normalised.
+    doubled = back_project(sr, lr, kernel, 2, {"area": 1, "bicubic": 1}, iterations=10)
+    torch.testing.assert_close(doubled, blended)
+    for bad in ({"direct": 0.5, "area": 0.5}, {}, {"area": -1.0, "bicubic": 2.0}, {"box": 1}):
+        with pytest.raises(ValueError, match="blend"):
+            back_project(sr, lr, kernel, 2, bad, iterations=1)
+
+
+@pytest.mark.self_check  # the defaults' JPEG recognition, live
+def test_the_photo_assumption_back_projects_by_default(tmp_path):
+    """With the default kernel (the photo assumption) inference back-projects once
+    against the blend; with a kernel given, or 0 asked, it does not."""
+    model = save_tiny_model(tmp_path / "cubic.pt", "tiny-cubic", features=16,
+                            degradation="bicubic")  # fmt: skip
+    image = _texture((40, 40, 3))
+    run = {"scale": 2, "steps": 1, "model": model, "device": "cpu", "self_check": False}
+    adapted = drive(iter_adapt(image, **run))
+    assert adapted.photo_assumption
+    assert adapted.back_projection_for(None) == PHOTO_BACK_PROJECTION == 1
+    assert adapted.back_projection_for(None, region=(slice(0, 8), slice(0, 8))) == 0
+    default = super_resolve(image, **run)
+    assert_same_rounded(default, super_resolve(image, **run, back_projection=1))
+    assert np.abs(default.astype(int) - super_resolve(image, **run, back_projection=0)).max() > 2
+
+    # The correction fits the blend: its misfit to the input is smallest there.
+    lr = torch.from_numpy(image / 255.0).permute(2, 0, 1)[None]
+    kernel = torch.ones(1, 1, dtype=lr.dtype)
+    out = adapted.apply(image, back_projection=30, output_dtype=np.float64)
+    sr = torch.from_numpy(out / 255.0).permute(2, 0, 1)[None]
+
+    def misfit(weights: dict[str, float]) -> float:
+        degraded = sum(w * degrade_tensor(sr, kernel, 2, m) for m, w in weights.items())
+        return float((degraded - lr).abs().mean())
+
+    assert misfit(PHOTO_DEGRADATION) < 0.5 * min(misfit({"area": 1}), misfit({"bicubic": 1}))
+    assert adapted.back_projection_used == 30
+
+    # A JPEG image is not back-projected by default (its blocks would come back).
+    buffer = io.BytesIO()
+    y, x = np.mgrid[:96, :96]
+    wavy = (
+        128 + 60 * np.sin(x / 3) * np.cos(y / 5) + np.random.default_rng(0).normal(0, 10, x.shape)
+    )
+    wavy = np.clip(np.stack([wavy, wavy[::-1], wavy.T], axis=-1), 0, 255).astype(np.uint8)
+    Image.fromarray(wavy).save(buffer, format="JPEG", quality=50)
+    compressed = drive(iter_adapt(np.asarray(Image.open(buffer)), **run))
+    assert abs(compressed.jpeg_quality - 50) <= 3 and compressed.back_projection_for(None) == 0
+
+    given = {**run, "kernel": 0.5}
+    assert not drive(iter_adapt(image, **given)).photo_assumption
+    unrefined = super_resolve(image, **given, back_projection=0)
+    assert_same_rounded(super_resolve(image, **given), unrefined)
+
+
 @pytest.mark.parametrize("shape", [(40, 40, 3), (36, 44)])
 def test_api_options_change_the_result_and_keep_its_shape(tiny_model, shape):
     image = _texture(shape)
@@ -185,7 +263,9 @@ def test_command_line_accepts_estimate_and_refinements(tmp_path, tiny_model):
          "--back-projection", "3"]
     )  # fmt: skip
     assert (args.kernel, args.ensemble, args.back_projection) == ("estimate", "median", 3)
-    from PIL import Image
+    for given, expected in ((["--back-projection", "auto"], None), ([], None)):
+        args = build_parser().parse_args(["run", "in.png", "-o", "out", *given])
+        assert args.back_projection is expected
 
     Image.fromarray(_texture((40, 40, 3))).save(tmp_path / "img.png")
     code = main(

@@ -572,6 +572,11 @@ def test_choices_are_remembered_and_reset(make_napari_viewer, tmp_path, model_pa
     assert fresh._steps.value == 10 and fresh._kernel_kind.value == "auto"
     assert fresh._model.value == AUTO and fresh._tile.value == 0
     assert again._steps.value == 10 and again._scope.value == "layer"
+    # Back-projection is the model's choice again (1 under the photo assumption).
+    assert again._back_projection.native.text().startswith("auto")
+    viewer.add_image(np.zeros((16, 16), np.uint8), name="any")
+    again._image.reset_choices()
+    assert again._values().back_projection is None
 
 
 def test_progress_shows_in_the_activity_panel_with_time_left(

@@ -108,10 +108,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--back-projection",
-        type=int,
-        default=0,
+        type=back_projection_arg,
+        default=None,
         metavar="N",
-        help="iterations of back-projection with the kernel after inference (default 0)",
+        help="iterations of back-projection with the kernel after inference, or auto "
+        "(default: 1 under the photo assumption, the default kernel, else 0)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -150,6 +151,17 @@ def options_from_args(args: argparse.Namespace):
     )
     apply = ApplyOptions(ensemble=args.ensemble, back_projection=args.back_projection)
     return adapt, apply
+
+
+def back_projection_arg(text: str) -> int | None:
+    """``--back-projection``: ``auto`` (None) or an integer, whose range the options'
+    check reports (:class:`~napari_mzsr.pipeline.options.ApplyOptions`)."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer, got {text!r}") from None
 
 
 def threads_arg(text: str) -> int | str:

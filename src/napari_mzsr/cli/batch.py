@@ -212,11 +212,15 @@ class Bars:
         self.slices.close()
 
 
-def print_summary(path: Path, check: str, threads: dict[str, int]) -> None:
-    """A file's line on stderr: the self-check's line and the CPU threads used."""
+def print_summary(
+    path: Path, check: str, threads: dict[str, int], back_projection: int = 0
+) -> None:
+    """A file's line on stderr: the self-check's line, the back-projection iterations
+    and the CPU threads used."""
     from ..core.threads import describe_threads
 
-    summary = "; ".join(filter(None, [check, describe_threads(threads)]))
+    projected = f"back-projected {back_projection} times" if back_projection else ""
+    summary = "; ".join(filter(None, [check, projected, describe_threads(threads)]))
     print(f"{path.name}: {summary}", file=sys.stderr)
 
 
@@ -246,7 +250,7 @@ def process(path: Path, target: Path, args: argparse.Namespace, options, apply) 
         bars.close()
     out_meta = scaled_meta(meta, file_options.scale, file_options.model.info.degradation)
     write_image(target, result.data, out_meta, overwrite=args.overwrite)
-    print_summary(path, result.describe_checks(), result.threads)
+    print_summary(path, result.describe_checks(), result.threads, result.back_projection)
 
 
 def _process_lazy(path: Path, target: Path, data, meta, args, options, apply) -> None:

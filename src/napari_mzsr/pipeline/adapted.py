@@ -10,7 +10,13 @@ import torch
 from ..core.adaptation import infer
 from ..core.intensity import IntensityMap, intensity_map
 from ..core.kernel_estimation import KernelEstimate
-from ..core.refinement import TRANSFORMS, back_project, kernel_symmetries, self_ensemble
+from ..core.refinement import (
+    PHOTO_DEGRADATION,
+    TRANSFORMS,
+    back_project,
+    kernel_symmetries,
+    self_ensemble,
+)
 from ..core.resize import imresize_tensor
 from ..core.self_check import FALLBACK, FALLBACK_KERNEL, SelfCheck
 from ..core.tensors import from_batch, to_batch
@@ -19,6 +25,14 @@ from ..core.tiling import Region, Tile, auto_tile, for_each_tile, region_output_
 from ..io.model_file import ModelInfo
 from .images import ImageData, image_data
 from .options import ApplyOptions
+
+# Back-projection iterations of ``back_projection=None`` (auto) under the photo
+# assumption (a son made by area averaging for a bicubic model). Validation split
+# (benchmarks/results/validation/photo_back_projection.md): 3 iterations gained up to
+# 0.08 dB more than 1 on clean photos but put the noise back into noisy ones (worst
+# image -0.26 dB against bicubic, 1 iteration -0.03); gating them on the noise
+# estimate lost most of the gain, as it reads texture as noise on clean photos.
+PHOTO_BACK_PROJECTION = 1
 
 
 class AdaptedModel:
@@ -52,6 +66,16 @@ class AdaptedModel:
     threads_used : dict
         The CPU threads its adaptation (``"adaptation"``) and its last inference
         (``"inference"``) ran with; empty on a GPU.
+    son_degradation : str or None
+        How its son was subsampled; ``"area"`` on a bicubic model is the photo
+        assumption, under which back-projection compares with a blend of area
+        averaging and bicubic downscaling (:data:`~napari_mzsr.core.refinement.
+        PHOTO_DEGRADATION`) and runs by default (:meth:`back_projection_for`).
+    jpeg_quality : int or None
+        The JPEG quality its image was recognised as saved at (None: not compressed, or
+        not looked for: ``noise="off"``).
+    back_projection_used : int or None
+        Back-projection iterations of its last inference (None before any).
     """
 
     def __init__(
@@ -66,8 +90,12 @@ class AdaptedModel:
         steps_taken: int = 0,
         self_check: SelfCheck | None = None,
         threads: int | str = "auto",
+        son_degradation: str | None = None,
+        jpeg_quality: int | None = None,
     ) -> None:
         self.net, self.info, self.scale = net, info, scale
+        self.son_degradation, self.jpeg_quality = son_degradation, jpeg_quality
+        self.back_projection_used: int | None = None
         self.intensity = intensity
         self.autocast_dtype = autocast_dtype
         self.kernel, self.kernel_estimate = kernel, kernel_estimate
@@ -82,6 +110,35 @@ class AdaptedModel:
         return self.self_check is None or self.self_check.choice != FALLBACK
 
     @property
+    def photo_assumption(self) -> bool:
+        """Whether it was adapted under the photo assumption (area son, bicubic model)."""
+        return self.son_degradation == "area" and self.info.degradation == "bicubic"
+
+    def back_projection_for(self, requested: int | None, region: Region | None = None) -> int:
+        """Back-projection iterations of an inference: ``requested``, or for None
+        :data:`PHOTO_BACK_PROJECTION` under the photo assumption on a whole image that
+        is not JPEG-compressed and 0 elsewhere; always 0 where the self-check fell back
+        to interpolation.
+
+        Raises
+        ------
+        ValueError
+            Iterations requested without the adaptation kernel or for a region.
+        """
+        if not self.uses_network:
+            # Refinements sharpen towards the kernel: nothing to refine in interpolation.
+            return 0
+        if requested is None:
+            # A JPEG's blocks are left alone, as in its son: not projected back in.
+            auto = self.photo_assumption and self.kernel is not None and region is None
+            return PHOTO_BACK_PROJECTION if auto and self.jpeg_quality is None else 0
+        if requested and (self.kernel is None or region is not None):
+            raise ValueError(
+                "back_projection needs the adaptation kernel and the whole image (no region)"
+            )
+        return requested
+
+    @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
@@ -94,7 +151,7 @@ class AdaptedModel:
         tile: int | None = None,
         region: Region | None = None,
         ensemble: str | None = None,
-        back_projection: int = 0,
+        back_projection: int | None = None,
     ) -> np.ndarray:
         """Super-resolve ``image`` (H, W) or (H, W, 3|4) with the adapted network.
 
@@ -122,10 +179,12 @@ class AdaptedModel:
             Geometric self-ensemble (:func:`napari_mzsr.core.refinement.self_ensemble`)
             over the flips and rotations that leave the adaptation kernel unchanged,
             combined by the mean or median; None runs the image once.
-        back_projection : int
+        back_projection : int or None
             Iterations of back-projection with the adaptation kernel
             (:func:`napari_mzsr.core.refinement.back_project`), done on the whole image
-            after the tiles; 0 turns it off. Not with ``region``.
+            after the tiles; 0 turns it off. Not with ``region``. None (default):
+            :data:`PHOTO_BACK_PROJECTION` (1) under the photo assumption, else 0
+            (:meth:`back_projection_for`).
 
         Returns
         -------
@@ -141,13 +200,11 @@ class AdaptedModel:
     ) -> np.ndarray:
         """:meth:`apply` for a checked 2-D image and checked options (the pipeline's
         entry; nothing is checked again). Its intensity map must be this model's."""
+        iterations = self.back_projection_for(options.back_projection, region)
+        options = replace(options, back_projection=iterations)
+        self.back_projection_used = iterations
         if not self.uses_network:
-            # Refinements sharpen towards the kernel: nothing to refine in interpolation.
-            options = replace(options, ensemble=None, back_projection=0)
-        if options.back_projection and (self.kernel is None or region is not None):
-            raise ValueError(
-                "back_projection needs the adaptation kernel and the whole image (no region)"
-            )
+            options = replace(options, ensemble=None)
         dtype = image.intensity.dtype if options.output_dtype is None else options.output_dtype
         if self.device.type == "cpu":
             self.threads_used["inference"] = use_threads(self.threads, stage="inference")
@@ -218,7 +275,8 @@ class AdaptedModel:
         channels = 3 if image.rgb else 1
         lr = to_batch(image.unit(), channels).to(self.device)
         sr = to_batch(unit_sr, channels).to(self.device)
-        sr = back_project(sr, lr, kernel, self.scale, self.info.degradation, iterations, clamp)
+        degradation = PHOTO_DEGRADATION if self.photo_assumption else self.info.degradation
+        sr = back_project(sr, lr, kernel, self.scale, degradation, iterations, clamp)
         return from_batch(sr, image.rgb)
 
 

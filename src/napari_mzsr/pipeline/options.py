@@ -384,7 +384,7 @@ class ApplyOptions:
     output_dtype: Any = None
     tile: Any = None
     ensemble: Any = None
-    back_projection: Any = 0
+    back_projection: Any = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_dtype", checks.output_dtype(self.output_dtype))
@@ -392,9 +392,11 @@ class ApplyOptions:
             object.__setattr__(self, "tile", checks.integer(self.tile, "tile", minimum=1))
         if self.ensemble is not None:
             checks.one_of(self.ensemble, "ensemble", (None, *COMBINE))
-        object.__setattr__(
-            self, "back_projection", checks.integer(self.back_projection, "back_projection")
-        )
+        if self.back_projection is not None:
+            # None: the adapted model's choice (AdaptedModel.back_projection_for).
+            object.__setattr__(
+                self, "back_projection", checks.integer(self.back_projection, "back_projection")
+            )
 
 
 def _serves_in_one_step(scale: tuple[float, float]) -> bool:

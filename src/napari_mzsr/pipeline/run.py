@@ -158,7 +158,7 @@ def adapt_image(
                 check = coarser_check(check, coarser, threshold=COARSER_CHECK_THRESHOLD)
     adapted = AdaptedModel(
         net, info, options.scale, image.intensity, options.autocast_dtype, kernel, estimate, kept,
-        check, options.threads,
+        check, options.threads, options.son_degradation, quality,
     )  # fmt: skip
     if threads is not None:
         # The count most steps ran with (the last entry is set after the last step).
@@ -366,7 +366,7 @@ def super_resolve(
     threads: int | str = "auto",
     tile: int | None = None,
     ensemble: str | None = None,
-    back_projection: int = 0,
+    back_projection: int | None = None,
 ) -> np.ndarray:
     """Super-resolve one 2D image with MZSR: adapt theta_M to the image, then upscale.
 
@@ -466,12 +466,16 @@ def super_resolve(
         kernel (and, for unequal factors, the axes) unchanged, combined by the mean or
         median. Costs one inference per transform. On Set5 with the shipped models:
         +0.1 dB (g^d_ani) to +0.6 dB (g^d_0.2).
-    back_projection : int
+    back_projection : int or None
         Iterations of back-projection with the kernel after inference (ZSSR used 10);
         0 turns it off. Runs on the whole image; trusts the kernel. On Set5 with the
         shipped models and the true kernel, 10 iterations gained +0.6 to +2.2 dB for
         2 to 5 times the time of one inference; with ``kernel="estimate"`` the gain
         shrinks and turns into a loss where the estimate is too large (g^d_0.2).
+        None (default): 1 iteration under the photo assumption (the default kernel or
+        ``"photo"``), against a blend of area averaging and bicubic downscaling, since
+        the tool that downscaled the image is unknown; 0 with any other kernel, for a
+        JPEG image and where the self-check fell back to interpolation.
 
     Returns
     -------

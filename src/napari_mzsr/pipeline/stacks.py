@@ -99,6 +99,9 @@ class StackResult:
     adapted, adapted_on : AdaptedModel and ndarray, or None
         In ``"once"`` mode, the adapted model and the slice it was adapted on (what
         :func:`napari_mzsr.export_bioimageio` exports); None in ``"per_slice"`` mode.
+    back_projection : int
+        Back-projection iterations of the last inference (``back_projection=None``
+        resolves per model: :meth:`AdaptedModel.back_projection_for`).
     """
 
     data: np.ndarray
@@ -109,6 +112,7 @@ class StackResult:
     threads: dict[str, int] = field(default_factory=dict)
     adapted: AdaptedModel | None = None
     adapted_on: np.ndarray | None = None
+    back_projection: int = 0
 
     def describe_checks(self) -> str:
         """The self-check's line for a status bar or a summary: the last adaptation's,
@@ -240,6 +244,7 @@ def _run_stage(
         dict(adapted.threads_used),
         adapted if once else None,
         np.asarray(data.slice(index).array) if once else None,
+        adapted.back_projection_used or 0,
     )
 
 
@@ -363,7 +368,7 @@ def super_resolve_stack(
     threads: int | str = "auto",
     tile: int | None = None,
     ensemble: str | None = None,
-    back_projection: int = 0,
+    back_projection: int | None = None,
 ) -> np.ndarray:
     """Super-resolve every 2D (or RGB) slice of N-D ``data``, keeping its other axes.
 

@@ -74,7 +74,8 @@ TOOLTIPS = {
     "ensemble": "combine the flips/rotations that leave the kernel unchanged (8 for an "
     "isotropic kernel); one inference each",
     "back_projection": "iterations of back-projection with the kernel after inference "
-    "(0: off); it trusts the kernel, so an estimated one that is too large costs detail",
+    "(0: off; auto: 1 under the photo assumption, the default kernel, else 0); it trusts "
+    "the kernel, so an estimated one that is too large costs detail",
     "tile": "inference tile side in input pixels (0: from the device's free memory); "
     "smaller tiles need less memory, results are the same",
     "threads": "CPU threads (0: auto: the adaptation uses the cores other programs leave "

@@ -228,7 +228,7 @@ class Values:
     replace: bool
     float_output: bool
     ensemble: str | None
-    back_projection: int
+    back_projection: int | None  # None: the adapted model's choice
     tile: int | None = None
     shared: bool = False
     region: tuple[slice, slice] | None = None
@@ -391,7 +391,7 @@ def make_job(values: Values) -> Job:
         "seed": first.options.seed,
         "device": values.device,
         "self_ensemble": apply.ensemble or "off",
-        "back_projection": apply.back_projection,
+        "back_projection": "auto" if apply.back_projection is None else apply.back_projection,
         "tile": "auto" if values.tile is None else values.tile,
     }
     if len(tasks) > 1:

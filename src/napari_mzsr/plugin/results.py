@@ -58,5 +58,7 @@ def result_layer(job: Job, task: Task, result: Any) -> Image:
         settings["self_check"] = checks
     if result.threads:
         settings["cpu_threads"] = dict(result.threads)
+    if settings.get("back_projection") == "auto":
+        settings["back_projection"] = result.back_projection
     look = layer_look(src, scale=new_scale, translate=translate, settings=settings)
     return Image(data, name=output_name(src.name, scale, details=job.details), **look)

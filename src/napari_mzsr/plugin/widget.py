@@ -344,14 +344,15 @@ class MZSRWidget(Container):
         self._normalization = ComboBox(label="intensities", choices=NORMALIZATIONS, value="auto")
         self._seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self._ensemble = ComboBox(label="self-ensemble", choices=ENSEMBLES, value="off")
-        self._back_projection = SpinBox(label="back-projection", value=0, min=0, max=50)
+        self._back_projection = FloatSpinBox(label="back-projection", value=-1, min=-1, max=50)
+        self._back_projection.native.setSpecialValueText("auto (1 for photos)")
         # Float spin boxes with no decimals: magicgui's integer one (superqt's large-int
         # box) cannot show a word for its minimum, and "0" reads as zero tiles or threads.
         self._tile = FloatSpinBox(label="tile size", value=0, min=0, max=16384, step=64)
         self._tile.native.setSpecialValueText("auto (free memory)")
         self._threads = FloatSpinBox(label="CPU threads", value=0, min=0, max=1024, step=1)
         self._threads.native.setSpecialValueText("auto (free cores)")
-        for spin in (self._tile, self._threads):
+        for spin in (self._back_projection, self._tile, self._threads):
             spin.native.setDecimals(0)
         self._reset = PushButton(text="Restore defaults")
         self._advanced = Container(
@@ -537,7 +538,7 @@ class MZSRWidget(Container):
             "kernel_file": "", "steps": 10, "device": "auto", "stack_mode": "once",
             "current_only": False, "replace": False, "float_output": False,
             "show_advanced": False, "lr": "", "normalization": "auto", "seed": 0,
-            "ensemble": "off", "back_projection": 0, "tile": 0, "threads": 0,
+            "ensemble": "off", "back_projection": -1, "tile": 0, "threads": 0,
         }  # fmt: skip
 
     # -- option handling -------------------------------------------------------------
@@ -871,7 +872,9 @@ class MZSRWidget(Container):
             replace=self._replace.value,
             float_output=self._float_output.value,
             ensemble=None if self._ensemble.value == "off" else self._ensemble.value,
-            back_projection=int(self._back_projection.value),
+            back_projection=None
+            if self._back_projection.value < 0
+            else int(self._back_projection.value),
             tile=tile or None,
             shared=self._channel_mode.value == "shared",
             region=self._visible_region(layers[0]) if preview else None,
@@ -1098,6 +1101,8 @@ class MZSRWidget(Container):
             parts.append(f"kernel {estimate.describe()}")
         if any(c is not None for c in result.self_checks):
             parts.append(result.describe_checks())
+        if result.back_projection:
+            parts.append(f"back-projected {result.back_projection} times")
         return ", ".join(parts)
 
     def _on_aborted(self) -> None:
