@@ -164,3 +164,20 @@ def test_the_rest_of_a_factor_by_interpolation_before_or_after_x2(tiny_model):
     for method in (real_images.x2_then(**options), real_images.bicubic_then_x2(**options)):
         sr, check = method(lr, (60, 70))
         assert sr.shape == (60, 70, 3) and sr.dtype == np.uint8 and "choice" in check
+
+
+def test_photo_back_projection_study_scores_every_blend(tmp_path):
+    """The study behind the defaults' back-projection: every blend and count scored on
+    one adaptation, the package's choice among them, a table per set."""
+    from benchmarks import photo_back_projection as study
+
+    hr = _photo((64, 64, 3))
+    item = real_images.Item("photos area x2 clean", "a", real_images.downscale(hr, 2.0, "area"),
+                            hr, registered=False)  # fmt: skip
+    row = study.study(item)
+    columns = [f"w{w:g} n{n}" for w in study.WEIGHTS for n in study.ITERATIONS]
+    assert all(np.isfinite(row[c]) for c in (*columns, "unrefined"))
+    assert row["package"] == row[f"w0.5 n{study.PHOTO_BACK_PROJECTION}"] != row["unrefined"]
+    assert len({round(row[c], 6) for c in columns}) > len(study.WEIGHTS)
+    lines = study.summary([row, {**row, "key": "b"}])
+    assert any(line.startswith("| photos area x2 clean | 2 | 0 |") for line in lines)

@@ -1,6 +1,7 @@
 """Self-ensemble and back-projection (module and API options), and kernel="estimate"
 through the API, the stack runner and the command line."""
 
+import dataclasses
 import io
 
 import numpy as np
@@ -167,6 +168,11 @@ def test_the_photo_assumption_back_projects_by_default(tmp_path):
     assert misfit(PHOTO_DEGRADATION) < 0.5 * min(misfit({"area": 1}), misfit({"bicubic": 1}))
     assert adapted.back_projection_used == 30
 
+    # Nor a camera profile's result: its downscale was learnt from the camera's pairs.
+    profile = drive(iter_adapt(image, **run))
+    profile.info = dataclasses.replace(profile.info, training={"stage": "calibration"})
+    assert profile.calibrated and profile.back_projection_for(None) == 0
+
     # A JPEG image is not back-projected by default (its blocks would come back).
     buffer = io.BytesIO()
     y, x = np.mgrid[:96, :96]
@@ -275,3 +281,16 @@ def test_command_line_accepts_estimate_and_refinements(tmp_path, tiny_model):
     )  # fmt: skip
     assert code == 0
     assert np.asarray(Image.open(tmp_path / "out" / "img_x2_mzsr.png")).shape == (80, 80, 3)
+
+
+def test_command_line_says_when_it_back_projected(tmp_path, capsys):
+    """The defaults' back-projection is named in the file's summary line, and gone with
+    --back-projection 0."""
+    model = save_tiny_model(tmp_path / "cubic.pt", "tiny-cubic", degradation="bicubic")
+    Image.fromarray(_texture((40, 40, 3))).save(tmp_path / "img.png")
+    run = ["run", str(tmp_path / "img.png"), "--model", str(model), "--steps", "1",
+           "--device", "cpu"]  # fmt: skip
+    assert main([*run, "-o", str(tmp_path / "a")]) == 0
+    assert "back-projected 1 time;" in capsys.readouterr().err
+    assert main([*run, "-o", str(tmp_path / "b"), "--back-projection", "0"]) == 0
+    assert "back-projected" not in capsys.readouterr().err

@@ -219,7 +219,8 @@ def print_summary(
     and the CPU threads used."""
     from ..core.threads import describe_threads
 
-    projected = f"back-projected {back_projection} times" if back_projection else ""
+    plural = "s" if back_projection != 1 else ""
+    projected = f"back-projected {back_projection} time{plural}" if back_projection else ""
     summary = "; ".join(filter(None, [check, projected, describe_threads(threads)]))
     print(f"{path.name}: {summary}", file=sys.stderr)
 

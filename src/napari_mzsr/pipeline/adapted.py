@@ -114,11 +114,18 @@ class AdaptedModel:
         """Whether it was adapted under the photo assumption (area son, bicubic model)."""
         return self.son_degradation == "area" and self.info.degradation == "bicubic"
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether it started from a camera profile (:mod:`~napari_mzsr.pipeline.
+        calibrate`), which learnt its camera's downscale from real pairs."""
+        return self.info.training.get("stage") == "calibration"
+
     def back_projection_for(self, requested: int | None, region: Region | None = None) -> int:
         """Back-projection iterations of an inference: ``requested``, or for None
         :data:`PHOTO_BACK_PROJECTION` under the photo assumption on a whole image that
-        is not JPEG-compressed and 0 elsewhere; always 0 where the self-check fell back
-        to interpolation.
+        is not JPEG-compressed, from a shipped theta_M (a camera profile's downscale is
+        its own; the blend was not validated there), and 0 elsewhere; always 0 where the
+        self-check fell back to interpolation.
 
         Raises
         ------
@@ -131,7 +138,8 @@ class AdaptedModel:
         if requested is None:
             # A JPEG's blocks are left alone, as in its son: not projected back in.
             auto = self.photo_assumption and self.kernel is not None and region is None
-            return PHOTO_BACK_PROJECTION if auto and self.jpeg_quality is None else 0
+            auto = auto and self.jpeg_quality is None and not self.calibrated
+            return PHOTO_BACK_PROJECTION if auto else 0
         if requested and (self.kernel is None or region is not None):
             raise ValueError(
                 "back_projection needs the adaptation kernel and the whole image (no region)"

@@ -652,7 +652,7 @@ def _run_shared(job: Job) -> Generator[JobProgress | str, None, list]:
         net = AdaptedModel(
             adapted.net, adapted.info, adapted.scale, data.intensity, adapted.autocast_dtype,
             adapted.kernel, adapted.kernel_estimate, adapted.steps_taken, adapted.self_check,
-            adapted.threads,
+            adapted.threads, adapted.son_degradation, adapted.jpeg_quality,
         )  # fmt: skip
         net.threads_used.update(adapted.threads_used)
         positions = [task.index] if task.current_only else list(np.ndindex(*data.slice_shape))
@@ -681,6 +681,7 @@ def _run_shared(job: Job) -> Generator[JobProgress | str, None, list]:
                     (adapted.steps_taken,),
                     (adapted.self_check,),
                     dict(net.threads_used),
+                    back_projection=net.back_projection_used or 0,
                 ),
             )
         )
