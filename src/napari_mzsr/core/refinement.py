@@ -48,8 +48,9 @@ COMBINE = ("mean", "median")
 # area averaging and bicubic half and half. On the validation split (training photos
 # by MATLAB bicubic, area and Lanczos at x2, x3, x2.5; City100 pairs 016-040), with 3
 # iterations, either alone lost up to 0.38 dB against the other on the sets made by
-# the other tool; the blend stayed within 0.08 dB of the better one on every set
-# (benchmarks/results/validation/photo_back_projection.md).
+# the other tool; the blend stayed within 0.08 dB of the better one on every clean set
+# and both cameras, 0.10 on noisy area x2
+# (benchmarks/results/validation/photo_back_projection_probe.md).
 PHOTO_DEGRADATION = {"area": 0.5, "bicubic": 0.5}
 
 

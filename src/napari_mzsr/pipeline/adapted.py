@@ -28,10 +28,10 @@ from .options import ApplyOptions
 
 # Back-projection iterations of ``back_projection=None`` (auto) under the photo
 # assumption (a son made by area averaging for a bicubic model). Validation split
-# (benchmarks/results/validation/photo_back_projection.md): 3 iterations gained up to
+# (benchmarks/results/validation/photo_back_projection_probe.md): 3 iterations gained up to
 # 0.08 dB more than 1 on clean photos but put the noise back into noisy ones (worst
 # image -0.26 dB against bicubic, 1 iteration -0.03); gating them on the noise
-# estimate lost most of the gain, as it reads texture as noise on clean photos.
+# estimate lost half the gain or more, as it reads texture as noise on clean photos.
 PHOTO_BACK_PROJECTION = 1
 
 
