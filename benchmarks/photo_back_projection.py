@@ -6,9 +6,10 @@ the result consistent with the input under an assumed downscale; this study adap
 once per image with the defaults' adaptation (no back-projection), then back-projects
 that result against blends of area averaging and bicubic downscaling (weight ``w`` of
 area) for several iteration counts, and scores each against bicubic interpolation as
-``benchmarks.real_images`` does. Images where the self-check fell back to Lanczos are
-scored as the package gives them (no back-projection); so are JPEG images (the package
-leaves their blocks alone) in the ``package`` column, which is what the defaults give.
+``benchmarks.real_images`` does (the blends work on the rounded uint8 result). Images
+where the self-check fell back to Lanczos are scored as the package gives them (no
+back-projection); the ``package`` column is what the defaults give (``apply`` with
+``back_projection`` left to the model: JPEG images are not projected).
 
 Run it on the validation split only: the defaults were chosen from its output.
 """
@@ -26,7 +27,6 @@ import numpy as np
 import torch
 
 from napari_mzsr.core.refinement import back_project
-from napari_mzsr.pipeline.adapted import PHOTO_BACK_PROJECTION
 from napari_mzsr.pipeline.run import drive, iter_adapt
 
 from . import real_images as ri
@@ -71,8 +71,8 @@ def study(item: ri.Item) -> dict[str, Any]:
                 continue
             out = back_project(sr, lr, kernel, adapted.scale, blend, n)
             row[f"w{w:g} n{n}"] = gain(_uint8(out))
-    default = f"w0.5 n{PHOTO_BACK_PROJECTION}"
-    row["package"] = row["unrefined"] if row["jpeg"] else row[default]
+    # What the defaults give (back-projected before rounding, JPEG and fallbacks alone).
+    row["package"] = gain(adapted.apply(item.lr))
     return row
 
 

@@ -579,6 +579,19 @@ def test_choices_are_remembered_and_reset(make_napari_viewer, tmp_path, model_pa
     assert again._values().back_projection is None
 
 
+def test_a_former_memory_keeps_back_projection_on_auto(make_napari_viewer):
+    """Memories written before back-projection had "auto" hold its former default, 0:
+    that is not a choice, so the new default stands; a choice made since is kept."""
+    from napari_mzsr.plugin import memory
+
+    viewer = make_napari_viewer()
+    memory.save({"back_projection": 0, "steps": 7})
+    widget = MZSRWidget(viewer)
+    assert widget._back_projection.value == -1 and widget._steps.value == 7
+    memory.save({"memory_version": 2, "back_projection": 0})
+    assert MZSRWidget(viewer)._back_projection.value == 0
+
+
 def test_progress_shows_in_the_activity_panel_with_time_left(
     make_napari_viewer, qtbot, model_path, monkeypatch
 ):

@@ -111,8 +111,10 @@ class AdaptedModel:
 
     @property
     def photo_assumption(self) -> bool:
-        """Whether it was adapted under the photo assumption (area son, bicubic model)."""
-        return self.son_degradation == "area" and self.info.degradation == "bicubic"
+        """Whether it was adapted under the photo assumption: no blur (a 1 x 1 kernel),
+        an area-averaged son, a bicubic model."""
+        no_blur = self.kernel is not None and self.kernel.shape == (1, 1)
+        return no_blur and self.son_degradation == "area" and self.info.degradation == "bicubic"
 
     @property
     def calibrated(self) -> bool:
@@ -123,9 +125,9 @@ class AdaptedModel:
     def back_projection_for(self, requested: int | None, region: Region | None = None) -> int:
         """Back-projection iterations of an inference: ``requested``, or for None
         :data:`PHOTO_BACK_PROJECTION` under the photo assumption on a whole image that
-        is not JPEG-compressed, from a shipped theta_M (a camera profile's downscale is
-        its own; the blend was not validated there), and 0 elsewhere; always 0 where the
-        self-check fell back to interpolation.
+        is not JPEG-compressed, from a theta_M that is not a camera profile (a profile's
+        downscale is its own; the blend was not validated there), and 0 elsewhere;
+        always 0 where the self-check fell back to interpolation.
 
         Raises
         ------
@@ -137,7 +139,7 @@ class AdaptedModel:
             return 0
         if requested is None:
             # A JPEG's blocks are left alone, as in its son: not projected back in.
-            auto = self.photo_assumption and self.kernel is not None and region is None
+            auto = self.photo_assumption and region is None
             auto = auto and self.jpeg_quality is None and not self.calibrated
             return PHOTO_BACK_PROJECTION if auto else 0
         if requested and (self.kernel is None or region is not None):
@@ -187,10 +189,10 @@ class AdaptedModel:
             Geometric self-ensemble (:func:`napari_mzsr.core.refinement.self_ensemble`)
             over the flips and rotations that leave the adaptation kernel unchanged,
             combined by the mean or median; None runs the image once.
-        back_projection : int or None
+        back_projection : int, None or "auto"
             Iterations of back-projection with the adaptation kernel
             (:func:`napari_mzsr.core.refinement.back_project`), done on the whole image
-            after the tiles; 0 turns it off. Not with ``region``. None (default):
+            after the tiles; 0 turns it off. Not with ``region``. None or "auto" (default):
             :data:`PHOTO_BACK_PROJECTION` (1) under the photo assumption, else 0
             (:meth:`back_projection_for`).
 
@@ -283,9 +285,17 @@ class AdaptedModel:
         channels = 3 if image.rgb else 1
         lr = to_batch(image.unit(), channels).to(self.device)
         sr = to_batch(unit_sr, channels).to(self.device)
-        degradation = PHOTO_DEGRADATION if self.photo_assumption else self.info.degradation
-        sr = back_project(sr, lr, kernel, self.scale, degradation, iterations, clamp)
-        return from_batch(sr, image.rgb)
+        photo = self.photo_assumption and not self.calibrated
+        degradation = PHOTO_DEGRADATION if photo else self.info.degradation
+        try:
+            sr = back_project(sr, lr, kernel, self.scale, degradation, iterations, clamp)
+        except torch.cuda.OutOfMemoryError:
+            # The whole image at once (no tiles): the CPU's memory is the larger.
+            torch.cuda.empty_cache()
+            cpu = torch.device("cpu")
+            sr = back_project(sr.to(cpu), lr.to(cpu), kernel.to(cpu), self.scale, degradation,
+                              iterations, clamp)  # fmt: skip
+        return from_batch(sr.cpu(), image.rgb)
 
 
 def _resize_alpha(alpha: np.ndarray, scale: tuple[float, float], dtype: np.dtype) -> np.ndarray:

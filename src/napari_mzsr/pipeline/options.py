@@ -392,11 +392,18 @@ class ApplyOptions:
             object.__setattr__(self, "tile", checks.integer(self.tile, "tile", minimum=1))
         if self.ensemble is not None:
             checks.one_of(self.ensemble, "ensemble", (None, *COMBINE))
+        if isinstance(self.back_projection, str) and self.back_projection == "auto":
+            object.__setattr__(self, "back_projection", None)
         if self.back_projection is not None:
             # None: the adapted model's choice (AdaptedModel.back_projection_for).
-            object.__setattr__(
-                self, "back_projection", checks.integer(self.back_projection, "back_projection")
-            )
+            try:
+                count = checks.integer(self.back_projection, "back_projection")
+            except ValueError:
+                raise ValueError(
+                    "back_projection must be None or 'auto' (the model's choice) or an "
+                    f"integer >= 0, got {self.back_projection!r}"
+                ) from None
+            object.__setattr__(self, "back_projection", count)
 
 
 def _serves_in_one_step(scale: tuple[float, float]) -> bool:

@@ -202,6 +202,9 @@ def super_resolve_image(
         result = adapted.render(image, replace(apply, output_dtype=np.dtype(np.float32)))
         image = gradual.next_input(result, image)
         done += stage.steps
+        # The first step sees the user's image (its JPEG blocks, its fallback): what it
+        # chose for "auto" holds for the later steps, which see float results.
+        apply = replace(apply, back_projection=adapted.back_projection_used)
     adapted = yield from _renumbered(adapt_image(image, stages[-1]), done, total)
     return adapted.render(image, apply)
 
@@ -466,7 +469,7 @@ def super_resolve(
         kernel (and, for unequal factors, the axes) unchanged, combined by the mean or
         median. Costs one inference per transform. On Set5 with the shipped models:
         +0.1 dB (g^d_ani) to +0.6 dB (g^d_0.2).
-    back_projection : int or None
+    back_projection : int, None or "auto"
         Iterations of back-projection with the kernel after inference (ZSSR used 10);
         0 turns it off. Runs on the whole image; trusts the kernel. On Set5 with the
         shipped models and the true kernel, 10 iterations gained +0.6 to +2.2 dB for
@@ -475,7 +478,8 @@ def super_resolve(
         None (default): 1 iteration under the photo assumption (the default kernel or
         ``"photo"``), against a blend of area averaging and bicubic downscaling, since
         the tool that downscaled the image is unknown; 0 with any other kernel, for a
-        JPEG image and where the self-check fell back to interpolation.
+        JPEG image, a camera profile and where the self-check fell back to
+        interpolation. In gradual steps the first step's choice holds for every step.
 
     Returns
     -------

@@ -175,6 +175,8 @@ def run_stack(
             data, stage, float_apply, mode, index, current_only, reported
         )
         data = image_data(result.data, rgb=data.rgb, stack=True, normalization=data.intensity)
+        # The first step's "auto" holds for the later ones (see pipeline.run).
+        apply = replace(apply, back_projection=result.back_projection)
         index = (0,) * len(slice_shape) if current_only else index
         current_only, kept = False, kept + list(result.steps_taken)
         checked += list(result.self_checks)

@@ -97,6 +97,8 @@ KERNEL_KINDS = (
 PREVIEW_PIXELS = 84
 
 BUTTONS = ("run", "preview", "cancel", "export")
+# Version 2: back-projection "auto" (-1) became the default.
+MEMORY_VERSION = 2
 # Remembered choices not worth a mention when they come back (layout, not results).
 QUIET = ("show_advanced", "model_file", "scale_x_on", "current_only", "replace")
 REMEMBERED = (
@@ -481,8 +483,12 @@ class MZSRWidget(Container):
         self._restoring = True
         before = {name: self._controls[name].value for name in REMEMBERED}
         try:
-            for name, value in memory.load().items():
-                if name not in REMEMBERED:
+            stored = memory.load()
+            # Memories from before version 2 hold back-projection 0, the default then,
+            # not a choice: the new default ("auto") stands.
+            former = stored.get("memory_version", 1) < MEMORY_VERSION
+            for name, value in stored.items():
+                if name not in REMEMBERED or (former and name == "back_projection"):
                     continue
                 try:
                     self._controls[name].value = value
@@ -511,7 +517,7 @@ class MZSRWidget(Container):
     def _remember(self, *_: object) -> None:
         if self._restoring:
             return
-        values = {}
+        values: dict[str, Any] = {"memory_version": MEMORY_VERSION}
         for name in REMEMBERED:
             value = self._controls[name].value
             values[name] = str(value) if isinstance(value, Path) else value
