@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from napari_mzsr.core.refinement import back_project
+from napari_mzsr.core.tensors import from_batch, to_batch
 from napari_mzsr.pipeline.run import drive, iter_adapt
 
 from . import real_images as ri
@@ -35,14 +36,6 @@ from .report import command_line, fmt, markdown_table, write_results
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 ITERATIONS = (1, 3, 10)
-
-
-def _unit(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None]
-
-
-def _uint8(batch: torch.Tensor) -> np.ndarray:
-    return np.rint(batch[0].permute(1, 2, 0).numpy() * 255).clip(0, 255).astype(np.uint8)
 
 
 def study(item: ri.Item) -> dict[str, Any]:
@@ -62,7 +55,7 @@ def study(item: ri.Item) -> dict[str, Any]:
         "jpeg": adapted.jpeg_quality is not None, "unrefined": gain(plain),
     }  # fmt: skip
     kernel = torch.from_numpy(adapted.kernel).float()
-    sr, lr = _unit(plain), _unit(item.lr)
+    sr, lr = (to_batch(image / 255.0, channels=3) for image in (plain, item.lr))
     for w in WEIGHTS:
         for n in ITERATIONS:
             blend = {"area": w, "bicubic": 1 - w}
@@ -70,7 +63,7 @@ def study(item: ri.Item) -> dict[str, Any]:
                 row[f"w{w:g} n{n}"] = row["unrefined"]
                 continue
             out = back_project(sr, lr, kernel, adapted.scale, blend, n)
-            row[f"w{w:g} n{n}"] = gain(_uint8(out))
+            row[f"w{w:g} n{n}"] = gain(ri._to_uint8(from_batch(out, rgb=True)))
     # What the defaults give (back-projected before rounding, JPEG and fallbacks alone).
     row["package"] = gain(adapted.apply(item.lr))
     return row

@@ -212,15 +212,11 @@ class Bars:
         self.slices.close()
 
 
-def print_summary(
-    path: Path, check: str, threads: dict[str, int], back_projection: int = 0
-) -> None:
-    """A file's line on stderr: the self-check's line, the back-projection iterations
-    and the CPU threads used."""
+def print_summary(path: Path, check: str, threads: dict[str, int], projected: str = "") -> None:
+    """A file's line on stderr: the self-check's line, what back-projection did and the
+    CPU threads used."""
     from ..core.threads import describe_threads
 
-    plural = "s" if back_projection != 1 else ""
-    projected = f"back-projected {back_projection} time{plural}" if back_projection else ""
     summary = "; ".join(filter(None, [check, projected, describe_threads(threads)]))
     print(f"{path.name}: {summary}", file=sys.stderr)
 
@@ -251,7 +247,7 @@ def process(path: Path, target: Path, args: argparse.Namespace, options, apply) 
         bars.close()
     out_meta = scaled_meta(meta, file_options.scale, file_options.model.info.degradation)
     write_image(target, result.data, out_meta, overwrite=args.overwrite)
-    print_summary(path, result.describe_checks(), result.threads, result.back_projection)
+    print_summary(path, result.describe_checks(), result.threads, result.describe_back_projection())
 
 
 def _process_lazy(path: Path, target: Path, data, meta, args, options, apply) -> None:

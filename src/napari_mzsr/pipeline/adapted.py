@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -112,9 +113,12 @@ class AdaptedModel:
     @property
     def photo_assumption(self) -> bool:
         """Whether it was adapted under the photo assumption: no blur (a 1 x 1 kernel),
-        an area-averaged son, a bicubic model."""
+        an area-averaged son, a bicubic model, not a camera profile (a profile's
+        downscale is its own; the blend of :data:`~napari_mzsr.core.refinement.
+        PHOTO_DEGRADATION` was not validated there)."""
         no_blur = self.kernel is not None and self.kernel.shape == (1, 1)
-        return no_blur and self.son_degradation == "area" and self.info.degradation == "bicubic"
+        photo_son = self.son_degradation == "area" and self.info.degradation == "bicubic"
+        return no_blur and photo_son and not self.calibrated
 
     @property
     def calibrated(self) -> bool:
@@ -124,10 +128,9 @@ class AdaptedModel:
 
     def back_projection_for(self, requested: int | None, region: Region | None = None) -> int:
         """Back-projection iterations of an inference: ``requested``, or for None
-        :data:`PHOTO_BACK_PROJECTION` under the photo assumption on a whole image that
-        is not JPEG-compressed, from a theta_M that is not a camera profile (a profile's
-        downscale is its own; the blend was not validated there), and 0 elsewhere;
-        always 0 where the self-check fell back to interpolation.
+        :data:`PHOTO_BACK_PROJECTION` under the photo assumption
+        (:attr:`photo_assumption`) on a whole image that is not JPEG-compressed, and 0
+        elsewhere; always 0 where the self-check fell back to interpolation.
 
         Raises
         ------
@@ -139,14 +142,20 @@ class AdaptedModel:
             return 0
         if requested is None:
             # A JPEG's blocks are left alone, as in its son: not projected back in.
-            auto = self.photo_assumption and region is None
-            auto = auto and self.jpeg_quality is None and not self.calibrated
+            auto = self.photo_assumption and region is None and self.jpeg_quality is None
             return PHOTO_BACK_PROJECTION if auto else 0
         if requested and (self.kernel is None or region is not None):
             raise ValueError(
                 "back_projection needs the adaptation kernel and the whole image (no region)"
             )
         return requested
+
+    def with_intensity(self, intensity: IntensityMap) -> AdaptedModel:
+        """The same adapted network (shared, not copied) for images mapped by
+        ``intensity``: one adaptation applied to other channels or layers."""
+        other = copy.copy(self)
+        other.intensity, other.threads_used = intensity, dict(self.threads_used)
+        return other
 
     @property
     def device(self) -> torch.device:
@@ -285,8 +294,7 @@ class AdaptedModel:
         channels = 3 if image.rgb else 1
         lr = to_batch(image.unit(), channels).to(self.device)
         sr = to_batch(unit_sr, channels).to(self.device)
-        photo = self.photo_assumption and not self.calibrated
-        degradation = PHOTO_DEGRADATION if photo else self.info.degradation
+        degradation = PHOTO_DEGRADATION if self.photo_assumption else self.info.degradation
         try:
             sr = back_project(sr, lr, kernel, self.scale, degradation, iterations, clamp)
         except torch.cuda.OutOfMemoryError:

@@ -114,6 +114,11 @@ class StackResult:
     adapted_on: np.ndarray | None = None
     back_projection: int = 0
 
+    def describe_back_projection(self) -> str:
+        """``"back-projected N time(s)"`` for a summary, ``""`` where it did not run."""
+        n = self.back_projection
+        return f"back-projected {n} time{'s' if n != 1 else ''}" if n else ""
+
     def describe_checks(self) -> str:
         """The self-check's line for a status bar or a summary: the last adaptation's,
         with how many of the adaptations fell back when there were several."""

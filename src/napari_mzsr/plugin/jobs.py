@@ -614,7 +614,6 @@ def _job_progress(
 def _run_shared(job: Job) -> Generator[JobProgress | str, None, list]:
     """Adapt once on the first task's slice, then apply that network to every slice
     of every task, each with its own intensity map."""
-    from ..pipeline.adapted import AdaptedModel
     from ..pipeline.kernel_choice import resolve_kernel
     from ..pipeline.run import adapt_image
     from ..pipeline.stacks import StackProgress, StackResult, default_index, stack_data
@@ -649,12 +648,7 @@ def _run_shared(job: Job) -> Generator[JobProgress | str, None, list]:
     results = []
     slices_before = 0
     for number, (task, data) in enumerate(zip(job.tasks, stacks, strict=True)):
-        net = AdaptedModel(
-            adapted.net, adapted.info, adapted.scale, data.intensity, adapted.autocast_dtype,
-            adapted.kernel, adapted.kernel_estimate, adapted.steps_taken, adapted.self_check,
-            adapted.threads, adapted.son_degradation, adapted.jpeg_quality,
-        )  # fmt: skip
-        net.threads_used.update(adapted.threads_used)
+        net = adapted.with_intensity(data.intensity)
         positions = [task.index] if task.current_only else list(np.ndindex(*data.slice_shape))
         result = None
         for done, position in enumerate(positions):

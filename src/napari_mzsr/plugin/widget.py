@@ -1108,8 +1108,7 @@ class MZSRWidget(Container):
         if any(c is not None for c in result.self_checks):
             parts.append(result.describe_checks())
         if result.back_projection:
-            times = result.back_projection
-            parts.append(f"back-projected {times} time{'s' if times != 1 else ''}")
+            parts.append(result.describe_back_projection())
         return ", ".join(parts)
 
     def _on_aborted(self) -> None:
